@@ -1,0 +1,3 @@
+from feredge.cli import main
+
+main()

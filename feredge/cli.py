@@ -1,0 +1,189 @@
+"""Command line: each command turns its options into one library call and prints the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from feredge import __version__
+from feredge.errors import FeredgeError
+
+
+class _Group(click.Group):
+    """Turns FeredgeError (bad user input) into a one-line message and a non-zero exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FeredgeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="left" if c == columns[0] else "right")
+    for r in rows:
+        table.add_row(*[str(v) for v in r])
+    Console().print(table)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="feredge")
+def cli() -> None:
+    """feredge: facial-expression recognition from PyTorch training to TensorRT on NVIDIA GPUs."""
+
+
+@cli.group(cls=_Group)
+def data() -> None:
+    """Prepare datasets into feredge's fast on-disk format and inspect them."""
+
+
+@data.command("prepare")
+@click.argument("kind", type=click.Choice(["fer2013", "rafdb", "ckplus", "jaffe"]))
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="output folder")
+@click.option("--skip-bad", is_flag=True, help="skip bad records and report how many, instead of stopping")
+@click.option("--overwrite", is_flag=True, help="replace an existing prepared dataset in --out")
+@click.option("--size", type=int, default=None, help="resize images to SIZE×SIZE (default: dataset's own)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of subject-wise splits (CK+, JAFFE)")
+@click.option("--ferplus", type=click.Path(path_type=Path), default=None, help="FER+ vote CSV: adds soft labels")
+@click.option("--ferplus-majority", is_flag=True, help="replace FER2013 labels by the FER+ majority vote")
+@click.option("--contempt", type=click.Choice(["drop", "class", "error"]), default="drop", show_default=True,
+              help="CK+ contempt: drop (counted), keep as an 8th class, or stop")
+def data_prepare(kind: str, source: Path, out: Path, skip_bad: bool, overwrite: bool, size: int | None, seed: int,
+                 ferplus: Path | None, ferplus_majority: bool, contempt: str) -> None:
+    """Convert SOURCE (a FER2013 CSV or folder tree, RAF-DB basic, CK+, JAFFE) into --out."""
+    from feredge.data import prepare
+
+    ds, problems = prepare(kind, source, out, skip_bad=skip_bad, overwrite=overwrite, size=size, seed=seed,
+                           ferplus=ferplus, ferplus_majority=ferplus_majority, contempt=contempt)
+    counts = ", ".join(f"{n} {len(s)}" for n, s in ds.splits.items())
+    click.echo(f"prepared {kind} into {out}: {counts}")
+    for key in ("ferplus_matched", "ferplus_unmatched", "contempt_dropped"):
+        if key in ds.meta:
+            click.echo(f"{key.replace('_', ' ')}: {ds.meta[key]}")
+    if skip_bad:
+        click.echo(problems.summary())
+
+
+@data.command("info")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def data_info(root: Path, as_json: bool) -> None:
+    """Print class counts per split of a prepared dataset."""
+    from feredge.data.store import read_meta
+
+    meta = read_meta(root)
+    if as_json:
+        click.echo(json.dumps({k: meta[k] for k in ("dataset", "classes", "image_shape", "splits")}, indent=2))
+        return
+    splits = meta["splits"]
+    rows = [[c, *(s["class_counts"][i] for s in splits.values())] for i, c in enumerate(meta["classes"])]
+    rows.append(["total", *(s["count"] for s in splits.values())])
+    _table(f"{meta['dataset']} ({root}), images {'×'.join(map(str, meta['image_shape']))}", ["class", *splits], rows)
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def models_cmd(as_json: bool) -> None:
+    """List registered models with input spec, parameters and GFLOPs (multiply-accumulates)."""
+    from feredge.models import create_model, list_models, model_info
+    from feredge.models.profile import count_macs, count_params
+
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        model = create_model(name)
+        s = info.input_spec
+        rows.append({"name": name, "input": f"{s.channels}x{s.size}x{s.size}", "params": count_params(model),
+                     "gflops": count_macs(model, (s.channels, s.size, s.size)) / 1e9, "heads": info.heads,
+                     "description": info.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table("feredge models (GFLOPs = multiply-accumulates per image)", ["name", "input", "params", "GFLOPs", "heads"],
+           [[r["name"], r["input"], f"{r['params']:,}", f"{r['gflops']:.3f}", "+".join(r["heads"])] for r in rows])
+
+
+def _parse_set(pairs: tuple[str, ...]) -> dict:
+    """--set key=value pairs; values parsed as JSON when they can be (numbers, booleans, lists)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise FeredgeError(f"--set {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@cli.command("train")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with TrainConfig fields")
+@click.option("--recipe", help="a named preset: vgg-a, rmn, mmnet, multitask-cnn, feredge-s")
+@click.option("--model", help="registered model name (see `feredge models`)")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="prepared dataset folder")
+@click.option("--out", type=click.Path(path_type=Path), help="run folder for logs and checkpoints")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--seed", type=int)
+@click.option("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+@click.option("--set", "sets", multiple=True, help="any TrainConfig field, e.g. --set mixup=0.2")
+@click.option("--resume", is_flag=True, help="continue the run in --out exactly where it stopped")
+@click.option("--stop-after", type=int, help="run at most N more epochs (split long runs into pieces)")
+def train_cmd(config_file, recipe, sets, resume, stop_after, **options) -> None:
+    """Train a model: recipe < config file < --set < explicit options."""
+    from feredge.config import config_from_dict, load_config_file
+    from feredge.train.recipes import recipe as get_recipe
+    from feredge.train.trainer import train
+
+    values: dict = get_recipe(recipe) if recipe else {}
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(_parse_set(sets))
+    renames = {"data_dir": "data"}
+    values.update({renames.get(k, k): str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
+    cfg = config_from_dict(values, str(config_file or "options"))
+    result = train(cfg, resume=resume, stop_after=stop_after)
+    click.echo(json.dumps(result))
+
+
+@cli.command("eval")
+@click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="prepared dataset folder")
+@click.option("--split", default="val", show_default=True, help="split to evaluate (FER2013: val = PublicTest)")
+@click.option("--tta", type=click.Choice(["none", "hflip", "ten-crop"]), default="none", show_default=True)
+@click.option("--ensemble", is_flag=True, help="average the softmax outputs of all CHECKPOINTS")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/eval"), show_default=True)
+@click.option("--device", default="", help="cpu or cuda (default: cuda when available)")
+def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
+    """Evaluate a checkpoint (default: the shipped model) or an ensemble on a prepared split."""
+    from feredge.evaluate import evaluate_checkpoints, write_report
+    from feredge.weights import default_checkpoint
+
+    checkpoints = list(checkpoints) or [default_checkpoint()]
+    if len(checkpoints) > 1 and not ensemble:
+        raise FeredgeError(f"{len(checkpoints)} checkpoints given; pass --ensemble to average them")
+    report, _ = evaluate_checkpoints(checkpoints, data_dir, split, tta, device)
+    json_path, png = write_report(report, out, f"{', '.join(c.stem for c in checkpoints)} on {split} (tta {tta})")
+    _table(f"top-1 {report['accuracy']:.4f}  mean-class {report['mean_class_accuracy']:.4f}  (n={report['n']}, tta {tta})",
+           ["class", "precision", "recall", "f1", "support"],
+           [[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+            for c, m in report["per_class"].items()])
+    click.echo(f"report: {json_path}  confusion matrix: {png}")
+
+
+def main() -> None:
+    cli(prog_name="feredge")
+
+
+if __name__ == "__main__":
+    main()

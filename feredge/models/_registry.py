@@ -1,0 +1,71 @@
+"""Models register by name (as in timm) with the input spec the runtime needs to feed them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from feredge.errors import FeredgeError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects: size×size pixels, channels, and per-channel normalisation of x/255."""
+
+    size: int
+    channels: int
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputSpec":
+        return cls(int(d["size"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"]))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable
+    input_spec: InputSpec
+    heads: dict[str, int] = field(default_factory=lambda: {"emotion": 7})
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, input_spec: InputSpec, heads: dict[str, int] | None = None, description: str = ""):
+    """Decorator: register ``fn(num_classes=…, **kw) -> nn.Module`` under ``name``."""
+
+    def wrap(fn: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelInfo(name, fn, input_spec, heads or {"emotion": 7}, description)
+        return fn
+
+    return wrap
+
+
+def model_info(name: str) -> ModelInfo:
+    _load_all()
+    if name not in _REGISTRY:
+        raise FeredgeError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def list_models() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int = 7, **kwargs):
+    """Build a registered model (torch needed); extra kwargs go to the architecture."""
+    return model_info(name).builder(num_classes=num_classes, **kwargs)
+
+
+def _load_all() -> None:
+    """Import the architecture modules so their registrations run (needs torch)."""
+    from feredge.models import edge, mmnet, multitask_cnn, resmasking, vgg  # noqa: F401

@@ -1,0 +1,53 @@
+"""`feredge-s`: feredge's edge model for 48×48 grayscale faces.
+
+A compact pre-activation-free ResNet: a stride-2 stem takes 48→24 early (the full-resolution stage
+is where FLOPs go), then four stages of two BasicBlocks. Only Conv/BN/ReLU/Add/GlobalAvgPool/Gemm,
+so TensorRT fuses everything and INT8 Q/DQ placement is simple.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from feredge.models._registry import InputSpec, register_model
+
+FER_GRAY = InputSpec(48, 1, (0.5,), (0.25,))
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(*_conv_bn(cin, cout, stride), nn.ReLU(inplace=True), *_conv_bn(cout, cout))
+        nn.init.zeros_(self.body[-1].weight)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(*_conv_bn(cin, cout, stride, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class EdgeNet(nn.Module):
+    def __init__(self, num_classes: int = 7, widths: tuple[int, ...] = (48, 96, 192, 256),
+                 depths: tuple[int, ...] = (2, 2, 2, 2), stem: int = 32, drop: float = 0.3, in_chans: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = [*_conv_bn(in_chans, stem), nn.ReLU(inplace=True),
+                                   *_conv_bn(stem, stem, 2), nn.ReLU(inplace=True)]
+        cin = stem
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            for j in range(d):
+                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop), nn.Linear(cin, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@register_model("feredge-s", FER_GRAY, description="feredge edge ResNet for 48x48 gray faces (TensorRT-friendly)")
+def feredge_s(num_classes: int = 7, **kwargs) -> EdgeNet:
+    return EdgeNet(num_classes, **kwargs)

@@ -1,0 +1,101 @@
+"""Batch pre-processing and augmentation as tensor ops, so they run on the GPU next to the data."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from feredge.models import InputSpec
+
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def to_float(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 NHWC → float NCHW in [0, 1] with ``channels`` channels (gray↔RGB converted)."""
+    x = images.permute(0, 3, 1, 2).float().div_(255)
+    if x.shape[1] == channels:
+        return x
+    if channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    w = torch.tensor(_GRAY_WEIGHTS, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def normalize(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """Resize to the model's input size (bilinear) and apply its mean/std."""
+    if x.shape[-1] != spec.size or x.shape[-2] != spec.size:
+        x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(spec.mean, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def ten_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    """Four corners + centre and their mirrors: (N, C, H, W) → (N·10, C, crop, crop), crops of one image adjacent."""
+    h, w = x.shape[-2:]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    boxes = [(0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop), (top, left)]
+    crops = [x[..., i:i + crop, j:j + crop] for i, j in boxes]
+    crops += [c.flip(-1) for c in crops]
+    return torch.stack(crops, 1).flatten(0, 1)
+
+
+def random_affine(x: torch.Tensor, rotate: float, translate: float, scale: tuple[float, float],
+                  hflip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Per-image random rotation/translation/scale/flip in one grid_sample (zero fill)."""
+    n = x.shape[0]
+    rnd = lambda lo, hi: torch.rand(n, generator=gen, device=x.device) * (hi - lo) + lo  # noqa: E731
+    angle = rnd(-rotate, rotate) * math.pi / 180
+    s = rnd(*scale)
+    flip = torch.where(torch.rand(n, generator=gen, device=x.device) < 0.5, -1.0, 1.0) if hflip else torch.ones(n, device=x.device)
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, rnd(-translate, translate) * 2], 1),
+        torch.stack([sin * flip, cos, rnd(-translate, translate) * 2], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_erase(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Zero one random rectangle (2–33 % of the area, aspect 0.3–3.3) in a fraction p of the images."""
+    n, _, h, w = x.shape
+    dev = x.device
+    area = (torch.rand(n, generator=gen, device=dev) * 0.31 + 0.02) * h * w
+    log_r = torch.rand(n, generator=gen, device=dev) * (math.log(3.3) - math.log(0.3)) + math.log(0.3)
+    eh = (area * log_r.exp()).sqrt().clamp(1, h)
+    ew = (area / log_r.exp()).sqrt().clamp(1, w)
+    y0 = torch.rand(n, generator=gen, device=dev) * (h - eh)
+    x0 = torch.rand(n, generator=gen, device=dev) * (w - ew)
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    inside = ((ys >= y0.view(-1, 1, 1)) & (ys < (y0 + eh).view(-1, 1, 1))
+              & (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + ew).view(-1, 1, 1)))
+    apply = (torch.rand(n, generator=gen, device=dev) < p).view(-1, 1, 1)
+    return x.masked_fill((inside & apply).unsqueeze(1), 0.0)
+
+
+def mix(x: torch.Tensor, target: torch.Tensor, mixup: float, cutmix: float,
+        gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp or CutMix (chosen at random when both are on) on inputs and soft targets."""
+    if mixup <= 0 and cutmix <= 0:
+        return x, target
+    use_cut = cutmix > 0 and (mixup <= 0 or torch.rand(1, generator=gen, device=x.device).item() < 0.5)
+    alpha = cutmix if use_cut else mixup
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(x.shape[0], generator=gen, device=x.device)
+    if use_cut:
+        h, w = x.shape[-2:]
+        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = (torch.randint(0, h, (1,), generator=gen, device=x.device).item(),
+                  torch.randint(0, w, (1,), generator=gen, device=x.device).item())
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x = x.clone()
+        x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    else:
+        x = lam * x + (1 - lam) * x[perm]
+    return x, lam * target + (1 - lam) * target[perm]

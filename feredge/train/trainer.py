@@ -1,0 +1,343 @@
+"""One trainer for every registered model: single process or torchrun/DDP, resumable, logged.
+
+Data stay as uint8 tensors on the training device; batches are gathered, augmented and normalised
+there. Every epoch reseeds its own generators from (seed, epoch), so a resumed run replays exactly
+the batches and augmentations an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from feredge.config import TrainConfig
+from feredge.data.splits import stratified_holdout
+from feredge.data.store import ATTRIBUTES, Split, load
+from feredge.errors import FeredgeError
+from feredge.evaluate import metrics, predict_logits
+from feredge.models import InputSpec, create_model, model_info
+from feredge.train import tensor_ops as ops
+from feredge.train.checkpoint import load_into, read_state_dict, save_checkpoint
+
+STATE_FILE = "last_state.pt"
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class DeviceData:
+    """A split resident on the training device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    soft: torch.Tensor | None
+    attrs: torch.Tensor | None
+
+    @classmethod
+    def from_split(cls, split: Split, device: torch.device) -> "DeviceData":
+        tensor = lambda a: None if a is None else torch.as_tensor(np.ascontiguousarray(a)).to(device)  # noqa: E731
+        return cls(tensor(split.images), tensor(split.labels), tensor(split.soft), tensor(split.attrs))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def _init_dist(device: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    rank = dist.get_rank()
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(rank, world)
+
+
+def _splits(cfg: TrainConfig) -> tuple[Split, Split, dict]:
+    """Training split and validation split (carved from training unless cfg.val_split names one)."""
+    ds = load(Path(cfg.data))
+    if "train" not in ds.splits:
+        raise FeredgeError(f"{cfg.data}: no 'train' split")
+    train = ds.splits["train"]
+    if cfg.limit_train:
+        keep, _ = stratified_holdout(np.asarray(train.labels), 1 - min(cfg.limit_train / len(train), 1.0), cfg.seed)
+        train = train.subset(keep)
+    if cfg.val_split:
+        if cfg.val_split not in ds.splits:
+            raise FeredgeError(f"{cfg.data}: no split {cfg.val_split!r} for validation")
+        return train, ds.splits[cfg.val_split], ds.meta
+    keep, hold = stratified_holdout(np.asarray(train.labels), cfg.val_fraction, cfg.seed)
+    return train.subset(keep), train.subset(hold), ds.meta
+
+
+def _check_multitask(cfg: TrainConfig, train: Split) -> dict[str, float]:
+    aux = {k: float(v) for k, v in cfg.aux_weights.items() if float(v) > 0}
+    heads = model_info(cfg.model).heads
+    unknown = [k for k in aux if k not in heads]
+    if unknown:
+        raise FeredgeError(f"aux_weights names heads {unknown} that model {cfg.model!r} lacks (it has {list(heads)})")
+    if aux and (train.attrs is None or (np.asarray(train.attrs) < 0).all()):
+        raise FeredgeError(f"{cfg.data}: the recipe trains auxiliary heads {sorted(aux)} but the data have no "
+                           "age/race/gender attributes; use a dataset with attributes (RAF-DB) or set aux_weights={}")
+    return aux
+
+
+def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "radam":
+        return torch.optim.RAdam(groups, lr=cfg.lr, decoupled_weight_decay=True)
+    raise FeredgeError(f"field 'optimizer' is {cfg.optimizer!r}, expected sgd, adamw or radam")
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps: int):
+    """Per-step schedulers (onecycle, cosine) or per-epoch ones (plateau on val accuracy, step)."""
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps + 1,
+                                                   pct_start=cfg.warmup_pct, div_factor=25, final_div_factor=1e3)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps, eta_min=cfg.lr * 1e-3)
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", cfg.plateau_factor, cfg.plateau_patience, min_lr=1e-6)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.step_gamma)
+    raise FeredgeError(f"field 'scheduler' is {cfg.scheduler!r}, expected onecycle, cosine, plateau or step")
+
+
+def _epoch_order(cfg: TrainConfig, data: DeviceData, gen: torch.Generator, dist: Dist) -> torch.Tensor:
+    """This rank's sample order for the epoch: a permutation, or a class-balanced draw with replacement."""
+    n = len(data)
+    if cfg.weighted_sampler:
+        counts = torch.bincount(data.labels, minlength=int(data.labels.max()) + 1).float()
+        weights = (counts.max() / counts)[data.labels]
+        order = torch.multinomial(weights, n, replacement=True, generator=gen)
+    else:
+        order = torch.randperm(n, generator=gen, device=data.labels.device)
+    per_rank = n // dist.world
+    return order[dist.rank * per_rank:(dist.rank + 1) * per_rank]
+
+
+class Trainer:
+    """Holds the model, optimiser and data for one run; ``fit()`` runs the epochs."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dist = _init_dist(self.device.type)
+        self.out = Path(cfg.out)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        train, val, self.data_meta = _splits(cfg)
+        self.aux = _check_multitask(cfg, train)
+        self.classes = self.data_meta["classes"]
+        self.train = DeviceData.from_split(train, self.device)
+        self.val = val
+        self.spec = model_info(cfg.model).input_spec
+        self.eval_crop = self.spec.size if cfg.ten_crop else None
+        torch.manual_seed(cfg.seed)
+        self.model = create_model(cfg.model, num_classes=len(self.classes), **cfg.model_kwargs).to(self.device)
+        self.cuda = self.device.type == "cuda"
+        if self.cuda and cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.cuda else None)
+        self.per_rank_batch = max(cfg.batch_size // self.dist.world, 1)
+        self.steps = max(len(self.train) // self.dist.world // self.per_rank_batch, 1)
+        if cfg.max_steps_per_epoch:
+            self.steps = min(self.steps, cfg.max_steps_per_epoch)
+        self.opt = _optimizer(cfg, self.model)
+        self.sched = _scheduler(cfg, self.opt, self.steps)
+        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.cuda and cfg.amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.start_epoch, self.best, self.history = 0, -1.0, []
+
+    def _targets(self, idx: torch.Tensor) -> torch.Tensor:
+        k = len(self.classes)
+        if self.cfg.soft_labels and self.train.soft is not None:
+            target = self.train.soft[idx].float()
+        else:
+            target = F.one_hot(self.train.labels[idx], k).float()
+        eps = self.cfg.label_smoothing
+        return target * (1 - eps) + eps / k
+
+    def _batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        x = ops.to_float(self.train.images[idx], self.spec.channels)
+        x = ops.random_affine(x, cfg.rotate, cfg.translate, tuple(cfg.scale), cfg.hflip, gen)
+        target = self._targets(idx)
+        if cfg.ten_crop:
+            x = ops.ten_crop(x, self.spec.size)
+            target = target.repeat_interleave(10, 0)
+        if cfg.erasing > 0:
+            x = ops.random_erase(x, cfg.erasing, gen)
+        x, target = ops.mix(x, target, cfg.mixup, cfg.cutmix, gen)
+        x = ops.normalize(x, self.spec)
+        if self.cuda and cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, target
+
+    def _loss(self, x: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted emotion loss plus auxiliary-head losses over the samples that carry that attribute."""
+        if not self.aux:
+            logits = self.net(x)
+            return self.cfg.emotion_weight * torch.sum(-target * F.log_softmax(logits.float(), 1), 1).mean(), logits
+        outputs = self.net.forward_all(x) if self.net is self.model else self.net.module.forward_all(x)
+        logits = outputs["emotion"]
+        loss = self.cfg.emotion_weight * torch.sum(-target * F.log_softmax(logits.float(), 1), 1).mean()
+        for head, weight in self.aux.items():
+            labels = self.train.attrs[idx, ATTRIBUTES.index(head)]
+            valid = labels >= 0
+            if valid.any():
+                loss = loss + weight * F.cross_entropy(outputs[head][valid].float(), labels[valid])
+        return loss, logits
+
+    def _train_epoch(self, epoch: int) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 100003 + epoch)
+        order = _epoch_order(cfg, self.train, gen, self.dist)
+        self.model.train()
+        total, correct, loss_sum, t0 = 0, 0, 0.0, time.perf_counter()
+        bar = tqdm(range(self.steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.dist.main, leave=False)
+        for step in bar:
+            idx = order[step * self.per_rank_batch:(step + 1) * self.per_rank_batch]
+            x, target = self._batch(idx, gen)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                loss, logits = self._loss(x, target, idx)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            if cfg.scheduler in ("onecycle", "cosine"):
+                self.sched.step()
+            if cfg.ten_crop:
+                logits = logits.view(len(idx), 10, -1).mean(1)
+            correct += int((logits.argmax(1) == self.train.labels[idx]).sum())
+            total += len(idx)
+            loss_sum += loss.detach().item() * len(idx)
+            rate = total * self.dist.world / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}",
+                            lr=f"{self.opt.param_groups[0]['lr']:.2e}", img_s=f"{rate:.0f}")
+        return {"train_loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1),
+                "images_per_s": total * self.dist.world / (time.perf_counter() - t0)}
+
+    def validate(self) -> dict:
+        logits = predict_logits(self.model, self.val.images, self.spec, "none", self.eval_crop, device=str(self.device))
+        return metrics(logits, np.asarray(self.val.labels), self.classes)
+
+    def _meta(self, epoch: int, val: dict) -> dict:
+        return {
+            "model": self.cfg.model,
+            "model_kwargs": {k: v for k, v in self.cfg.model_kwargs.items() if k != "pretrained"},
+            "classes": self.classes,
+            "input_spec": self.spec.to_dict(),
+            "eval_crop": self.eval_crop,
+            "epoch": epoch + 1,
+            "metrics": {"val_accuracy": val["accuracy"], "val_mean_class_accuracy": val["mean_class_accuracy"]},
+            "config": dataclasses.asdict(self.cfg),
+            "data": {"dataset": self.data_meta.get("dataset"), "path": self.cfg.data,
+                     "validation": self.cfg.val_split or f"{self.cfg.val_fraction:.0%} of train, stratified, seed {self.cfg.seed}"},
+        }
+
+    def _save(self, epoch: int, val: dict, improved: bool) -> None:
+        meta = self._meta(epoch, val)
+        save_checkpoint(self.model, self.out / "last.safetensors", meta)
+        if improved:
+            save_checkpoint(self.model, self.out / "best.safetensors", meta)
+        torch.save({"epoch": epoch + 1, "best": self.best, "history": self.history,
+                    "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                    "scaler": self.scaler.state_dict()}, self.out / STATE_FILE)
+
+    def resume(self) -> None:
+        """Continue from out/last.safetensors + last_state.pt (weights-only loading)."""
+        state_path = self.out / STATE_FILE
+        if not state_path.is_file():
+            raise FeredgeError(f"{state_path}: nothing to resume (no state file from an earlier run)")
+        load_into(self.model, read_state_dict(self.out / "last.safetensors"), str(self.out / "last.safetensors"))
+        state = torch.load(state_path, map_location=self.device, weights_only=True)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
+
+    def _log(self, row: dict) -> None:
+        self.history.append(row)
+        keys = list(row)
+        lines = [",".join(keys)] + [",".join(f"{r.get(k, '')}" for k in keys) for r in self.history]
+        (self.out / "log.csv").write_text("\n".join(lines) + "\n")
+        (self.out / "log.json").write_text(json.dumps(self.history, indent=1))
+
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to cfg.epochs (or only ``stop_after`` more epochs, to split long runs into pieces)."""
+        cfg = self.cfg
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        stale, end = 0, cfg.epochs if stop_after is None else min(cfg.epochs, self.start_epoch + stop_after)
+        for epoch in range(self.start_epoch, end):
+            t0 = time.perf_counter()
+            row = {"epoch": epoch + 1, **self._train_epoch(epoch)}
+            val = self.validate()
+            score = val[cfg.select_metric]
+            if cfg.scheduler == "plateau":
+                self.sched.step(score)
+            elif cfg.scheduler == "step":
+                self.sched.step()
+            improved = score > self.best
+            self.best = max(self.best, score)
+            stale = 0 if improved else stale + 1
+            row.update(val_accuracy=val["accuracy"], val_mean_class_accuracy=val["mean_class_accuracy"],
+                       lr=self.opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
+            if self.dist.main:
+                self._log(row)
+                self._save(epoch, val, improved)
+                print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} train {row['train_accuracy']:.4f} "
+                      f"val {val['accuracy']:.4f} (mean-class {val['mean_class_accuracy']:.4f}) "
+                      f"{row['images_per_s']:.0f} img/s {row['seconds']:.0f}s{' *' if improved else ''}", flush=True)
+            if cfg.early_stop and stale >= cfg.early_stop:
+                break
+        self._barrier()
+        return {"best": self.best, "epochs": len(self.history), "out": str(self.out)}
+
+    def _barrier(self) -> None:
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+    if not cfg.data:
+        raise FeredgeError("no training data: pass --data DIR (a folder made by `feredge data prepare`)")
+    trainer = Trainer(cfg)
+    if resume:
+        trainer.resume()
+    return trainer.fit(stop_after)
