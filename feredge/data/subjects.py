@@ -36,13 +36,13 @@ def _build(name: str, items: list[tuple[Path, str, str]], classes: tuple[str, ..
 
 
 def _contempt(label: str, policy: str, where: Path, counts: dict) -> str | None:
-    """Apply the explicit contempt policy: 'drop' (counted), 'class' (8th class) or 'error'."""
+    """Apply the explicit contempt policy: 'drop' (images counted), 'class' (8th class) or 'error'."""
     if label != CONTEMPT:
         return label
     if policy == "error":
         raise DataError(f"{where}: contempt is not among the 7 classes; choose --contempt drop or --contempt class")
     if policy == "drop":
-        counts["contempt_dropped"] += 1
+        counts["contempt_dropped"] += len(list_images(where))
         return None
     return label
 

@@ -77,13 +77,15 @@ def load_trunk(trunk: nn.Module, path: Path) -> None:
     """Load ImageNet ResNet-34 weights from a local file (safetensors, or a state dict read weights-only)."""
     from feredge.train.checkpoint import read_state_dict
 
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
-    missing, unexpected = trunk.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        from feredge.errors import CheckpointError
+    from feredge.errors import CheckpointError
+    from feredge.train.checkpoint import load_into
 
-        raise CheckpointError(f"{path}: not a torchvision resnet34 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
+    state.update({k: v for k, v in trunk.state_dict().items() if k.startswith("fc.")})
+    try:
+        load_into(trunk, state, str(path))
+    except CheckpointError as exc:
+        raise CheckpointError(f"not a torchvision resnet34 state dict: {exc}") from None
 
 
 @register_model("resmasking", InputSpec(224, 3, (0.0,) * 3, (1.0,) * 3),
