@@ -55,7 +55,7 @@ def predict_logits(model, images: np.ndarray, spec, tta: str = "none", crop: int
     model.eval()
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            x = to_float(torch.as_tensor(np.asarray(images[start:start + batch_size])).to(device), spec.channels)
+            x = to_float(torch.from_numpy(np.array(images[start:start + batch_size])).to(device), spec.channels)
             side = x.shape[-1]
             if tta == "ten-crop":
                 views = ten_crop(x, crop or round(side * 7 / 8))

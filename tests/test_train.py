@@ -1,0 +1,144 @@
+"""Trainer: learning on tiny data, exact resume, checkpoints, multi-task checks, DDP with gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from feredge.cli import cli
+from feredge.config import TrainConfig, config_from_dict
+from feredge.errors import CheckpointError, FeredgeError
+from feredge.train.checkpoint import load_checkpoint
+from feredge.train.trainer import Trainer, train
+
+SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+
+
+def small_cfg(data, out, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), model="feredge-s", model_kwargs=SMALL, epochs=2, batch_size=16,
+                lr=0.05, val_fraction=0.25, device="cpu", rotate=5.0, erasing=0.1)
+    base.update(kw)
+    return config_from_dict(base, "test")
+
+
+def test_two_epochs_lower_the_loss(prepared_fer, tmp_path):
+    result = train(small_cfg(prepared_fer, tmp_path / "run", epochs=3, lr=0.1))
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert result["epochs"] == 3
+    assert (tmp_path / "run" / "log.csv").read_text().startswith("epoch,train_loss")
+    model, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert meta["model"] == "feredge-s" and meta["classes"][0] == "angry"
+    assert meta["input_spec"]["size"] == 48 and "val_accuracy" in meta["metrics"]
+
+
+def test_resume_matches_uninterrupted(prepared_fer, tmp_path):
+    train(small_cfg(prepared_fer, tmp_path / "full", epochs=2))
+    train(small_cfg(prepared_fer, tmp_path / "split", epochs=2), stop_after=1)
+    assert json.loads((tmp_path / "split" / "log.json").read_text())[-1]["epoch"] == 1
+    train(small_cfg(prepared_fer, tmp_path / "split", epochs=2), resume=True)
+    a = load_file(str(tmp_path / "full" / "last.safetensors"))
+    b = load_file(str(tmp_path / "split" / "last.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert len(json.loads((tmp_path / "split" / "log.json").read_text())) == 2
+
+
+def test_resume_without_state_is_an_error(prepared_fer, tmp_path):
+    with pytest.raises(FeredgeError, match="nothing to resume"):
+        train(small_cfg(prepared_fer, tmp_path / "none"), resume=True)
+
+
+def test_multitask_recipe_needs_attributes(prepared_fer, tmp_path):
+    cfg = small_cfg(prepared_fer, tmp_path / "mt", model="multitask-cnn", model_kwargs={},
+                    aux_weights={"gender": 0.1, "race": 1.5, "age": 4.0})
+    with pytest.raises(FeredgeError, match="no age/race/gender attributes"):
+        Trainer(cfg)
+    cfg.aux_weights = {"gender": 0.0, "race": 0.0, "age": 0.0}
+    Trainer(cfg)  # zero auxiliary weights: single-task training is allowed
+
+
+def test_multitask_training_with_attributes(prepared_fer, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(prepared_fer, data)
+    n = len(np.load(data / "train" / "labels.npy"))
+    rng = np.random.default_rng(0)
+    attrs = np.stack([rng.integers(0, 5, n), rng.integers(0, 3, n), rng.integers(0, 3, n)], 1)
+    attrs[::4] = -1  # unknown attributes are ignored, not guessed
+    np.save(data / "train" / "attrs.npy", attrs)
+    cfg = small_cfg(data, tmp_path / "mt", model="multitask-cnn", model_kwargs={}, epochs=1,
+                    aux_weights={"gender": 0.1, "race": 1.5, "age": 4.0}, emotion_weight=2.0)
+    assert train(cfg)["epochs"] == 1
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(FeredgeError, match="unknown field 'epoch'"):
+        config_from_dict({"epoch": 3}, "cfg.toml")
+    with pytest.raises(FeredgeError, match="field 'epochs' is 'many', expected int"):
+        config_from_dict({"epochs": "many"}, "cfg.toml")
+
+
+def test_checkpoint_mismatch_is_explained(prepared_fer, tmp_path):
+    train(small_cfg(prepared_fer, tmp_path / "run", epochs=1))
+    side = tmp_path / "run" / "best.json"
+    meta = json.loads(side.read_text())
+    meta["model_kwargs"]["widths"] = [8, 16, 16, 32]
+    side.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_checkpoint(tmp_path / "run" / "best.safetensors")
+    with pytest.raises(CheckpointError, match="holds model 'feredge-s', expected 'vgg-a'"):
+        load_checkpoint(tmp_path / "run" / "best.safetensors", expect_model="vgg-a")
+
+
+def test_cli_train_eval_and_ensemble(prepared_fer, tmp_path):
+    runner = CliRunner()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\nmodel = "feredge-s"\nepochs = 1\nbatch_size = 16\n'
+                   'model_kwargs = { widths = [8, 16, 16, 16], depths = [1, 1, 1, 1], stem = 8 }\n')
+    for name in ("a", "b"):
+        r = runner.invoke(cli, ["train", "--config", str(cfg), "--data", str(prepared_fer), "--out",
+                                str(tmp_path / name), "--device", "cpu", "--set", "val_fraction=0.25",
+                                "--seed", "1" if name == "a" else "2"])
+        assert r.exit_code == 0, r.output
+    for tta in ("none", "hflip", "ten-crop"):
+        r = runner.invoke(cli, ["eval", str(tmp_path / "a" / "best.safetensors"), "--data", str(prepared_fer),
+                                "--tta", tta, "--out", str(tmp_path / f"e_{tta}"), "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((tmp_path / f"e_{tta}" / "report.json").read_text())
+        assert rep["n"] == 42 and rep["tta"] == tta
+        assert (tmp_path / f"e_{tta}" / "confusion.png").stat().st_size > 1000
+    ckpts = [str(tmp_path / n / "best.safetensors") for n in ("a", "b")]
+    r = runner.invoke(cli, ["eval", *ckpts, "--data", str(prepared_fer), "--out", str(tmp_path / "e2")])
+    assert r.exit_code != 0 and "--ensemble" in r.output
+    r = runner.invoke(cli, ["eval", "--ensemble", *ckpts, "--data", str(prepared_fer), "--out", str(tmp_path / "e3"),
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "e3" / "report.json").read_text())["ensemble"] == "mean softmax"
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(prepared_fer, tmp_path):
+    """torchrun with 2 CPU processes: rank-0-only outputs and accuracy comparable to one process."""
+    common = ["--data", str(prepared_fer), "--device", "cpu", "--epochs", "4", "--batch-size", "16", "--lr", "0.1",
+              "--set", "val_fraction=0.25", "--set", f"model_kwargs={json.dumps(SMALL)}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "feredge", "train", "--out", str(tmp_path / "ddp"), *common],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = train(config_from_dict({**json.loads(json.dumps(dict(
+        data=str(prepared_fer), out=str(tmp_path / "one"), device="cpu", epochs=4, batch_size=16, lr=0.1,
+        val_fraction=0.25, model_kwargs=SMALL)))}, "test"))
+    log = json.loads((tmp_path / "ddp" / "log.json").read_text())
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]  # one row per epoch: only rank 0 logs
+    assert abs(log[-1]["val_accuracy"] - single["best"]) <= 0.25 or min(log[-1]["val_accuracy"], single["best"]) > 0.8
