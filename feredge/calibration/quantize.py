@@ -1,0 +1,99 @@
+"""Activation ranges (entropy/KL, minmax, percentile) and a Q/DQ INT8 ONNX for TensorRT's explicit path.
+
+Built on onnxruntime.quantization: symmetric signed int8 activations and per-channel symmetric int8
+weights, as TensorRT requires (asymmetric UINT8 is DLA-only). The same ranges also become a
+TensorRT-format calibration cache for the implicit path of TensorRT 8.5/8.6.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from feredge._optional import require
+from feredge.errors import FeredgeError
+
+METHODS = ("entropy", "minmax", "percentile")
+QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "Concat", "Mul"]
+
+
+def _method(name: str):
+    q = require("onnxruntime.quantization")
+    table = {"entropy": q.CalibrationMethod.Entropy, "minmax": q.CalibrationMethod.MinMax,
+             "percentile": q.CalibrationMethod.Percentile}
+    if name not in table:
+        raise FeredgeError(f"--calib-method {name!r}: expected one of {', '.join(METHODS)}")
+    return table[name]
+
+
+def _reader(batches: np.ndarray, input_name: str, batch: int, desc: str):
+    """A CalibrationDataReader over float32 NCHW inputs, with a progress bar over batches."""
+    q = require("onnxruntime.quantization")
+    from tqdm import tqdm
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.steps = range(0, len(batches), batch)
+            self.bar = tqdm(total=len(self.steps), desc=desc, unit="batch", leave=False)
+            self.it = iter(self.steps)
+
+        def get_next(self):
+            start = next(self.it, None)
+            if start is None:
+                self.bar.close()
+                return None
+            self.bar.update()
+            return {input_name: batches[start:start + batch]}
+
+    return Reader()
+
+
+def _extra(method: str, percentile: float) -> dict:
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
+    return extra
+
+
+def quantize_qdq(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = "entropy",
+                 input_name: str = "input", batch: int = 32, percentile: float = 99.99) -> Path:
+    """Write a Q/DQ INT8 ONNX calibrated on ``inputs`` (already pre-processed float32 NCHW)."""
+    q = require("onnxruntime.quantization")
+    q.quantize_static(str(fp32_onnx), str(out), _reader(inputs, input_name, batch, f"calibrating ({method})"),
+                      quant_format=q.QuantFormat.QDQ, activation_type=q.QuantType.QInt8,
+                      weight_type=q.QuantType.QInt8, per_channel=True, calibrate_method=_method(method),
+                      op_types_to_quantize=QUANTIZED_OPS, extra_options=_extra(method, percentile))
+    return Path(out)
+
+
+def activation_ranges(fp32_onnx: Path, inputs: np.ndarray, method: str = "entropy", input_name: str = "input",
+                      batch: int = 32, percentile: float = 99.99) -> dict[str, float]:
+    """Per-tensor absolute maximum |x| chosen by ``method`` for every activation in the graph."""
+    q = require("onnxruntime.quantization")
+    extra = {"symmetric": True}
+    if method == "percentile":
+        extra["percentile"] = percentile
+    with tempfile.TemporaryDirectory() as tmp:
+        calibrator = q.create_calibrator(str(fp32_onnx), None, augmented_model_path=str(Path(tmp) / "aug.onnx"),
+                                         calibrate_method=_method(method), extra_options=extra)
+        calibrator.collect_data(_reader(inputs, input_name, batch, f"ranges ({method})"))
+        data = calibrator.compute_data()
+    ranges = {}
+    for name, value in data.data.items():
+        lo, hi = value.range_value if hasattr(value, "range_value") else value
+        ranges[name] = float(max(abs(float(np.asarray(lo).max())), abs(float(np.asarray(hi).max()))))
+    return ranges
+
+
+def unquantized_inputs(model, op_types: tuple[str, ...] = ("Conv", "Gemm")) -> list[str]:
+    """Conv/Gemm inputs (data and weights) not fed by a DequantizeLinear: TensorRT would run them in float."""
+    producers = {out: node.op_type for node in model.graph.node for out in node.output}
+    missing = []
+    for node in model.graph.node:
+        if node.op_type in op_types:
+            for name in node.input[:2]:
+                if producers.get(name) != "DequantizeLinear":
+                    missing.append(f"{node.name or node.op_type}:{name}")
+    return missing

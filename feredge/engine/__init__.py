@@ -1,0 +1,1 @@
+"""TensorRT engines: a version-aware build plan (pure, testable) and the thin TensorRT builder."""

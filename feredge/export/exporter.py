@@ -1,0 +1,210 @@
+"""One export entry point for every format (as in Ultralytics): a table of formats drives it.
+
+checkpoint → ONNX (fp32, onnxsim, parity) → FP16 ONNX → INT8 Q/DQ ONNX + TensorRT calibration cache
+→ accuracy gate (ONNX Runtime, held-out validation) → TensorRT engine (when TensorRT is installed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from feredge._optional import require
+from feredge.errors import FeredgeError
+from feredge.export.metadata import file_sha256, get_onnx_metadata, set_onnx_metadata, write_sidecar
+
+#: format → (file suffix, what it is). Drives argument checks, outputs and benchmarks.
+FORMATS = {
+    "fp32": (".onnx", "ONNX fp32, simplified, dynamic or fixed batch"),
+    "fp16": (".fp16.onnx", "ONNX with fp16 weights and compute, fp32 inputs/outputs"),
+    "int8": (".int8.onnx", "ONNX with Q/DQ (symmetric int8, per-channel weights) for explicit quantisation"),
+    "calib-cache": (".calib.cache", "TensorRT calibration cache for the implicit INT8 path (TensorRT 8.5/8.6)"),
+    "engine": (".engine", "TensorRT engine for this GPU and TensorRT version"),
+}
+
+
+@dataclass
+class ExportOptions:
+    out: Path = Path("exports")
+    fp16: bool = False
+    int8: bool = False
+    calib_data: Path | None = None
+    calib_size: int = 512
+    calib_method: str = "entropy"
+    batch: int | None = None  # fixed batch; None with dynamic=True
+    dynamic: bool = True
+    max_batch: int = 32
+    engine: bool = False
+    max_drop: float = 1.0  # percentage points INT8 may lose against FP32
+    seed: int = 0
+    val_fraction: float = 0.1
+    parity_tol: float = 1e-3
+    overwrite: bool = False
+    trt_version: str = "8.6.1"  # for the calibration cache header when TensorRT is not installed
+    workspace_mb: int = 1024
+    dla_core: int | None = None
+
+
+def _path(out: Path, stem: str, fmt: str) -> Path:
+    return Path(out) / f"{stem}{FORMATS[fmt][0]}"
+
+
+def _guard(paths: list[Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FeredgeError(f"{existing[0]}: exists; pass --overwrite or choose another --out")
+
+
+def _validation_images(data: Path | None, seed: int, val_fraction: float, n: int | None = None):
+    """Held-out validation images/labels: the trainer's carve of 'train' (never the test split)."""
+    from feredge.calibration.dataset import holdout_split
+    from feredge.data.store import load_split
+
+    _, hold = holdout_split(data, val_fraction, seed)
+    hold = hold[:n] if n else hold
+    train = load_split(data, "train")
+    return np.asarray(train.images[hold]), np.asarray(train.labels[hold])
+
+
+def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    from feredge.evaluate import metrics
+    from feredge.runtime.ort import OrtRunner
+
+    with OrtRunner(path) as runner:
+        logits = np.concatenate([runner.infer(x[i:i + 256]) for i in range(0, len(x), 256)])
+    m = metrics(logits, labels, classes)
+    return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
+            "size_bytes": Path(path).stat().st_size}
+
+
+def to_fp16(fp32: Path, out: Path) -> Path:
+    """fp16 weights and compute with fp32 I/O (for strongly typed TensorRT ≥ 10 and ONNX Runtime)."""
+    onnx = require("onnx")
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    meta = get_onnx_metadata(onnx.load(str(fp32), load_external_data=False))
+    set_onnx_metadata(model, {**meta, "precision": "fp16"})
+    onnx.save(model, str(out))
+    return out
+
+
+def _int8(fp32: Path, stem: str, spec, opts: ExportOptions, report: dict) -> tuple[Path, Path]:
+    onnx = require("onnx")
+    from feredge.calibration.dataset import calibration_set
+    from feredge.calibration.quantize import activation_ranges, quantize_qdq, unquantized_inputs
+    from feredge.calibration.trt_cache import write_cache
+    from feredge.runtime.preprocess import preprocess_faces
+
+    calib = calibration_set(opts.calib_data, opts.calib_size, opts.seed, opts.val_fraction)
+    x = preprocess_faces(calib.images, spec)
+    qdq = quantize_qdq(fp32, x, _path(opts.out, stem, "int8"), opts.calib_method)
+    model = onnx.load(str(qdq))
+    missing = unquantized_inputs(model)
+    if missing:
+        raise FeredgeError(f"{qdq}: Conv/Gemm inputs without Q/DQ: {missing[:3]}")
+    set_onnx_metadata(model, {**get_onnx_metadata(onnx.load(str(fp32))), "precision": "int8-qdq",
+                              "calibration": {"method": opts.calib_method, "size": len(x), "digest": calib.digest}})
+    onnx.save(model, str(qdq))
+    ranges = activation_ranges(fp32, x, opts.calib_method)
+    cache = write_cache(ranges, _path(opts.out, stem, "calib-cache"), opts.calib_method, _trt_version_or(opts.trt_version))
+    report["calibration"] = {"method": opts.calib_method, "images": len(x), "seed": opts.seed,
+                             "digest": calib.digest, "source": str(opts.calib_data)}
+    return qdq, cache
+
+
+def _trt_version_or(default: str) -> str:
+    try:
+        import tensorrt
+
+        return tensorrt.__version__
+    except ImportError:
+        return default
+
+
+def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions, report: dict) -> None:
+    """Measure every precision on held-out validation; refuse an INT8 model that loses > max_drop pp."""
+    from feredge.runtime.preprocess import preprocess_faces
+
+    images, labels = _validation_images(opts.calib_data, opts.seed, opts.val_fraction)
+    x = preprocess_faces(images, spec)
+    acc = {fmt: onnx_accuracy(p, x, labels, classes) for fmt, p in paths.items() if fmt in ("fp32", "fp16", "int8")}
+    report["accuracy"] = {"split": f"held-out {opts.val_fraction:.0%} of train (seed {opts.seed})", "n": len(x), **acc}
+    if "int8" in acc:
+        drop = 100 * (acc["fp32"]["accuracy"] - acc["int8"]["accuracy"])
+        report["accuracy"]["int8_drop_pp"] = drop
+        if drop > opts.max_drop:
+            paths["int8"].unlink()
+            raise FeredgeError(
+                f"INT8 refused: {acc['int8']['accuracy']:.4f} vs FP32 {acc['fp32']['accuracy']:.4f} on {len(x)} "
+                f"held-out images, a drop of {drop:.2f} pp > --max-drop {opts.max_drop}; try another "
+                f"--calib-method (entropy, minmax, percentile), a larger --calib-size, or ship FP16")
+
+
+def _engine(paths: dict[str, Path], stem: str, spec, opts: ExportOptions, report: dict) -> None:
+    from feredge.engine.build import build_engine, gpu_identity, trt_version
+    from feredge.engine.plan import BatchProfile, build_plan, engine_key
+
+    version = trt_version()  # raises a clear error without TensorRT, after the ONNX files exist
+    precision = "int8" if opts.int8 else "fp16" if opts.fp16 else "fp32"
+    plan = build_plan(version, precision, dla=opts.dla_core is not None)
+    onnx_path = paths[{"qdq": "int8", "fp16": "fp16", "fp32": "fp32"}[plan.onnx_kind]]
+    profile = BatchProfile.of(opts.batch, opts.max_batch)
+    name, cc = gpu_identity()
+    key = engine_key(file_sha256(onnx_path), precision, profile, name, cc, version, opts.dla_core)
+    engine = Path(opts.out) / f"{stem}-{precision}-{key['digest']}.engine"
+    if not engine.exists():
+        build_engine(onnx_path, plan, profile, (spec.channels, spec.size, spec.size), engine,
+                     workspace_mb=opts.workspace_mb, timing_cache=Path(opts.out) / f"timing-{version}-{cc}.cache",
+                     dla_core=opts.dla_core)
+    write_sidecar(engine, {"engine_key": key, "plan": asdict(plan), "source_onnx": str(onnx_path)})
+    paths["engine"] = engine
+    report["engine"] = {"path": str(engine), "key": key, "plan": asdict(plan)}
+
+
+def export(checkpoint: Path, opts: ExportOptions) -> dict:
+    """Run the export pipeline; returns a report (also written to <out>/<stem>.export.json)."""
+    from feredge.export.onnx import export_onnx, parity
+    from feredge.models import InputSpec
+    from feredge.train.checkpoint import load_checkpoint
+
+    if opts.int8 and opts.calib_data is None:
+        raise FeredgeError("--int8 needs --calib-data DIR (a prepared dataset with a 'train' split)")
+    model, meta = load_checkpoint(checkpoint)
+    spec = InputSpec.from_dict(meta["input_spec"])
+    stem = Path(checkpoint).stem
+    wanted = ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8", "calib-cache"] if opts.int8 else [])
+    _guard([_path(opts.out, stem, f) for f in wanted], opts.overwrite)
+    paths = {"fp32": export_onnx(model, meta, _path(opts.out, stem, "fp32"), None if opts.dynamic else opts.batch,
+                                 source=Path(checkpoint))}
+    report: dict = {"checkpoint": str(checkpoint), "model": meta["model"], "classes": meta["classes"],
+                    "input_spec": meta["input_spec"], "batch": "dynamic" if opts.dynamic else opts.batch}
+    if opts.calib_data is not None:
+        images, _ = _validation_images(opts.calib_data, opts.seed, opts.val_fraction, 256)
+    else:
+        images = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.size, spec.size, spec.channels), np.uint8)
+    report["parity"] = parity(model, paths["fp32"], images, spec, opts.parity_tol)
+    report["parity"]["images"] = "held-out validation" if opts.calib_data is not None else "random (no --calib-data)"
+    if opts.fp16:
+        paths["fp16"] = to_fp16(paths["fp32"], _path(opts.out, stem, "fp16"))
+    if opts.int8:
+        paths["int8"], paths["calib-cache"] = _int8(paths["fp32"], stem, spec, opts, report)
+    if opts.calib_data is not None:
+        _gate(paths, spec, meta["classes"], opts, report)
+    for fmt, p in paths.items():
+        if p.suffix == ".onnx":
+            write_sidecar(p, {"format": fmt, "sha256": file_sha256(p), "classes": meta["classes"],
+                              "input_spec": meta["input_spec"], "source_checkpoint": str(checkpoint)})
+    report["files"] = {fmt: str(p) for fmt, p in paths.items()}
+    report_path = Path(opts.out) / f"{stem}.export.json"
+    report_path.write_text(json.dumps(report, indent=2))
+    if opts.engine:
+        try:
+            _engine(paths, stem, spec, opts, report)
+        finally:
+            report["files"] = {fmt: str(p) for fmt, p in paths.items()}
+            report_path.write_text(json.dumps(report, indent=2))
+    return report

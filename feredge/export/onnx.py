@@ -1,0 +1,83 @@
+"""torch → ONNX (opset ≥ 17, dynamic batch, metadata) → onnxsim → parity check against PyTorch."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from feredge import __version__
+from feredge._optional import require
+from feredge.errors import FeredgeError
+from feredge.export.metadata import file_sha256, set_onnx_metadata
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+OPSET = 17
+
+
+def torch_to_onnx(model, spec, batch: int | None, opset: int = OPSET) -> bytes:
+    """Serialized ONNX of ``model``; ``batch=None`` makes the batch axis dynamic."""
+    torch = require("torch")
+    if opset < 17:
+        raise FeredgeError(f"--opset {opset}: feredge exports opset 17 or newer")
+    model = model.eval().float().cpu()
+    dummy = torch.zeros(batch or 1, spec.channels, spec.size, spec.size)
+    buf = io.BytesIO()
+    dynamic = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    torch.onnx.export(model, (dummy,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                      dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+    return buf.getvalue()
+
+
+def simplify(onnx_bytes: bytes):
+    """onnxsim pass (constant folding, BN fusion leftovers, shape cleanup); returns an onnx.ModelProto."""
+    onnx = require("onnx")
+    onnxsim = require("onnxsim")
+    model = onnx.load_from_string(onnx_bytes)
+    simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        raise FeredgeError("onnxsim could not validate the simplified model; export without --no-simplify is unsafe")
+    return simplified
+
+
+def parity(model, onnx_path: Path, images: np.ndarray, spec, atol: float = 1e-3) -> dict:
+    """Compare PyTorch and ONNX Runtime logits on real images; beyond ``atol`` is an error."""
+    torch = require("torch")
+    from feredge.runtime.ort import OrtRunner
+    from feredge.runtime.preprocess import preprocess_faces
+
+    x = preprocess_faces(images, spec)
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).numpy()
+    runner = OrtRunner(onnx_path)
+    got = runner.infer(x)
+    runner.close()
+    report = {"n": len(x), "max_abs_diff": float(np.abs(ref - got).max()),
+              "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
+    if report["max_abs_diff"] > atol:
+        raise FeredgeError(f"{onnx_path}: ONNX differs from PyTorch by {report['max_abs_diff']:.2e} "
+                           f"(> {atol:.0e}) on {len(x)} images; top-1 agreement {report['top1_agreement']:.4f}")
+    return report
+
+
+def export_onnx(model, meta: dict, out: Path, batch: int | None, simplify_graph: bool = True,
+                source: Path | None = None) -> Path:
+    """Write ``out`` (.onnx) with metadata properties; returns its path."""
+    onnx = require("onnx")
+    from feredge.models import InputSpec
+
+    spec = InputSpec.from_dict(meta["input_spec"])
+    raw = torch_to_onnx(model, spec, batch)
+    proto = simplify(raw) if simplify_graph else onnx.load_from_string(raw)
+    set_onnx_metadata(proto, {
+        "classes": meta["classes"], "input_spec": meta["input_spec"], "model": meta["model"],
+        "feredge_version": __version__, "precision": "fp32",
+        "source_checkpoint_sha256": file_sha256(source) if source else "",
+    })
+    onnx.checker.check_model(proto)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return out

@@ -1,0 +1,82 @@
+"""The runner interface shared by TensorRT, ONNX Runtime and torch backends (Polygraphy-style)."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from feredge.errors import FeredgeError
+
+BACKENDS = ("trt", "ort", "torch")
+_SUFFIX_TO_BACKEND = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".safetensors": "torch"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple  # -1 or a string for dynamic axes
+    dtype: str
+
+
+class Runner(ABC):
+    """Load once, then ``infer(batch) -> logits`` many times; ``close()`` frees device memory."""
+
+    backend: str = ""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FeredgeError(f"{self.path}: model file not found")
+        self.meta: dict = {}
+
+    @abstractmethod
+    def input_spec(self) -> TensorSpec: ...
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW batch → float32 (N, classes) logits."""
+
+    def warmup(self, batch: int = 1, iterations: int = 10) -> float:
+        """Run ``iterations`` dummy inferences; returns the seconds spent (lazy init happens here)."""
+        shape = [batch if not isinstance(d, int) or d < 0 else d for d in self.input_spec().shape]
+        shape[0] = batch
+        x = np.zeros(shape, np.float32)
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            self.infer(x)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Release resources (default: nothing to release)."""
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
+    """Pick a runner by ``backend`` or by the file type (.onnx → ONNX Runtime, .engine → TensorRT)."""
+    path = Path(path)
+    backend = backend or _SUFFIX_TO_BACKEND.get(path.suffix)
+    if backend is None:
+        raise FeredgeError(f"{path}: cannot tell the backend from the suffix '{path.suffix}'; pass --backend "
+                           f"({', '.join(BACKENDS)})")
+    if backend == "ort":
+        from feredge.runtime.ort import OrtRunner
+
+        return OrtRunner(path, **kwargs)
+    if backend == "trt":
+        from feredge.runtime.trt import TrtRunner
+
+        return TrtRunner(path, **kwargs)
+    if backend == "torch":
+        from feredge.runtime.torch_runner import TorchRunner
+
+        return TorchRunner(path, **kwargs)
+    raise FeredgeError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
