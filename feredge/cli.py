@@ -181,6 +181,43 @@ def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
     click.echo(f"report: {json_path}  confusion matrix: {png}")
 
 
+@cli.command("export")
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
+@click.option("--fp16", is_flag=True, help="also write an FP16 ONNX (fp32 inputs/outputs)")
+@click.option("--int8", is_flag=True, help="also write an INT8 Q/DQ ONNX and a TensorRT calibration cache")
+@click.option("--calib-data", type=click.Path(path_type=Path), help="prepared dataset: calibration + accuracy gate")
+@click.option("--calib-size", type=int, default=512, show_default=True)
+@click.option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy",
+              show_default=True)
+@click.option("--batch", type=int, help="fixed batch size (default: dynamic batch axis)")
+@click.option("--dynamic", is_flag=True, help="dynamic batch axis (the default when --batch is not given)")
+@click.option("--max-batch", type=int, default=32, show_default=True, help="engine profile maximum batch")
+@click.option("--engine", is_flag=True, help="build a TensorRT engine (needs TensorRT and a GPU)")
+@click.option("--max-drop", type=float, default=1.0, show_default=True, help="INT8 may lose at most this many pp")
+@click.option("--dla-core", type=int, help="build for this Jetson DLA core (GPU fallback on)")
+@click.option("--overwrite", is_flag=True, help="replace existing files in --out")
+def export_cmd(checkpoint, batch, dynamic, **options) -> None:
+    """Export CHECKPOINT (default: the shipped model) to ONNX / FP16 / INT8 / TensorRT."""
+    from feredge.export.exporter import ExportOptions, export
+    from feredge.weights import default_checkpoint
+
+    if batch is not None and dynamic:
+        raise FeredgeError("--batch N fixes the batch size; --dynamic makes it variable: choose one")
+    opts = ExportOptions(batch=batch, dynamic=batch is None, **options)
+    report = export(checkpoint or default_checkpoint(), opts)
+    p = report["parity"]
+    click.echo(f"parity vs PyTorch on {p['n']} {p['images']} images: max |Δlogit| {p['max_abs_diff']:.2e}, "
+               f"top-1 agreement {p['top1_agreement']:.4f}")
+    if "accuracy" in report:
+        acc = report["accuracy"]
+        _table(f"accuracy on {acc['n']} images ({acc['split']}, ONNX Runtime)", ["format", "top-1", "mean-class", "MB"],
+               [[f, f"{acc[f]['accuracy']:.4f}", f"{acc[f]['mean_class_accuracy']:.4f}", f"{acc[f]['size_bytes'] / 1e6:.2f}"]
+                for f in ("fp32", "fp16", "int8") if f in acc])
+    for fmt, path in report["files"].items():
+        click.echo(f"{fmt:<12} {path}")
+
+
 def main() -> None:
     cli(prog_name="feredge")
 

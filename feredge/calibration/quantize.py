@@ -51,7 +51,7 @@ def _reader(batches: np.ndarray, input_name: str, batch: int, desc: str):
 
 
 def _extra(method: str, percentile: float) -> dict:
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}  # TensorRT wants float bias
     if method == "percentile":
         extra["CalibPercentile"] = percentile
     return extra

@@ -74,7 +74,7 @@ def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[s
     from feredge.runtime.ort import OrtRunner
 
     with OrtRunner(path) as runner:
-        logits = np.concatenate([runner.infer(x[i:i + 256]) for i in range(0, len(x), 256)])
+        logits = runner.infer_all(x)
     m = metrics(logits, labels, classes)
     return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
             "size_bytes": Path(path).stat().st_size}

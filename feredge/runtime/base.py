@@ -40,6 +40,18 @@ class Runner(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32 NCHW batch → float32 (N, classes) logits."""
 
+    def infer_all(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Infer any number of inputs: chunks of a fixed batch axis (zero-padded at the end) or of ``chunk``."""
+        fixed = self.input_spec().shape[0]
+        step = fixed if isinstance(fixed, int) and fixed > 0 else chunk
+        outs = []
+        for start in range(0, len(x), step):
+            part = x[start:start + step]
+            if isinstance(fixed, int) and fixed > 0 and len(part) < fixed:
+                part = np.concatenate([part, np.zeros((fixed - len(part), *part.shape[1:]), part.dtype)])
+            outs.append(self.infer(part)[:min(step, len(x) - start)])
+        return np.concatenate(outs)
+
     def warmup(self, batch: int = 1, iterations: int = 10) -> float:
         """Run ``iterations`` dummy inferences; returns the seconds spent (lazy init happens here)."""
         shape = [batch if not isinstance(d, int) or d < 0 else d for d in self.input_spec().shape]

@@ -1,0 +1,151 @@
+"""Export: ONNX validity and parity, FP16, Q/DQ placement, calibration cache, gate, engine refusal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from feredge.calibration.dataset import balanced_indices, calibration_set
+from feredge.calibration.quantize import unquantized_inputs
+from feredge.calibration.trt_cache import hex_to_scale, read_cache, scale_to_hex, trt_version_code
+from feredge.cli import cli
+from feredge.config import config_from_dict
+from feredge.errors import FeredgeError
+from feredge.export.exporter import ExportOptions, export
+from feredge.export.metadata import get_onnx_metadata
+from feredge.runtime.ort import OrtRunner
+from feredge.train.trainer import train
+
+SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(prepared_fer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    train(config_from_dict(dict(data=str(prepared_fer), out=str(out), model_kwargs=SMALL, epochs=4, batch_size=16,
+                                lr=0.1, val_fraction=0.25, device="cpu"), "test"))
+    return out / "best.safetensors"
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, prepared_fer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    opts = ExportOptions(out=out, fp16=True, int8=True, calib_data=prepared_fer, calib_size=64, max_drop=100.0,
+                         val_fraction=0.25)
+    return export(checkpoint, opts), out
+
+
+def test_onnx_graph_and_metadata(exported):
+    report, out = exported
+    model = onnx.load(report["files"]["fp32"])
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version >= 17
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+    meta = get_onnx_metadata(model)
+    assert meta["classes"][3] == "happy" and meta["input_spec"]["size"] == 48
+    assert len(meta["source_checkpoint_sha256"]) == 64
+    assert report["parity"]["max_abs_diff"] < 1e-3 and report["parity"]["top1_agreement"] == 1.0
+
+
+def test_dynamic_batch_runs(exported):
+    with OrtRunner(exported[0]["files"]["fp32"]) as runner:
+        for n in (1, 5):
+            assert runner.infer(np.zeros((n, 1, 48, 48), np.float32)).shape == (n, 7)
+
+
+def test_fp16_has_fp32_io_and_half_weights(exported):
+    model = onnx.load(exported[0]["files"]["fp16"])
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    acc = exported[0]["accuracy"]
+    assert abs(acc["fp16"]["accuracy"] - acc["fp32"]["accuracy"]) <= 0.05
+
+
+def test_qdq_placement_symmetric_int8(exported):
+    model = onnx.load(exported[0]["files"]["int8"])
+    assert unquantized_inputs(model) == []
+    assert unquantized_inputs(onnx.load(exported[0]["files"]["fp32"]))  # the checker does detect float inputs
+    zero_points = [t for t in model.graph.initializer if "zero_point" in t.name]
+    assert zero_points
+    for t in zero_points:
+        arr = onnx.numpy_helper.to_array(t)
+        assert arr.dtype == np.int8 and not arr.any()  # symmetric, signed
+    conv_w_scales = [t for t in model.graph.initializer if t.name.endswith("_scale") and len(t.dims) == 1 and t.dims[0] > 1]
+    assert conv_w_scales  # per-channel weight scales
+
+
+def test_calibration_cache_file(exported):
+    header, scales = read_cache(exported[0]["files"]["calib-cache"])
+    assert header == "TRT-8601-EntropyCalibration2"
+    assert "input" in scales and all(s > 0 for s in scales.values())
+
+
+def test_accuracy_gate_numbers_and_refusal(exported, checkpoint, prepared_fer, tmp_path):
+    acc = exported[0]["accuracy"]
+    assert {"fp32", "fp16", "int8"} <= set(acc) and acc["n"] > 0
+    assert acc["int8"]["size_bytes"] < acc["fp32"]["size_bytes"]
+    opts = ExportOptions(out=tmp_path, int8=True, calib_data=prepared_fer, calib_size=8, max_drop=-100.0,
+                         val_fraction=0.25)
+    with pytest.raises(FeredgeError, match=r"INT8 refused: .* drop of .* pp > --max-drop -100"):
+        export(checkpoint, opts)
+    assert not (tmp_path / "best.int8.onnx").exists()
+
+
+def test_no_silent_overwrite(exported, checkpoint):
+    with pytest.raises(FeredgeError, match="exists; pass --overwrite"):
+        export(checkpoint, ExportOptions(out=exported[1]))
+
+
+def test_calibration_set_is_balanced_reproducible_and_from_train(prepared_fer, tmp_path):
+    a = calibration_set(prepared_fer, 28, seed=3, val_fraction=0.25, cache_dir=tmp_path)
+    b = calibration_set(prepared_fer, 28, seed=3, val_fraction=0.25, cache_dir=tmp_path)  # from the cache
+    c = calibration_set(prepared_fer, 28, seed=4, val_fraction=0.25, cache_dir=None)
+    assert a.digest == b.digest and np.array_equal(a.indices, b.indices) and a.digest != c.digest
+    labels = np.load(prepared_fer / "train" / "labels.npy")
+    assert np.bincount(labels[a.indices], minlength=7).tolist() == [4] * 7
+    from feredge.calibration.dataset import holdout_split
+
+    _, hold = holdout_split(prepared_fer, 0.25, 3)
+    assert not set(a.indices) & set(hold)  # never the held-out validation images
+
+
+def test_balanced_indices_with_rare_class():
+    labels = np.array([0] * 50 + [1] * 2 + [2] * 50)
+    idx = balanced_indices(labels, 30, 0)
+    assert len(idx) == 30 and np.bincount(labels[idx]).tolist() == [14, 2, 14]
+
+
+def test_trt_cache_encoding():
+    assert trt_version_code("8.6.1") == 8601 and trt_version_code("10.7.0") == 100700
+    assert abs(hex_to_scale(scale_to_hex(0.0123)) - 0.0123) < 1e-9
+    assert scale_to_hex(1.0) == "3f800000"
+
+
+def test_engine_without_tensorrt_keeps_onnx(checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    r = CliRunner().invoke(cli, ["export", str(checkpoint), "--out", str(tmp_path), "--engine"])
+    assert r.exit_code != 0 and "tensorrt" in r.output.lower()
+    assert (tmp_path / "best.onnx").is_file()
+    report = json.loads((tmp_path / "best.export.json").read_text())
+    assert report["files"]["fp32"].endswith("best.onnx")
+
+
+def test_cli_export_static_batch(checkpoint, tmp_path):
+    r = CliRunner().invoke(cli, ["export", str(checkpoint), "--out", str(tmp_path), "--batch", "4"])
+    assert r.exit_code == 0, r.output
+    dim = onnx.load(str(tmp_path / "best.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim.dim_value == 4
+    bad = CliRunner().invoke(cli, ["export", str(checkpoint), "--out", str(tmp_path), "--batch", "4", "--dynamic"])
+    assert bad.exit_code != 0 and "choose one" in bad.output
