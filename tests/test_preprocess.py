@@ -1,0 +1,134 @@
+"""Pre-processing: the NumPy reference against hand-computed values, OpenCV against the reference,
+and (on a GPU) the CUDA kernel against the reference."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from feredge.runtime.kernels import launch_config
+from feredge.runtime.preprocess import crop_square, preprocess_faces, preprocess_frame
+
+GRAY = dict(size=4, channels=1, mean=(0.0,), std=(1.0,))
+
+
+def test_identity_crop_reproduces_pixels():
+    # A 4×4 box sampled at 4×4 hits pixel centres exactly: output = gray(frame)/255.
+    frame = np.random.default_rng(0).integers(0, 256, (6, 7, 3), np.uint8)
+    out = preprocess_frame(frame, [[1, 2, 4, 4]], **GRAY)
+    gray = frame[2:6, 1:5].astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)
+    np.testing.assert_allclose(out[0, 0], gray / 255, atol=1e-6)
+
+
+def test_hand_computed_bilinear_and_normalisation():
+    frame = np.zeros((2, 2, 3), np.uint8)
+    frame[0, 0] = frame[1, 1] = 255  # white diagonal
+    # A 2×2 box sampled to 1×1: the single sample sits at (0.5, 0.5) → mean of the 4 pixels = 127.5.
+    out = preprocess_frame(frame, [[0, 0, 2, 2]], size=1, channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    np.testing.assert_allclose(out[0, :, 0, 0], [0.0, 0.0, 0.0], atol=1e-6)  # (127.5/255 − .5)/.5 = 0
+    # Sampled to 2×2 with a 2×2 box: exact pixels; RGB order reversed from BGR.
+    frame[0, 1] = (10, 20, 30)
+    out = preprocess_frame(frame, [[0, 0, 2, 2]], size=2, channels=3, mean=(0, 0, 0), std=(1, 1, 1))
+    np.testing.assert_allclose(out[0, :, 0, 1] * 255, [30, 20, 10], atol=1e-4)
+
+
+def test_outside_frame_is_zero_and_margin_square():
+    frame = np.full((10, 10, 3), 200, np.uint8)
+    out = preprocess_frame(frame, [[-20, -20, 10, 10]], **GRAY)  # entirely outside
+    assert not out.any()
+    assert crop_square(np.array([10, 20, 40, 20]), 0.5) == (0.0, 0.0, 60.0)
+
+
+def test_mirror_copies_follow_the_faces():
+    frame = np.random.default_rng(1).integers(0, 256, (30, 40, 3), np.uint8)
+    boxes = [[2, 3, 10, 12], [20, 5, 8, 8]]
+    out = preprocess_frame(frame, boxes, 8, 3, (0.5,) * 3, (0.25,) * 3, margin=0.2, mirror=True)
+    assert out.shape == (4, 3, 8, 8)
+    np.testing.assert_array_equal(out[2:], out[:2, ..., ::-1])
+
+
+def test_faces_path_matches_training_transform():
+    torch = pytest.importorskip("torch")
+    from feredge.models import InputSpec
+    from feredge.train.tensor_ops import normalize, to_float
+
+    images = np.random.default_rng(2).integers(0, 256, (3, 48, 48, 1), np.uint8)
+    for spec in (InputSpec(48, 1, (0.5,), (0.25,)), InputSpec(40, 3, (0.1, 0.2, 0.3), (0.5, 0.5, 0.5))):
+        ref = normalize(to_float(torch.from_numpy(images), spec.channels), spec).numpy()
+        np.testing.assert_allclose(preprocess_faces(images, spec), ref, atol=1e-4)
+
+
+def random_case(rng, odd=True):
+    h, w = int(rng.integers(20, 300)), int(rng.integers(20, 300)) | (1 if odd else 0)
+    frame = rng.integers(0, 256, (h, w, 3), np.uint8)
+    boxes = [[rng.uniform(-30, w), rng.uniform(-30, h), rng.uniform(1, w), rng.uniform(1, h)] for _ in range(5)]
+    boxes += [[0, 0, w, h], [w // 2, h // 2, 1, 1], [-w / 2, -h / 2, w, h]]  # frame-sized, 1-pixel, half outside
+    return frame, np.array(boxes, np.float32)
+
+
+def test_opencv_path_agrees_with_reference():
+    pytest.importorskip("cv2")
+    from feredge.runtime.preprocess import preprocess_frame_cv2
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        frame, boxes = random_case(rng)
+        for channels in (1, 3):
+            args = (frame, boxes, 48, channels, (0.0,) * channels, (1.0,) * channels, 0.15, True)
+            diff = np.abs(preprocess_frame_cv2(*args) - preprocess_frame(*args)).max()
+            assert diff <= 1 / 255, diff
+
+
+def test_launch_config():
+    cfg = launch_config(16, 48, 1, mirror=True)
+    assert cfg.grid == (9, 32, 1) and cfg.block == (256, 1, 1) and cfg.out_elements == 32 * 48 * 48
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None or shutil.which("cmake") is None, reason="needs nvcc and cmake")
+def test_cmake_builds_the_kernel(tmp_path):
+    """CMake configure + build for Jetson and desktop architectures (compiles here; runs only on a GPU)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["cmake", "-S", str(root), "-B", str(tmp_path), "-DFEREDGE_CUDA_ARCHS=75;87;90"], check=True,
+                   capture_output=True)
+    subprocess.run(["cmake", "--build", str(tmp_path)], check=True, capture_output=True)
+    fatbin = tmp_path / "feredge_preprocess.fatbin"
+    assert fatbin.stat().st_size > 1000
+    cuobjdump = shutil.which("cuobjdump") or str(Path(shutil.which("nvcc")).resolve().parent / "cuobjdump")
+    if Path(cuobjdump).is_file():
+        listing = subprocess.run([cuobjdump, "--list-elf", str(fatbin)], capture_output=True, text=True, check=True)
+        assert "sm_87" in listing.stdout and "sm_90" in listing.stdout
+
+
+@pytest.mark.gpu
+def test_cuda_kernel_matches_reference():
+    pytest.importorskip("pycuda")
+    import pycuda.driver as drv
+
+    from feredge.models import InputSpec
+    from feredge.runtime.kernels import GpuPreprocessor
+
+    pre = GpuPreprocessor()
+    rng = np.random.default_rng(4)
+    for trial in range(6):
+        frame, boxes = random_case(rng, odd=bool(trial % 2))
+        h, w = frame.shape[:2]
+        pitch = (w * 3 + 127) // 128 * 128 + (trial % 3)  # padded, sometimes odd pitches
+        padded = np.zeros((h, pitch), np.uint8)
+        padded[:, :w * 3] = frame.reshape(h, -1)
+        for channels, fp16 in ((1, False), (3, False), (3, True)):
+            spec = InputSpec(48, channels, (0.0,) * channels, (1.0,) * channels)
+            d_frame, d_boxes = drv.to_device(padded), drv.to_device(boxes)
+            launch = launch_config(len(boxes), 48, channels, True)
+            out = np.empty(launch.out_elements, np.float16 if fp16 else np.float32)
+            d_out = drv.mem_alloc(out.nbytes)
+            pre(int(d_frame), w, h, pitch, int(d_boxes), len(boxes), spec, int(d_out), margin=0.1, mirror=True,
+                fp16=fp16)
+            drv.memcpy_dtoh(out, d_out)
+            ref = preprocess_frame(frame, boxes, 48, channels, spec.mean, spec.std, 0.1, True)
+            tol = 1 / 255 + (2e-3 if fp16 else 0)
+            assert np.abs(out.astype(np.float32).reshape(ref.shape) - ref).max() <= tol
