@@ -218,6 +218,30 @@ def export_cmd(checkpoint, batch, dynamic, **options) -> None:
         click.echo(f"{fmt:<12} {path}")
 
 
+@cli.command("predict")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), help=".onnx / .engine / .safetensors (default: shipped model)")
+@click.option("--backend", type=click.Choice(["ort", "trt", "torch"]), help="default: from the file type")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/predict"), show_default=True)
+@click.option("--tta", is_flag=True, help="average with the mirrored face (flip TTA)")
+@click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
+def predict_cmd(images, model, backend, out, tta, as_json) -> None:
+    """Detect faces in IMAGES (default: the bundled group photo) and classify their expressions."""
+    from feredge.predict import predict_images
+
+    images = list(images) or [Path(__file__).resolve().parent / "media" / "group.jpg"]
+    results = predict_images(images, model, backend, out, tta)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        _table(f"{r['image']}: {len(r['faces'])} faces (detect {r['ms']['detect']:.1f} ms, "
+               f"classify {r['ms']['classify']:.1f} ms)", ["face", "box (x, y, w, h)", "expression", "confidence"],
+               [[i, ", ".join(f"{v:.0f}" for v in f["box"]), f["expression"], f"{f['confidence']:.2f}"]
+                for i, f in enumerate(r["faces"])])
+        click.echo(f"annotated: {r['annotated']}")
+
+
 def main() -> None:
     cli(prog_name="feredge")
 

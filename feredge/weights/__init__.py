@@ -7,6 +7,7 @@ from pathlib import Path
 from feredge.errors import FeredgeError
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("feredge-s.safetensors")
+DEFAULT_ONNX = Path(__file__).with_name("feredge-s.onnx")
 
 
 def default_checkpoint() -> Path:

@@ -1,0 +1,106 @@
+"""Runtime: runners behind one interface, the predict path end to end, and no torch on that path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feredge.errors import FeredgeError
+from feredge.runtime.base import load_runner
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+
+
+@pytest.fixture(scope="module")
+def small_onnx(prepared_fer, tmp_path_factory):
+    from feredge.config import config_from_dict
+    from feredge.export.exporter import ExportOptions, export
+    from feredge.train.trainer import train
+
+    out = tmp_path_factory.mktemp("rt")
+    train(config_from_dict(dict(data=str(prepared_fer), out=str(out), model_kwargs=SMALL, epochs=1, batch_size=16,
+                                val_fraction=0.25, device="cpu"), "test"))
+    export(out / "best.safetensors", ExportOptions(out=out / "exp"))
+    return out / "exp" / "best.onnx", out / "best.safetensors"
+
+
+def test_runners_agree(small_onnx):
+    onnx_path, ckpt = small_onnx
+    x = np.random.default_rng(0).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    with load_runner(onnx_path) as ort_runner, load_runner(ckpt) as torch_runner:
+        assert ort_runner.backend == "ort" and torch_runner.backend == "torch"
+        np.testing.assert_allclose(ort_runner.infer(x), torch_runner.infer(x), atol=1e-4)
+        assert ort_runner.meta["classes"][0] == "angry"
+        assert ort_runner.warmup(2, 2) > 0
+
+
+def test_runner_errors(tmp_path):
+    with pytest.raises(FeredgeError, match="cannot tell the backend"):
+        load_runner(tmp_path / "model.bin")
+    with pytest.raises(FeredgeError, match="model file not found"):
+        load_runner(tmp_path / "missing.onnx")
+
+
+def test_compact_onnx_halves_size_keeps_outputs(small_onnx, tmp_path):
+    import onnx
+
+    from feredge.export.compact import compact_fp16_storage
+    from feredge.runtime.ort import OrtRunner
+
+    proto = onnx.load(str(small_onnx[0]))
+    assert compact_fp16_storage(proto) > 0
+    onnx.save(proto, str(tmp_path / "c.onnx"))
+    x = np.random.default_rng(1).normal(size=(2, 1, 48, 48)).astype(np.float32)
+    a = OrtRunner(small_onnx[0]).infer(x)
+    b = OrtRunner(tmp_path / "c.onnx").infer(x)
+    np.testing.assert_allclose(a, b, atol=2e-2)
+    assert (tmp_path / "c.onnx").stat().st_size < 0.7 * small_onnx[0].stat().st_size
+
+
+def test_predict_runs_without_torch(small_onnx, tmp_path):
+    """The inference path (detector, pre-processing, ONNX Runtime) must not import torch."""
+    pytest.importorskip("cv2")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from feredge.cli import main\n"
+        f"sys.argv = ['feredge', 'predict', {str(ROOT / 'feredge' / 'media' / 'group.jpg')!r}, '--model', "
+        f"{str(small_onnx[0])!r}, '--out', {str(tmp_path)!r}, '--json', '--tta']\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    faces = results[0]["faces"]
+    assert len(faces) >= 3  # the bundled photo shows at least three people
+    assert all(abs(sum(f["probabilities"].values()) - 1) < 1e-3 for f in faces)
+    assert (tmp_path / "group.annotated.jpg").stat().st_size > 10_000
+
+
+def test_help_without_optional_stacks():
+    """Every --help works with torch, onnx and TensorRT hidden."""
+    code = ("import sys\nfor m in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'pycuda', 'cv2'): sys.modules[m] = None\n"
+            "from click.testing import CliRunner\nfrom feredge.cli import cli\n"
+            "for args in ([], ['data'], ['data', 'prepare'], ['train'], ['eval'], ['export'], ['models'], ['predict']):\n"
+            "    r = CliRunner().invoke(cli, [*args, '--help'])\n"
+            "    assert r.exit_code == 0, (args, r.output)\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_bad_image_is_one_line_error(small_onnx, tmp_path):
+    pytest.importorskip("cv2")
+    from click.testing import CliRunner
+
+    from feredge.cli import cli
+
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"nope")
+    r = CliRunner().invoke(cli, ["predict", str(bad), "--model", str(small_onnx[0]), "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "x.jpg: cannot read image" in r.output
