@@ -1,0 +1,66 @@
+"""TensorRT build plans per version and engine cache keys — logic only; no TensorRT build is faked."""
+
+from __future__ import annotations
+
+import pytest
+
+from feredge.engine.plan import BatchProfile, build_plan, engine_key, key_mismatch
+from feredge.errors import FeredgeError
+
+
+@pytest.mark.parametrize("version", ["8.5.2", "8.6.2.3"])
+def test_trt8_uses_explicit_batch_and_weak_flags(version):
+    fp16 = build_plan(version, "fp16")
+    assert fp16.network_flags == ("EXPLICIT_BATCH",) and fp16.builder_flags == ("FP16",)
+    assert fp16.onnx_kind == "fp32"  # TensorRT 8 lowers precision itself from the fp32 graph
+    int8 = build_plan(version, "int8")
+    assert int8.builder_flags == ("INT8", "FP16") and int8.onnx_kind == "qdq" and not int8.calibration_cache
+    implicit = build_plan(version, "int8", implicit_int8=True)
+    assert implicit.calibration_cache and implicit.onnx_kind == "fp32"
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "10.16.2.10"])
+def test_trt10_is_strongly_typed_with_baked_precision(version):
+    for precision, kind in (("fp32", "fp32"), ("fp16", "fp16"), ("int8", "qdq")):
+        plan = build_plan(version, precision)
+        assert plan.network_flags == ("STRONGLY_TYPED",) and plan.builder_flags == () and plan.onnx_kind == kind
+    weak = build_plan(version, "fp16", weakly_typed=True)
+    assert weak.builder_flags == ("FP16",) and weak.network_flags == () and weak.notes
+    assert build_plan(version, "int8", implicit_int8=True).notes  # deprecated, but available on 10.x
+
+
+def test_trt11_strongly_typed_only():
+    assert build_plan("11.4.1", "int8").network_flags == ("STRONGLY_TYPED",)
+    with pytest.raises(FeredgeError, match="removed implicit INT8"):
+        build_plan("11.0.0", "int8", implicit_int8=True)
+    with pytest.raises(FeredgeError, match="weak typing"):
+        build_plan("11.0.0", "fp16", weakly_typed=True)
+
+
+def test_old_or_bad_versions_and_dla():
+    with pytest.raises(FeredgeError, match="not supported"):
+        build_plan("8.4.1", "fp16")
+    with pytest.raises(FeredgeError, match="cannot parse"):
+        build_plan("ten", "fp16")
+    assert "GPU_FALLBACK" in build_plan("8.5.2", "int8", dla=True).builder_flags
+
+
+def test_batch_profile():
+    assert BatchProfile.of(8, 32) == BatchProfile(8, 8, 8)
+    assert BatchProfile.of(None, 32) == BatchProfile(1, 16, 32)
+    assert BatchProfile.of(None, 1) == BatchProfile(1, 1, 1)
+    with pytest.raises(FeredgeError):
+        BatchProfile.of(None, 0)
+
+
+def test_engine_key_changes_with_every_field_and_detects_foreign_engines():
+    base = dict(onnx_sha256="a" * 64, precision="fp16", profile=BatchProfile(1, 16, 32),
+                gpu_name="Orin", compute_capability="8.7", trt_version="10.3.0")
+    key = engine_key(**base)
+    for field, other in (("onnx_sha256", "b" * 64), ("precision", "int8"), ("profile", BatchProfile(1, 1, 1)),
+                         ("gpu_name", "RTX 4090"), ("compute_capability", "8.9"), ("trt_version", "10.7.0")):
+        assert engine_key(**{**base, field: other})["digest"] != key["digest"], field
+    here = {"gpu_name": "NVIDIA H100", "compute_capability": "9.0", "tensorrt": "10.3.0"}
+    problems = key_mismatch(key, here)
+    assert any("gpu_name" in p for p in problems) and any("compute_capability" in p for p in problems)
+    assert key_mismatch(key, {"gpu_name": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0"}) == []
