@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -73,4 +74,18 @@ def prepared_fer(fer_tree, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("prepared") / "fer"
     prepare("fer2013", fer_tree, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_fer_prepared(tmp_path_factory):
+    from feredge.data import prepare
+
+    if not FER_TARBALL.is_file():
+        pytest.skip(f"{FER_TARBALL} not present (FER2013 is not shipped with the project)")
+    root = tmp_path_factory.mktemp("fer_real")
+    with tarfile.open(FER_TARBALL) as tar:
+        tar.extractall(root, filter="data")
+    out = root / "prepared"
+    prepare("fer2013", root / "fer2013", out, ferplus=root / "fer2013" / "ferplus_votes.csv")
     return out

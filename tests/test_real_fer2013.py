@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import tarfile
-
 import numpy as np
 import pytest
 
-from feredge.data import prepare
-from tests.conftest import FER_TARBALL
-
 pytestmark = [pytest.mark.data, pytest.mark.slow]
-
-
-@pytest.fixture(scope="session")
-def real_fer_prepared(tmp_path_factory):
-    if not FER_TARBALL.is_file():
-        pytest.skip(f"{FER_TARBALL} not present (FER2013 is not shipped with the project)")
-    root = tmp_path_factory.mktemp("fer_real")
-    with tarfile.open(FER_TARBALL) as tar:
-        tar.extractall(root, filter="data")
-    out = root / "prepared"
-    prepare("fer2013", root / "fer2013", out, ferplus=root / "fer2013" / "ferplus_votes.csv")
-    return out
 
 
 def test_real_fer2013_counts(real_fer_prepared):
