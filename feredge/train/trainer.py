@@ -141,6 +141,15 @@ def _epoch_order(cfg: TrainConfig, data: DeviceData, gen: torch.Generator, dist:
     return order[dist.rank * per_rank:(dist.rank + 1) * per_rank]
 
 
+def _tensorboard(out: Path):
+    """A TensorBoard writer when the tensorboard package is installed, else None (CSV/JSON logs remain)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
 class Trainer:
     """Holds the model, optimiser and data for one run; ``fit()`` runs the epochs."""
 
@@ -177,6 +186,7 @@ class Trainer:
         self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.cuda and cfg.amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best, self.history = 0, -1.0, []
+        self.tb = _tensorboard(self.out) if self.dist.main else None
 
     def _targets(self, idx: torch.Tensor) -> torch.Tensor:
         k = len(self.classes)
@@ -295,6 +305,11 @@ class Trainer:
         lines = [",".join(keys)] + [",".join(f"{r.get(k, '')}" for k in keys) for r in self.history]
         (self.out / "log.csv").write_text("\n".join(lines) + "\n")
         (self.out / "log.json").write_text(json.dumps(self.history, indent=1))
+        if self.tb is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.tb.add_scalar(key, value, row["epoch"])
+            self.tb.flush()
 
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to cfg.epochs (or only ``stop_after`` more epochs, to split long runs into pieces)."""
