@@ -71,6 +71,39 @@ def predict_logits(model, images: np.ndarray, spec, tta: str = "none", crop: int
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
+def checkpoint_logits(path: Path, images: np.ndarray, tta: str, device: str = "",
+                      batch_size: int = 256) -> tuple[np.ndarray, dict]:
+    """Logits of a training checkpoint with torch (cuda when available unless ``device`` says otherwise)."""
+    import torch
+
+    from feredge.models import InputSpec
+    from feredge.train.checkpoint import load_checkpoint
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, meta = load_checkpoint(path)
+    spec = InputSpec.from_dict(meta["input_spec"])
+    return predict_logits(model.to(device), images, spec, tta, meta.get("eval_crop"), batch_size, device), meta
+
+
+def runner_logits(path: Path, images: np.ndarray, tta: str = "none", backend: str | None = None) -> tuple[np.ndarray, dict]:
+    """Logits from an exported model (ONNX / TensorRT engine) via the runtime, with NumPy pre-processing."""
+    from feredge.errors import FeredgeError
+    from feredge.models import InputSpec
+    from feredge.runtime.base import load_runner
+    from feredge.runtime.preprocess import preprocess_faces
+
+    if tta == "ten-crop":
+        raise FeredgeError(f"{path}: ten-crop TTA is available for checkpoints only; use --tta none or hflip")
+    with load_runner(path, backend) as runner:
+        if "input_spec" not in runner.meta:
+            raise FeredgeError(f"{path}: no feredge metadata (input spec, classes); export it with `feredge export`")
+        x = preprocess_faces(np.asarray(images), InputSpec.from_dict(runner.meta["input_spec"]))
+        logits = runner.infer_all(x)
+        if tta == "hflip":
+            logits = (logits + runner.infer_all(np.ascontiguousarray(x[..., ::-1]))) / 2
+        return logits, runner.meta
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(1, keepdims=True)
     e = np.exp(z)
@@ -108,27 +141,23 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
 
 def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: str = "none",
                          device: str = "", batch_size: int = 256) -> tuple[dict, np.ndarray]:
-    """Evaluate one checkpoint, or an ensemble (mean of softmax outputs) of several, on a prepared split."""
-    import torch
-
+    """Evaluate one model (checkpoint, ONNX or engine), or an ensemble (mean of softmax outputs), on a split."""
     from feredge.data.store import load_split, read_meta
     from feredge.errors import FeredgeError
-    from feredge.models import InputSpec
-    from feredge.train.checkpoint import load_checkpoint
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data_meta = read_meta(data)
     part = load_split(data, split)
     probs, classes = [], None
     for ckpt in checkpoints:
-        model, meta = load_checkpoint(ckpt)
+        if Path(ckpt).suffix == ".safetensors":
+            logits, meta = checkpoint_logits(Path(ckpt), part.images, tta, device, batch_size)
+        else:
+            logits, meta = runner_logits(Path(ckpt), part.images, tta)
         if classes is not None and meta["classes"] != classes:
             raise FeredgeError(f"{ckpt}: classes {meta['classes']} differ from the other ensemble members")
         classes = meta["classes"]
         if classes != data_meta["classes"]:
             raise FeredgeError(f"{ckpt}: trained on classes {classes}, but {data} has {data_meta['classes']}")
-        logits = predict_logits(model.to(device), part.images, InputSpec.from_dict(meta["input_spec"]), tta,
-                                meta.get("eval_crop"), batch_size, device)
         probs.append(softmax(logits) if len(checkpoints) > 1 else logits)
     scores = np.mean(probs, 0)
     report = metrics(scores, np.asarray(part.labels), classes)

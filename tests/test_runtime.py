@@ -104,3 +104,21 @@ def test_bad_image_is_one_line_error(small_onnx, tmp_path):
     bad.write_bytes(b"nope")
     r = CliRunner().invoke(cli, ["predict", str(bad), "--model", str(small_onnx[0]), "--out", str(tmp_path)])
     assert r.exit_code != 0 and "x.jpg: cannot read image" in r.output
+
+
+def test_eval_accepts_exported_onnx(small_onnx, prepared_fer, tmp_path):
+    from click.testing import CliRunner
+
+    from feredge.cli import cli
+
+    onnx_path, ckpt = small_onnx
+    reports = {}
+    for name, model in (("onnx", onnx_path), ("ckpt", ckpt)):
+        r = CliRunner().invoke(cli, ["eval", str(model), "--data", str(prepared_fer), "--tta", "hflip",
+                                     "--out", str(tmp_path / name), "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    assert reports["onnx"]["confusion_matrix"] == reports["ckpt"]["confusion_matrix"]
+    r = CliRunner().invoke(cli, ["eval", str(onnx_path), "--data", str(prepared_fer), "--tta", "ten-crop",
+                                 "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "ten-crop TTA is available for checkpoints only" in r.output
