@@ -47,6 +47,9 @@ class TrainConfig:
     weighted_sampler: bool = False
     aux_weights: dict[str, float] = field(default_factory=dict)  # multi-task loss weights, emotion is 1
     emotion_weight: float = 1.0
+    teacher: str = ""  # checkpoint of a larger model to distil from ("" = no distillation)
+    distill_weight: float = 0.5  # share of the loss given to matching the teacher (with a teacher)
+    distill_temperature: float = 4.0
     val_fraction: float = 0.1  # carved from the training split, seeded and stratified
     val_split: str = ""  # use a prepared split for validation instead of carving one
     select_metric: str = "accuracy"  # accuracy | mean_class_accuracy

@@ -142,3 +142,17 @@ def test_ddp_two_processes_gloo(prepared_fer, tmp_path):
     log = json.loads((tmp_path / "ddp" / "log.json").read_text())
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]  # one row per epoch: only rank 0 logs
     assert abs(log[-1]["val_accuracy"] - single["best"]) <= 0.25 or min(log[-1]["val_accuracy"], single["best"]) > 0.8
+
+
+def test_distillation_from_a_teacher_with_another_input_spec(prepared_fer, tmp_path):
+    """A multitask-cnn teacher (3×50×50, 0-255) distils into feredge-s (1×48×48) on the same batches."""
+    teacher_cfg = small_cfg(prepared_fer, tmp_path / "teacher", model="multitask-cnn", model_kwargs={}, epochs=1)
+    train(teacher_cfg)
+    cfg = small_cfg(prepared_fer, tmp_path / "student", epochs=2, teacher=str(tmp_path / "teacher" / "best.safetensors"),
+                    distill_weight=0.7)
+    trainer = Trainer(cfg)
+    assert trainer.teacher_spec.size == 50 and not any(p.requires_grad for p in trainer.teacher.parameters())
+    x = torch.rand(4, 1, 48, 48)
+    logits = trainer.model(trainer._model_input(x, trainer.spec))
+    assert trainer._distill(x, logits).item() >= 0
+    assert trainer.fit()["epochs"] == 2

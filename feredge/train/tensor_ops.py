@@ -14,7 +14,11 @@ _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 def to_float(images: torch.Tensor, channels: int) -> torch.Tensor:
     """uint8 NHWC → float NCHW in [0, 1] with ``channels`` channels (gray↔RGB converted)."""
-    x = images.permute(0, 3, 1, 2).float().div_(255)
+    return match_channels(images.permute(0, 3, 1, 2).float().div_(255), channels)
+
+
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Float NCHW gray → RGB (repeat) or RGB → gray (luma); unchanged when it already matches."""
     if x.shape[1] == channels:
         return x
     if channels == 3:

@@ -187,6 +187,19 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.tb = _tensorboard(self.out) if self.dist.main else None
+        self.teacher, self.teacher_spec = self._load_teacher()
+
+    def _load_teacher(self):
+        """The frozen teacher network and its input spec, when cfg.teacher names a checkpoint."""
+        if not self.cfg.teacher:
+            return None, None
+        from feredge.train.checkpoint import load_checkpoint
+
+        teacher, meta = load_checkpoint(Path(self.cfg.teacher))
+        if meta["classes"] != self.classes:
+            raise FeredgeError(f"{self.cfg.teacher}: teacher classes {meta['classes']} differ from the data's {self.classes}")
+        teacher.to(self.device).eval().requires_grad_(False)
+        return teacher, InputSpec.from_dict(meta["input_spec"])
 
     def _targets(self, idx: torch.Tensor) -> torch.Tensor:
         k = len(self.classes)
@@ -208,19 +221,31 @@ class Trainer:
         if cfg.erasing > 0:
             x = ops.random_erase(x, cfg.erasing, gen)
         x, target = ops.mix(x, target, cfg.mixup, cfg.cutmix, gen)
-        x = ops.normalize(x, self.spec)
-        if self.cuda and cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         return x, target
 
+    def _model_input(self, x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+        x = ops.normalize(ops.match_channels(x, spec.channels), spec)
+        return x.contiguous(memory_format=torch.channels_last) if self.cuda and self.cfg.channels_last else x
+
+    def _distill(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Hinton distillation: T²·KL(teacher_T ‖ student_T) on the same augmented images."""
+        t = self.cfg.distill_temperature
+        with torch.no_grad():
+            teacher = self.teacher(self._model_input(x, self.teacher_spec)).float()
+        return F.kl_div(F.log_softmax(logits.float() / t, 1), F.softmax(teacher / t, 1), reduction="batchmean") * t * t
+
     def _loss(self, x: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted emotion loss plus auxiliary-head losses over the samples that carry that attribute."""
-        if not self.aux:
-            logits = self.net(x)
-            return self.cfg.emotion_weight * torch.sum(-target * F.log_softmax(logits.float(), 1), 1).mean(), logits
-        outputs = self.net.forward_all(x) if self.net is self.model else self.net.module.forward_all(x)
+        """Weighted emotion loss (blended with distillation when a teacher is set) plus auxiliary-head losses."""
+        inp = self._model_input(x, self.spec)
+        if self.aux:
+            outputs = self.net.forward_all(inp) if self.net is self.model else self.net.module.forward_all(inp)
+        else:
+            outputs = {"emotion": self.net(inp)}
         logits = outputs["emotion"]
         loss = self.cfg.emotion_weight * torch.sum(-target * F.log_softmax(logits.float(), 1), 1).mean()
+        if self.teacher is not None:
+            a = self.cfg.distill_weight
+            loss = (1 - a) * loss + a * self._distill(x, logits)
         for head, weight in self.aux.items():
             labels = self.train.attrs[idx, ATTRIBUTES.index(head)]
             valid = labels >= 0
