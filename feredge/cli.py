@@ -213,7 +213,10 @@ def export_cmd(checkpoint, batch, dynamic, **options) -> None:
         acc = report["accuracy"]
         _table(f"accuracy on {acc['n']} images ({acc['split']}, ONNX Runtime)", ["format", "top-1", "mean-class", "MB"],
                [[f, f"{acc[f]['accuracy']:.4f}", f"{acc[f]['mean_class_accuracy']:.4f}", f"{acc[f]['size_bytes'] / 1e6:.2f}"]
-                for f in ("fp32", "fp16", "int8") if f in acc])
+                for f in ("fp32", "fp16", "int8", "int8_ort_cpu_kernels") if f in acc])
+        if "int8" in acc:
+            click.echo("int8: exact Q/DQ arithmetic (what TensorRT computes); int8_ort_cpu_kernels: ONNX Runtime's "
+                       "fused int8 CPU kernels on this machine")
     for fmt, path in report["files"].items():
         click.echo(f"{fmt:<12} {path}")
 

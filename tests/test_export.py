@@ -88,7 +88,7 @@ def test_calibration_cache_file(exported):
 
 def test_accuracy_gate_numbers_and_refusal(exported, checkpoint, prepared_fer, tmp_path):
     acc = exported[0]["accuracy"]
-    assert {"fp32", "fp16", "int8"} <= set(acc) and acc["n"] > 0
+    assert {"fp32", "fp16", "int8", "int8_ort_cpu_kernels"} <= set(acc) and acc["n"] > 0
     assert acc["int8"]["size_bytes"] < acc["fp32"]["size_bytes"]
     opts = ExportOptions(out=tmp_path, int8=True, calib_data=prepared_fer, calib_size=8, max_drop=-100.0,
                          val_fraction=0.25)

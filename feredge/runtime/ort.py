@@ -13,10 +13,14 @@ from feredge.runtime.base import Runner, TensorSpec
 class OrtRunner(Runner):
     backend = "ort"
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int = 0):
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 0, optimize: bool = True):
+        """``optimize=False`` runs Q/DQ nodes as written (exact quantisation arithmetic in float) instead of
+        fusing them into ONNX Runtime's int8 kernels, whose u8·s8 products saturate on x86 CPUs without VNNI."""
         super().__init__(path)
         ort = require("onnxruntime")
         options = ort.SessionOptions()
+        if not optimize:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
