@@ -5,6 +5,7 @@ Both are imported lazily; the rest of feredge sees only the small ``CudaApi`` su
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from functools import lru_cache
 
 import numpy as np
@@ -12,19 +13,36 @@ import numpy as np
 from feredge.errors import FeredgeError
 
 
-class CudaApi:
-    """Device buffers, pinned host buffers, async copies, one stream, events."""
+class CudaApi(ABC):
+    """Device buffers, pinned host buffers, async copies and streams: all the runtime needs from CUDA."""
 
     name = ""
 
+    @abstractmethod
     def alloc(self, nbytes: int) -> int: ...
+
+    @abstractmethod
     def free(self, ptr: int) -> None: ...
+
+    @abstractmethod
     def pinned(self, shape: tuple, dtype) -> np.ndarray: ...
+
+    @abstractmethod
     def stream(self): ...
+
+    @abstractmethod
     def stream_handle(self, stream) -> int: ...
+
+    @abstractmethod
     def htod(self, dst: int, src: np.ndarray, stream) -> None: ...
+
+    @abstractmethod
     def dtoh(self, dst: np.ndarray, src: int, stream) -> None: ...
+
+    @abstractmethod
     def synchronize(self, stream) -> None: ...
+
+    @abstractmethod
     def identity(self) -> tuple[str, str]: ...
 
 
