@@ -188,7 +188,7 @@ def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
 @click.option("--int8", is_flag=True, help="also write an INT8 Q/DQ ONNX and a TensorRT calibration cache")
 @click.option("--calib-data", type=click.Path(path_type=Path), help="prepared dataset: calibration + accuracy gate")
 @click.option("--calib-size", type=int, default=512, show_default=True)
-@click.option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy",
+@click.option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile",
               show_default=True)
 @click.option("--batch", type=int, help="fixed batch size (default: dynamic batch axis)")
 @click.option("--dynamic", is_flag=True, help="dynamic batch axis (the default when --batch is not given)")

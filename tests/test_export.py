@@ -82,7 +82,7 @@ def test_qdq_placement_symmetric_int8(exported):
 
 def test_calibration_cache_file(exported):
     header, scales = read_cache(exported[0]["files"]["calib-cache"])
-    assert header == "TRT-8601-EntropyCalibration2"
+    assert header == "TRT-8601-MinMaxCalibration"  # percentile ranges (the default) replay as a MinMax cache
     assert "input" in scales and all(s > 0 for s in scales.values())
 
 

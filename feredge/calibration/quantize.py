@@ -59,12 +59,21 @@ def _extra(method: str, percentile: float) -> dict:
 
 def quantize_qdq(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = "entropy",
                  input_name: str = "input", batch: int = 32, percentile: float = 99.99) -> Path:
-    """Write a Q/DQ INT8 ONNX calibrated on ``inputs`` (already pre-processed float32 NCHW)."""
+    """Write a Q/DQ INT8 ONNX calibrated on ``inputs`` (already pre-processed float32 NCHW).
+
+    Ranges come from ``activation_ranges`` (TensorRT-like histograms: 2048 bins, 128 quantised bins for
+    entropy) and are imposed as scale overrides: quantize_static cannot set the histogram size itself,
+    and with its default of 128 bins entropy calibration degenerates to minmax.
+    """
     q = require("onnxruntime.quantization")
-    q.quantize_static(str(fp32_onnx), str(out), _reader(inputs, input_name, batch, f"calibrating ({method})"),
+    ranges = activation_ranges(fp32_onnx, inputs, method, input_name, batch, percentile)
+    overrides = {name: [{"scale": np.array(max(amax, 1e-8) / 127.0, np.float32), "zero_point": np.array(0, np.int8)}]
+                 for name, amax in ranges.items()}
+    extra = {**_extra(method, percentile), "TensorQuantOverrides": overrides}
+    q.quantize_static(str(fp32_onnx), str(out), _reader(inputs, input_name, batch, "quantizing"),
                       quant_format=q.QuantFormat.QDQ, activation_type=q.QuantType.QInt8,
-                      weight_type=q.QuantType.QInt8, per_channel=True, calibrate_method=_method(method),
-                      op_types_to_quantize=QUANTIZED_OPS, extra_options=_extra(method, percentile))
+                      weight_type=q.QuantType.QInt8, per_channel=True, calibrate_method=_method("minmax"),
+                      op_types_to_quantize=QUANTIZED_OPS, extra_options=extra)
     return Path(out)
 
 
@@ -75,6 +84,8 @@ def activation_ranges(fp32_onnx: Path, inputs: np.ndarray, method: str = "entrop
     extra = {"symmetric": True}
     if method == "percentile":
         extra["percentile"] = percentile
+    if method == "entropy":
+        extra.update(num_bins=2048, num_quantized_bins=128)  # TensorRT's entropy calibrator settings
     with tempfile.TemporaryDirectory() as tmp:
         calibrator = q.create_calibrator(str(fp32_onnx), None, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                          calibrate_method=_method(method), extra_options=extra)
