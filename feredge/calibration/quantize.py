@@ -58,15 +58,18 @@ def _extra(method: str, percentile: float) -> dict:
 
 
 def quantize_qdq(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = "entropy",
-                 input_name: str = "input", batch: int = 32, percentile: float = 99.99) -> Path:
+                 input_name: str = "input", batch: int = 32, percentile: float = 99.99,
+                 ranges: dict[str, float] | None = None) -> Path:
     """Write a Q/DQ INT8 ONNX calibrated on ``inputs`` (already pre-processed float32 NCHW).
 
     Ranges come from ``activation_ranges`` (TensorRT-like histograms: 2048 bins, 128 quantised bins for
     entropy) and are imposed as scale overrides: quantize_static cannot set the histogram size itself,
-    and with its default of 128 bins entropy calibration degenerates to minmax.
+    and with its default of 128 bins entropy calibration degenerates to minmax. Pass ``ranges`` when they
+    were already computed (e.g. for the TensorRT calibration cache) to calibrate only once.
     """
     q = require("onnxruntime.quantization")
-    ranges = activation_ranges(fp32_onnx, inputs, method, input_name, batch, percentile)
+    if ranges is None:
+        ranges = activation_ranges(fp32_onnx, inputs, method, input_name, batch, percentile)
     overrides = {name: [{"scale": np.array(max(amax, 1e-8) / 127.0, np.float32), "zero_point": np.array(0, np.int8)}]
                  for name, amax in ranges.items()}
     extra = {**_extra(method, percentile), "TensorQuantOverrides": overrides}

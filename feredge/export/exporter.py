@@ -102,7 +102,8 @@ def _int8(fp32: Path, stem: str, spec, opts: ExportOptions, report: dict) -> tup
 
     calib = calibration_set(opts.calib_data, opts.calib_size, opts.seed, opts.val_fraction)
     x = preprocess_faces(calib.images, spec)
-    qdq = quantize_qdq(fp32, x, _path(opts.out, stem, "int8"), opts.calib_method)
+    ranges = activation_ranges(fp32, x, opts.calib_method)
+    qdq = quantize_qdq(fp32, x, _path(opts.out, stem, "int8"), opts.calib_method, ranges=ranges)
     model = onnx.load(str(qdq))
     missing = unquantized_inputs(model)
     if missing:
@@ -110,7 +111,6 @@ def _int8(fp32: Path, stem: str, spec, opts: ExportOptions, report: dict) -> tup
     set_onnx_metadata(model, {**get_onnx_metadata(onnx.load(str(fp32))), "precision": "int8-qdq",
                               "calibration": {"method": opts.calib_method, "size": len(x), "digest": calib.digest}})
     onnx.save(model, str(qdq))
-    ranges = activation_ranges(fp32, x, opts.calib_method)
     cache = write_cache(ranges, _path(opts.out, stem, "calib-cache"), opts.calib_method, _trt_version_or(opts.trt_version))
     report["calibration"] = {"method": opts.calib_method, "images": len(x), "seed": opts.seed,
                              "digest": calib.digest, "source": str(opts.calib_data)}
