@@ -74,8 +74,9 @@ class MMNet(nn.Module):
         z = self.features(x)
         return {k: head(z) for k, head in self.heads.items()}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.heads["emotion"](self.features(x))
+    def forward(self, x: torch.Tensor, all_heads: bool = False):
+        """Emotion logits; every head's logits with ``all_heads`` (a kwarg so DDP's forward syncs them)."""
+        return self.forward_all(x) if all_heads else self.heads["emotion"](self.features(x))
 
 
 @register_model("mmnet", IMAGENET, heads={"emotion": 7, "age": 5, "race": 3, "gender": 3},

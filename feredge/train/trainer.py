@@ -237,10 +237,7 @@ class Trainer:
     def _loss(self, x: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted emotion loss (blended with distillation when a teacher is set) plus auxiliary-head losses."""
         inp = self._model_input(x, self.spec)
-        if self.aux:
-            outputs = self.net.forward_all(inp) if self.net is self.model else self.net.module.forward_all(inp)
-        else:
-            outputs = {"emotion": self.net(inp)}
+        outputs = self.net(inp, all_heads=True) if self.aux else {"emotion": self.net(inp)}
         logits = outputs["emotion"]
         loss = self.cfg.emotion_weight * torch.sum(-target * F.log_softmax(logits.float(), 1), 1).mean()
         if self.teacher is not None:
