@@ -10,6 +10,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
+from feredge.evaluate import softmax
 from feredge.runtime.base import load_runner
 
 #: Context around the detector's box; FER2013 faces are loosely cropped.
@@ -22,11 +23,6 @@ def default_onnx() -> Path:
     if not DEFAULT_ONNX.is_file():
         raise FeredgeError(f"{DEFAULT_ONNX}: the default model is not installed; pass --model")
     return DEFAULT_ONNX
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def _spec(meta: dict):
@@ -62,7 +58,7 @@ def predict_images(images: list[Path], model: Path | None = None, backend: str |
         if len(boxes):
             x = preprocess_frame_cv2(frame, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN, tta)
             logits = runner.infer_all(x)
-            probs = _softmax(logits[:len(boxes)] + (logits[len(boxes):] if tta else 0))
+            probs = softmax(logits[:len(boxes)] + (logits[len(boxes):] if tta else 0))
             faces = [{"box": [round(float(v), 1) for v in b], "detector_score": float(s),
                       "expression": classes[int(p.argmax())], "confidence": float(p.max()),
                       "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)}}
