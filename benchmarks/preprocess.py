@@ -2,7 +2,7 @@
 
     python benchmarks/preprocess.py [--repeat 50]
 
-CPU: OpenCV warpAffine per face (feredge's fast CPU path). CUDA (when pycuda and a GPU are present):
+CPU: OpenCV warpAffine per face (feredge's fast CPU path). CUDA (pycuda, else cuda-python, and a GPU):
 the kernel alone (frame already on the device) and with the frame upload from pinned and from pageable
 memory. Prints a table and the ratios; targets at 16 faces: kernel ≥ 20× OpenCV, end to end ≥ 2×.
 """
@@ -34,61 +34,74 @@ def time_cpu(frame: np.ndarray, boxes: np.ndarray, repeat: int) -> float:
     return (time.perf_counter() - t0) / repeat * 1e6
 
 
-def time_gpu(frame: np.ndarray, boxes: np.ndarray, repeat: int) -> dict[str, float]:
-    import pycuda.driver as drv
-
+def time_gpu(api, frame: np.ndarray, boxes: np.ndarray, repeat: int) -> dict[str, float]:
+    """Mean µs per call by CUDA events: kernel alone, and with the frame upload from pinned / pageable memory."""
     from feredge.runtime.kernels import GpuPreprocessor, launch_config
 
-    pre = GpuPreprocessor()
+    pre = GpuPreprocessor(api)
     h, w = frame.shape[:2]
-    pinned = drv.pagelocked_empty(frame.shape, np.uint8)
+    pinned = api.pinned(frame.shape, np.uint8)
     pinned[:] = frame
-    d_frame, d_boxes = drv.mem_alloc(frame.nbytes), drv.to_device(boxes)
-    d_out = drv.mem_alloc(launch_config(len(boxes), SPEC.size, SPEC.channels, False).out_elements * 4)
-    stream = drv.Stream()
-    start, end = drv.Event(), drv.Event()
+    host_boxes = api.pinned(boxes.shape, np.float32)
+    host_boxes[:] = boxes
+    stream = api.stream()
+    d_frame, d_boxes = api.alloc(frame.nbytes), api.alloc(boxes.nbytes)
+    d_out = api.alloc(launch_config(len(boxes), SPEC.size, SPEC.channels, False).out_elements * 4)
+    api.htod(d_boxes, host_boxes, stream)
 
     def run(upload: np.ndarray | None) -> float:
-        start.record(stream)
-        for _ in range(repeat):
-            if upload is not None:
-                drv.memcpy_htod_async(d_frame, upload, stream)
-            pre(int(d_frame), w, h, w * 3, int(d_boxes), len(boxes), SPEC, int(d_out), 0.15, stream=stream)
-        end.record(stream)
-        end.synchronize()
-        return end.time_since(start) / repeat * 1e3
+        def work() -> None:
+            for _ in range(repeat):
+                if upload is not None:
+                    api.htod(d_frame, upload, stream)
+                pre(d_frame, w, h, w * 3, d_boxes, len(boxes), SPEC, d_out, 0.15, stream=stream)
 
-    drv.memcpy_htod(d_frame, frame)
+        return api.timed(stream, work) / repeat * 1e3
+
+    api.htod(d_frame, pinned, stream)
     run(None)
-    return {"kernel_us": run(None), "pinned_upload_us": run(pinned), "pageable_upload_us": run(frame)}
+    result = {"kernel_us": run(None), "pinned_upload_us": run(pinned), "pageable_upload_us": run(frame)}
+    for ptr in (d_frame, d_boxes, d_out):
+        api.free(ptr)
+    return result
+
+
+def gpu_api(name: str):
+    """The requested CUDA API, or None (with the reason printed) when it or a GPU is missing."""
+    from feredge.errors import FeredgeError
+    from feredge.runtime.cuda import cuda_api
+
+    try:
+        return cuda_api(name)
+    except (FeredgeError, ImportError, RuntimeError) as exc:
+        print(f"no CUDA timing: {exc}")
+        return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--api", choices=("pycuda", "cuda-python"), default="pycuda",
+                        help="CUDA API to try first (the other is the fallback)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (1080, 1920, 3), np.uint8)
-    try:
-        import pycuda  # noqa: F401
-
-        gpu = True
-    except ImportError:
-        gpu = False
+    api = gpu_api(args.api)
+    gpu = api is not None
     rows = []
     for n in FACE_COUNTS:
         boxes = boxes_for(n, rng)
         row = {"faces": n, "opencv_us": time_cpu(frame, boxes, args.repeat)}
         if gpu:
-            row.update(time_gpu(frame, boxes, args.repeat))
+            row.update(time_gpu(api, frame, boxes, args.repeat))
             row["kernel_speedup"] = row["opencv_us"] / row["kernel_us"]
             row["end_to_end_speedup"] = row["opencv_us"] / row["pinned_upload_us"]
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print("1080p frame, 200x200 faces → 1x48x48, mean µs per call" + ("" if gpu else " (no pycuda/GPU: CPU only)"))
+    print("1080p frame, 200x200 faces → 1x48x48, mean µs per call" + (f" (CUDA via {api.name})" if gpu else " (CPU only)"))
     for r in rows:
         line = f"  {r['faces']:>3} faces  OpenCV {r['opencv_us']:9.1f}"
         if gpu:

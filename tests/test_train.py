@@ -52,6 +52,23 @@ def test_resume_matches_uninterrupted(prepared_fer, tmp_path):
     assert len(json.loads((tmp_path / "split" / "log.json").read_text())) == 2
 
 
+def test_warm_start_begins_from_the_checkpoint(prepared_fer, tmp_path):
+    train(small_cfg(prepared_fer, tmp_path / "a", epochs=1))
+    first = small_cfg(prepared_fer, tmp_path / "b", epochs=1, init=str(tmp_path / "a" / "best.safetensors"), lr=0.0)
+    train(first)
+    a = load_file(str(tmp_path / "a" / "best.safetensors"))
+    b = load_file(str(tmp_path / "b" / "last.safetensors"))
+    for k in a:
+        if "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_warm_start_refuses_another_validation_carve(prepared_fer, tmp_path):
+    train(small_cfg(prepared_fer, tmp_path / "a", epochs=1))
+    with pytest.raises(FeredgeError, match="different validation carve.*seed=0"):
+        Trainer(small_cfg(prepared_fer, tmp_path / "b", init=str(tmp_path / "a" / "best.safetensors"), seed=1))
+
+
 def test_resume_without_state_is_an_error(prepared_fer, tmp_path):
     with pytest.raises(FeredgeError, match="nothing to resume"):
         train(small_cfg(prepared_fer, tmp_path / "none"), resume=True)

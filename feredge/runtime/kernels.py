@@ -55,13 +55,14 @@ def nvrtc_compile(arch: str) -> bytes:
         from cuda import nvrtc  # older cuda-python layout
     src = SOURCE.read_bytes()
     err, prog = nvrtc.nvrtcCreateProgram(src, b"preprocess.cu", 0, [], [])
-    opts = [f"--gpu-architecture=sm_{arch}".encode(), b"-O3", b"--std=c++17"]
+    opts = [f"--gpu-architecture=sm_{arch}".encode(), b"--std=c++17"]
     (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     if int(err) != 0:
         _, size = nvrtc.nvrtcGetProgramLogSize(prog)
         log = b" " * size
         nvrtc.nvrtcGetProgramLog(prog, log)
-        raise FeredgeError(f"NVRTC failed to compile {SOURCE.name} for sm_{arch}: {log.decode(errors='replace')}")
+        text = log.decode(errors="replace").strip("\x00 \n")
+        raise FeredgeError(f"NVRTC failed to compile {SOURCE.name} for sm_{arch}: {text}")
     _, size = nvrtc.nvrtcGetCUBINSize(prog)
     cubin = b" " * size
     nvrtc.nvrtcGetCUBIN(prog, cubin)
@@ -69,21 +70,22 @@ def nvrtc_compile(arch: str) -> bytes:
 
 
 class GpuPreprocessor:
-    """Loads the kernel once (fatbin, else NVRTC) and launches it on a stream through pycuda."""
+    """Loads the kernel once (shipped fatbin, else NVRTC for this GPU) and launches it on a stream.
 
-    def __init__(self):
-        import pycuda.autoinit  # noqa: F401
-        import pycuda.driver as drv
+    Works through either CUDA API (pycuda or cuda-python); ``source`` says where the code came from.
+    """
 
-        self.drv = drv
+    def __init__(self, api=None):
+        from feredge.runtime.cuda import KernelImageError, cuda_api
+
+        self.cuda = api or cuda_api()
         try:
-            module = drv.module_from_buffer(FATBIN.read_bytes())
+            self.fn = self.cuda.kernel(FATBIN.read_bytes(), KERNEL_NAME)
             self.source = "fatbin"
-        except (drv.Error, FileNotFoundError):
-            major, minor = drv.Context.get_device().compute_capability()
-            module = drv.module_from_buffer(nvrtc_compile(f"{major}{minor}"))
+        except (KernelImageError, FileNotFoundError):
+            _, cc = self.cuda.identity()
+            self.fn = self.cuda.kernel(nvrtc_compile(cc.replace(".", "")), KERNEL_NAME)
             self.source = "nvrtc"
-        self.fn = module.get_function(KERNEL_NAME)
 
     def __call__(self, frame_ptr: int, width: int, height: int, pitch: int, boxes_ptr: int, n_boxes: int,
                  spec, out_ptr: int, margin: float = 0.0, mirror: bool = False, fp16: bool = False,
@@ -91,5 +93,5 @@ class GpuPreprocessor:
         launch = launch_config(n_boxes, spec.size, spec.channels, mirror)
         args = kernel_args(frame_ptr, width, height, pitch, boxes_ptr, n_boxes, margin, spec.size, spec.channels,
                            fp16, spec.mean, spec.std, out_ptr)
-        self.fn(*args, block=launch.block, grid=launch.grid[:2], stream=stream)
+        self.cuda.launch(self.fn, launch.grid, launch.block, args, stream)
         return launch

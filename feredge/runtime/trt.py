@@ -1,5 +1,8 @@
 """TensorRT engine runner: set_tensor_address + execute_async_v3, dynamic batch via the profile.
 
+Two ways in: ``infer(host batch)`` (pinned staging, async copies), or ``bind(batch)`` + ``enqueue(stream)``
+for the GPU pipeline, whose pre-processing kernel writes straight into the engine's input buffer.
+
 Not yet run against a real TensorRT (see README, "Verified on"). The engine's sidecar key is checked
 against this machine before deserialising, so a foreign or stale engine is refused with a reason.
 """
@@ -37,6 +40,10 @@ class TrtRunner(Runner):
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output_name = next(n for n in names if n != self.input_name)
         self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        self.item_shape = tuple(self.engine.get_tensor_shape(self.input_name))[1:]
+        self.classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
+        self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         self.stream = self.cuda.stream()  # one stream per runner: copies and execution stay ordered
         self._buffers: dict[str, tuple[int, int]] = {}
         self._host: dict[str, np.ndarray] = {}
@@ -52,9 +59,10 @@ class TrtRunner(Runner):
                                "rebuild it with `feredge export --engine` on this machine")
 
     def input_spec(self) -> TensorSpec:
-        return TensorSpec(self.input_name, tuple(self.engine.get_tensor_shape(self.input_name)), "float32")
+        return TensorSpec(self.input_name, tuple(self.engine.get_tensor_shape(self.input_name)), self.input_dtype.name)
 
     def _buffer(self, name: str, nbytes: int) -> int:
+        """A device buffer bound to tensor ``name``; allocated once, so captured graphs keep valid pointers."""
         ptr, size = self._buffers.get(name, (0, 0))
         if size < nbytes:
             if ptr:
@@ -64,30 +72,40 @@ class TrtRunner(Runner):
             self.context.set_tensor_address(name, ptr)
         return ptr
 
-    def _pinned(self, name: str, shape: tuple) -> np.ndarray:
+    def _pinned(self, name: str, shape: tuple, dtype) -> np.ndarray:
         """A pinned host staging array of at least ``shape`` (async copies need page-locked memory)."""
         size = int(np.prod(shape))
         buf = self._host.get(name)
         if buf is None or buf.size < size:
-            buf = self.cuda.pinned((max(size, 1),), np.float32)
+            buf = self.cuda.pinned((max(size, 1),), dtype)
             self._host[name] = buf
         return buf[:size].reshape(shape)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) > self.max_batch:
-            raise FeredgeError(f"batch of {len(batch)} exceeds the engine's profile maximum {self.max_batch}")
-        staged = self._pinned(self.input_name, batch.shape)
-        staged[:] = batch
-        self.context.set_input_shape(self.input_name, batch.shape)
-        out = self._pinned(self.output_name, tuple(self.context.get_tensor_shape(self.output_name)))
-        inp = self._buffer(self.input_name, staged.nbytes)
-        outp = self._buffer(self.output_name, out.nbytes)
-        self.cuda.htod(inp, staged, self.stream)
-        if not self.context.execute_async_v3(self.cuda.stream_handle(self.stream)):
+    def bind(self, batch: int) -> tuple[int, int]:
+        """Set the batch size and return the (input, output) device pointers, sized for the profile maximum."""
+        if not 1 <= batch <= self.max_batch:
+            raise FeredgeError(f"batch of {batch} is outside the engine's profile (1..{self.max_batch})")
+        self.context.set_input_shape(self.input_name, (batch, *self.item_shape))
+        item = int(np.prod(self.item_shape))
+        inp = self._buffer(self.input_name, self.max_batch * item * self.input_dtype.itemsize)
+        out = self._buffer(self.output_name, self.max_batch * self.classes * self.output_dtype.itemsize)
+        return inp, out
+
+    def enqueue(self, stream) -> None:
+        """Run the engine on ``stream`` over what ``bind`` set up (asynchronous; capturable into a graph)."""
+        if not self.context.execute_async_v3(self.cuda.stream_handle(stream)):
             raise FeredgeError(f"{self.path}: TensorRT execution failed")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        inp, outp = self.bind(len(batch))
+        staged = self._pinned(self.input_name, batch.shape, self.input_dtype)
+        staged[:] = batch
+        out = self._pinned(self.output_name, (len(batch), self.classes), self.output_dtype)
+        self.cuda.htod(inp, staged, self.stream)
+        self.enqueue(self.stream)
         self.cuda.dtoh(out, outp, self.stream)
         self.cuda.synchronize(self.stream)
-        return out.copy()
+        return out.astype(np.float32)
 
     def close(self) -> None:
         for ptr, _ in self._buffers.values():

@@ -168,9 +168,11 @@ class Trainer:
         self.spec = model_info(cfg.model).input_spec
         self.eval_crop = self.spec.size if cfg.ten_crop else None
         torch.manual_seed(cfg.seed)
-        self.model = create_model(cfg.model, num_classes=len(self.classes), **cfg.model_kwargs).to(self.device)
+        self.model = create_model(cfg.model, num_classes=len(self.classes), **cfg.model_kwargs)
+        self._warm_start()
+        self.model.to(self.device)
         self.cuda = self.device.type == "cuda"
-        if self.cuda and cfg.channels_last:
+        if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = self.model
         if self.dist.world > 1:
@@ -188,6 +190,27 @@ class Trainer:
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.tb = _tensorboard(self.out) if self.dist.main else None
         self.teacher, self.teacher_spec = self._load_teacher()
+
+    def _warm_start(self) -> None:
+        """Load cfg.init's weights; refuse a checkpoint whose validation carve differs on the same data,
+        because its training images would then sit in this run's validation split and bias selection."""
+        if not self.cfg.init:
+            return
+        from feredge.train.checkpoint import load_into, read_meta, read_state_dict
+
+        meta = read_meta(Path(self.cfg.init))
+        if meta["model"] != self.cfg.model or meta["classes"] != self.classes:
+            raise FeredgeError(f"{self.cfg.init}: holds {meta['model']} with classes {meta['classes']}, "
+                               f"this run trains {self.cfg.model} with {self.classes}")
+        old = meta.get("config", {})
+        same_data = Path(old.get("data", "")).resolve() == Path(self.cfg.data).resolve()
+        carve = ("val_fraction", "val_split", "seed", "limit_train")
+        changed = [k for k in carve if old.get(k) != getattr(self.cfg, k)]
+        if same_data and changed:
+            raise FeredgeError(f"{self.cfg.init}: trained on the same data with a different validation carve "
+                               f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use the same values so "
+                               "validation stays unseen")
+        load_into(self.model, read_state_dict(Path(self.cfg.init)), self.cfg.init)
 
     def _load_teacher(self):
         """The frozen teacher network and its input spec, when cfg.teacher names a checkpoint."""
@@ -225,7 +248,7 @@ class Trainer:
 
     def _model_input(self, x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
         x = ops.normalize(ops.match_channels(x, spec.channels), spec)
-        return x.contiguous(memory_format=torch.channels_last) if self.cuda and self.cfg.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     def _distill(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Hinton distillation: T²·KL(teacher_T ‖ student_T) on the same augmented images."""
