@@ -33,16 +33,32 @@ def _spec(meta: dict):
     return InputSpec.from_dict(meta["input_spec"])
 
 
+def face_classifier(runner, spec, mirror: bool):
+    """frame, boxes → logits per face: the fused GPU pipeline for TensorRT engines, OpenCV + runner elsewhere."""
+    from feredge.runtime.pipeline import merge_mirrored
+
+    if hasattr(runner, "bind"):
+        from feredge.runtime.pipeline import GpuPipeline
+
+        return GpuPipeline(runner, spec, FACE_MARGIN, mirror, max_faces=runner.max_batch // (2 if mirror else 1))
+    from feredge.runtime.preprocess import preprocess_frame_cv2
+
+    def classify(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        x = preprocess_frame_cv2(frame, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN, mirror)
+        return merge_mirrored(runner.infer_all(x), len(boxes), mirror)
+
+    return classify
+
+
 def predict_images(images: list[Path], model: Path | None = None, backend: str | None = None,
                    out: Path = Path("runs/predict"), tta: bool = False) -> list[dict]:
     """Detect faces in each image, classify their expression, write annotated copies and results.json."""
     cv2 = require("cv2")
     from feredge.camera.detector import YuNetDetector
     from feredge.camera.overlay import draw
-    from feredge.runtime.preprocess import preprocess_frame_cv2
-
     runner = load_runner(model or default_onnx(), backend)
     spec, classes = _spec(runner.meta), runner.meta["classes"]
+    classify = face_classifier(runner, spec, tta)
     detector = YuNetDetector()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,9 +72,7 @@ def predict_images(images: list[Path], model: Path | None = None, backend: str |
         t1 = time.perf_counter()
         faces = []
         if len(boxes):
-            x = preprocess_frame_cv2(frame, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN, tta)
-            logits = runner.infer_all(x)
-            probs = softmax(logits[:len(boxes)] + (logits[len(boxes):] if tta else 0))
+            probs = softmax(classify(frame, boxes))
             faces = [{"box": [round(float(v), 1) for v in b], "detector_score": float(s),
                       "expression": classes[int(p.argmax())], "confidence": float(p.max()),
                       "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)}}
@@ -69,6 +83,8 @@ def predict_images(images: list[Path], model: Path | None = None, backend: str |
         cv2.imwrite(str(target), annotated)
         results.append({"image": str(path), "annotated": str(target), "faces": faces,
                         "ms": {"detect": 1e3 * (t1 - t0), "classify": 1e3 * (t2 - t1)}})
+    if hasattr(classify, "close"):
+        classify.close()
     runner.close()
     (out / "results.json").write_text(json.dumps({"model": str(model or default_onnx()), "backend": runner.backend,
                                                   "results": results}, indent=2))
