@@ -94,7 +94,7 @@ def main() -> None:
         boxes = boxes_for(n, rng)
         row = {"faces": n, "opencv_us": time_cpu(frame, boxes, args.repeat)}
         if gpu:
-            row.update(time_gpu(api, frame, boxes, args.repeat))
+            row.update(time_gpu(api, frame, boxes, args.repeat), api=api.name)
             row["kernel_speedup"] = row["opencv_us"] / row["kernel_us"]
             row["end_to_end_speedup"] = row["opencv_us"] / row["pinned_upload_us"]
         rows.append(row)
