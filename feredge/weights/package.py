@@ -60,7 +60,29 @@ def evaluate_shipped(data: Path, split: str, images_index: np.ndarray | None = N
         return metrics(logits, labels, runner.meta["classes"])
 
 
-def write_card(data: Path, run_dir: Path, hardware: str, notes: str) -> dict:
+RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "warmup_pct", "batch_size",
+               "label_smoothing", "mixup", "cutmix", "hflip", "rotate", "translate", "scale", "erasing", "soft_labels")
+
+
+def training_stages(checkpoint: Path) -> list[dict]:
+    """The runs that made ``checkpoint``, oldest first: each warm start (config ``init``) names the one before."""
+    from feredge.train.checkpoint import read_meta
+
+    stages, path = [], Path(checkpoint)
+    while True:
+        meta = read_meta(path)
+        cfg = meta["config"]
+        log = json.loads((path.parent / "log.json").read_text())
+        stages.insert(0, {"run": path.parent.name, "warm_start_from": Path(cfg["init"]).parent.name if cfg.get("init") else "",
+                          "recipe": {k: cfg.get(k) for k in RECIPE_KEYS}, "epochs_planned": cfg["epochs"],
+                          "epochs_run": len(log), "selected_epoch": meta["epoch"],
+                          "wall_time_s": round(sum(r["seconds"] for r in log))})
+        if not cfg.get("init"):
+            return stages
+        path = Path(cfg["init"])
+
+
+def write_card(data: Path, checkpoint: Path, hardware: str, notes: str) -> dict:
     from feredge.data.splits import stratified_holdout
     from feredge.data.store import load_split
     from feredge.evaluate import plot_confusion
@@ -75,7 +97,7 @@ def write_card(data: Path, run_dir: Path, hardware: str, notes: str) -> dict:
     test = evaluate_shipped(data, "val")
     plot_confusion(np.array(test["confusion_matrix"]), meta["classes"], CONFUSION,
                    f"feredge-s on FER2013 PublicTest: {test['accuracy']:.2%}")
-    log = json.loads((Path(run_dir) / "log.json").read_text())
+    stages = training_stages(checkpoint)
     model = create_model(meta["model"], **{k: tuple(v) if isinstance(v, list) else v
                                            for k, v in meta.get("model_kwargs", {}).items()})
     card = {
@@ -83,11 +105,10 @@ def write_card(data: Path, run_dir: Path, hardware: str, notes: str) -> dict:
         "data": "FER2013 Training (28,709) for training; validation = 10% of Training, stratified, seed "
                 f"{cfg['seed']}; test = FER2013 PublicTest (3,589), evaluated once",
         "labels": "FER2013 original labels" + (" + FER+ soft labels" if cfg["soft_labels"] else ""),
-        "recipe": {k: cfg[k] for k in ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler",
-                                       "batch_size", "label_smoothing", "mixup", "cutmix", "hflip", "rotate",
-                                       "translate", "scale", "erasing", "soft_labels")},
-        "epochs_planned": cfg["epochs"], "epochs_run": len(log), "selected_epoch": meta["epoch"], "seed": cfg["seed"],
-        "hardware": hardware, "wall_time_s": round(sum(r["seconds"] for r in log)),
+        "stages": stages,
+        "epochs_run": sum(st["epochs_run"] for st in stages),
+        "selected_epoch": sum(st["epochs_run"] for st in stages[:-1]) + stages[-1]["selected_epoch"],
+        "seed": cfg["seed"], "hardware": hardware, "wall_time_s": sum(st["wall_time_s"] for st in stages),
         "validation_accuracy": val["accuracy"], "validation_mean_class_accuracy": val["mean_class_accuracy"],
         "publictest_single_pass_accuracy": test["accuracy"],
         "publictest_mean_class_accuracy": test["mean_class_accuracy"],
@@ -104,7 +125,10 @@ def write_card(data: Path, run_dir: Path, hardware: str, notes: str) -> dict:
 
 def _markdown(card: dict) -> str:
     per_class = "\n".join(f"| {c} | {r:.3f} |" for c, r in card["publictest_per_class_recall"].items())
-    recipe = ", ".join(f"{k}={v}" for k, v in card["recipe"].items())
+    stages = "\n".join(
+        f"| {i} | {st['run']} | {st['warm_start_from'] or 'random init'} | {st['epochs_run']} of {st['epochs_planned']} "
+        f"(best: {st['selected_epoch']}) | {st['wall_time_s']} | {', '.join(f'{k}={v}' for k, v in st['recipe'].items())} |"
+        for i, st in enumerate(card["stages"], 1))
     return f"""# Model card: {card['model']} (feredge default model)
 
 | | |
@@ -113,8 +137,7 @@ def _markdown(card: dict) -> str:
 | GFLOPs (multiply-accumulates, 1×48×48) | {card['gflops_macs']:.3f} |
 | data | {card['data']} |
 | labels | {card['labels']} |
-| recipe | {recipe} |
-| epochs | {card['epochs_run']} of {card['epochs_planned']} planned; weights of epoch {card['selected_epoch']} (best validation) |
+| epochs | {card['epochs_run']} in {len(card['stages'])} stage(s); weights of epoch {card['selected_epoch']} (best validation of the last stage) |
 | seed | {card['seed']} |
 | hardware | {card['hardware']} |
 | wall time | {card['wall_time_s']} s of training |
@@ -122,6 +145,12 @@ def _markdown(card: dict) -> str:
 | **PublicTest accuracy, single pass** | **{card['publictest_single_pass_accuracy']:.4f}** (mean-class {card['publictest_mean_class_accuracy']:.4f}) |
 | what the runtime uses | {card['runtime']} |
 | training-data licence | {card['training_data_licence']} |
+
+Training stages (each later stage starts from the previous stage's best weights, with a fresh schedule):
+
+| stage | run | starts from | epochs | wall s | recipe |
+|---|---|---|---|---|---|
+{stages}
 
 Per-class recall on PublicTest:
 
@@ -133,7 +162,7 @@ Per-class recall on PublicTest:
 
 {card['notes']}
 
-Reproduce: `python -m feredge.weights.package <run>/best.safetensors --data prepared/fer2013 --run <run> ...`
+Reproduce: `python -m feredge.weights.package <run>/best.safetensors --data prepared/fer2013 --hardware ...`
 re-evaluates the shipped files; `tests/test_default_model.py` checks the PublicTest number to 0.1 pp.
 """
 
@@ -142,13 +171,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--run", type=Path, help="training run folder (default: the checkpoint's folder)")
     parser.add_argument("--hardware", required=True)
     parser.add_argument("--notes", default="")
     args = parser.parse_args()
     for path in package(args.checkpoint):
         print(path, path.stat().st_size)
-    card = write_card(args.data, args.run or args.checkpoint.parent, args.hardware, args.notes)
+    card = write_card(args.data, args.checkpoint, args.hardware, args.notes)
     print(json.dumps({k: card[k] for k in ("validation_accuracy", "publictest_single_pass_accuracy")}))
 
 
