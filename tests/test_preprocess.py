@@ -104,6 +104,40 @@ def test_cmake_builds_the_kernel(tmp_path):
         assert "sm_87" in listing.stdout and "sm_90" in listing.stdout
 
 
+def _kernel_parameter_types() -> list[str]:
+    """C types of fer_preprocess's parameters, read from the CUDA source."""
+    import re
+
+    from feredge.runtime.kernels import KERNEL_NAME, SOURCE
+
+    src = re.sub(r"//[^\n]*", "", SOURCE.read_text())
+    params = src.split(f"void {KERNEL_NAME}(", 1)[1].split(")", 1)[0]
+    kinds = []
+    for param in params.split(","):
+        param = param.replace("__restrict__", "").replace("const", "").split()
+        kinds.append("pointer" if "*" in "".join(param) else param[0])
+    return kinds
+
+
+def test_kernel_arguments_match_the_cuda_signature():
+    """Python passes exactly the kernel's parameters, in order, with matching sizes, and the launch's pointer
+    array points at those values (what cuLaunchKernel copies)."""
+    import ctypes
+
+    from feredge.runtime.cuda import kernel_params
+    from feredge.runtime.kernels import kernel_args
+
+    args = kernel_args(0x1000, 641, 480, 1952, 0x2000, 3, 0.15, 48, 3, True, (0.5, 0.4, 0.3), (0.2, 0.25, 0.5), 0x3000)
+    expected = {"pointer": np.uintp, "int": np.int32, "float": np.float32}
+    assert [type(a) for a in args] == [expected[k] for k in _kernel_parameter_types()]
+    pointers, keep = kernel_params(args)
+    assert len(pointers) == len(args) and len(keep) == len(args)
+    for ptr, value in zip(pointers, args):
+        raw = ctypes.string_at(int(ptr), np.dtype(type(value)).itemsize)
+        assert raw == np.array(value).tobytes()
+    assert np.float32(args[-4]) == np.float32(1 / 0.2)  # std is passed inverted
+
+
 def _nvrtc_available() -> bool:
     try:
         from cuda.bindings import nvrtc
