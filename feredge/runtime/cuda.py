@@ -132,6 +132,7 @@ class PycudaApi(CudaApi):
 
         self.drv = drv
         self._allocs: dict[int, object] = {}
+        self._modules: list = []  # a module must outlive its functions
 
     def alloc(self, nbytes: int) -> int:
         mem = self.drv.mem_alloc(max(nbytes, 1))
@@ -184,7 +185,7 @@ class PycudaApi(CudaApi):
             module = self.drv.module_from_buffer(image)
         except self.drv.Error as exc:
             raise KernelImageError(str(exc)) from None
-        self._allocs[id(module)] = module  # a module must outlive its functions
+        self._modules.append(module)
         return module.get_function(name)
 
     def launch(self, fn, grid, block, args, stream) -> None:
@@ -281,9 +282,8 @@ class CudaPythonApi(CudaApi):
         return _check(self.drv.cuModuleGetFunction(module, name.encode()))
 
     def launch(self, fn, grid, block, args, stream) -> None:
-        params, keep = kernel_params(args)
+        params, values = kernel_params(args)  # ``values`` holds the bytes the pointers name until the call returns
         _check(self.drv.cuLaunchKernel(fn, *grid, *block, 0, self.stream_handle(stream), params.ctypes.data, 0))
-        del keep
 
 
 @lru_cache(maxsize=1)
