@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -96,6 +97,18 @@ def test_multitask_training_with_attributes(prepared_fer, tmp_path):
     cfg = small_cfg(data, tmp_path / "mt", model="multitask-cnn", model_kwargs={}, epochs=1,
                     aux_weights={"gender": 0.1, "race": 1.5, "age": 4.0}, emotion_weight=2.0)
     assert train(cfg)["epochs"] == 1
+    with pytest.raises(FeredgeError, match="crops must be smaller than the images"):
+        Trainer(config_from_dict({**dataclasses.asdict(cfg), "ten_crop": True}, "test"))
+    images = np.load(data / "train" / "images.npy")
+    np.save(data / "train" / "images.npy", np.pad(images, ((0, 0), (8, 8), (8, 8), (0, 0))))  # 64 px > 50 px input
+    meta = json.loads((data / "meta.json").read_text())
+    meta["image_shape"] = [64, 64, 1]
+    (data / "meta.json").write_text(json.dumps(meta))
+    cfg.ten_crop, cfg.out, cfg.max_steps_per_epoch = True, str(tmp_path / "mt10"), 2  # labels follow the crops
+    assert train(cfg)["epochs"] == 1
+    cfg.ten_crop, cfg.mixup = False, 0.2
+    with pytest.raises(FeredgeError, match="cannot train with mixup/cutmix"):
+        Trainer(cfg)
 
 
 def test_config_errors_name_the_field():

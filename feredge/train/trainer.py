@@ -98,6 +98,9 @@ def _check_multitask(cfg: TrainConfig, train: Split) -> dict[str, float]:
     if aux and (train.attrs is None or (np.asarray(train.attrs) < 0).all()):
         raise FeredgeError(f"{cfg.data}: the recipe trains auxiliary heads {sorted(aux)} but the data have no "
                            "age/race/gender attributes; use a dataset with attributes (RAF-DB) or set aux_weights={}")
+    if aux and (cfg.mixup > 0 or cfg.cutmix > 0):
+        raise FeredgeError(f"auxiliary heads {sorted(aux)} cannot train with mixup/cutmix: a mixed image has no "
+                           "single age/race/gender label; set mixup=0 cutmix=0 or aux_weights={}")
     return aux
 
 
@@ -167,6 +170,10 @@ class Trainer:
         self.val = val
         self.spec = model_info(cfg.model).input_spec
         self.eval_crop = self.spec.size if cfg.ten_crop else None
+        side = min(np.asarray(train.images).shape[1:3])
+        if cfg.ten_crop and self.spec.size >= side:
+            raise FeredgeError(f"ten_crop cuts {self.spec.size}-pixel crops ({cfg.model}'s input) out of {side}-pixel "
+                               "images: crops must be smaller than the images; set ten_crop=false or pick another model")
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, num_classes=len(self.classes), **cfg.model_kwargs)
         self._warm_start()
@@ -268,6 +275,7 @@ class Trainer:
             loss = (1 - a) * loss + a * self._distill(x, logits)
         for head, weight in self.aux.items():
             labels = self.train.attrs[idx, ATTRIBUTES.index(head)]
+            labels = labels.repeat_interleave(len(outputs[head]) // len(labels))  # ten-crop: 10 rows per image
             valid = labels >= 0
             if valid.any():
                 loss = loss + weight * F.cross_entropy(outputs[head][valid].float(), labels[valid])
