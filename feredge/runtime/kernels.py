@@ -52,7 +52,11 @@ def nvrtc_compile(arch: str) -> bytes:
     try:
         from cuda.bindings import nvrtc
     except ImportError:
-        from cuda import nvrtc  # older cuda-python layout
+        try:
+            from cuda import nvrtc  # older cuda-python layout
+        except ImportError:
+            raise FeredgeError(f"no shipped kernel binary runs on sm_{arch} and compiling one needs NVRTC from "
+                               "cuda-python: pip install 'feredge[gpu-fallback]'") from None
     src = SOURCE.read_bytes()
     err, prog = nvrtc.nvrtcCreateProgram(src, b"preprocess.cu", 0, [], [])
     opts = [f"--gpu-architecture=sm_{arch}".encode(), b"--std=c++17"]
