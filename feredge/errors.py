@@ -1,5 +1,8 @@
 """User-facing errors: the CLI prints them as one line and exits non-zero, without a traceback."""
 
+import json
+from pathlib import Path
+
 
 class FeredgeError(Exception):
     """An error caused by input the user can fix (a file, a field, an option)."""
@@ -11,3 +14,17 @@ class DataError(FeredgeError):
 
 class CheckpointError(FeredgeError):
     """A checkpoint does not match the model it is loaded into."""
+
+
+def read_format_json(path: Path, fmt: str, error: type[FeredgeError], missing: str) -> dict:
+    """A feredge JSON file whose 'format' field must be ``fmt``; ``missing`` is the message when it is absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(missing)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON ({exc})") from None
+    if data.get("format") != fmt:
+        raise error(f"{path}: field 'format' is {data.get('format')!r}, expected {fmt!r}")
+    return data

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge.errors import DataError
+from feredge.errors import DataError, read_format_json
 
 ATTRIBUTES = ("age", "race", "gender")
 ATTRIBUTE_CLASSES = {"age": 5, "race": 3, "gender": 3}
@@ -91,16 +91,8 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
 
 
 def read_meta(root: Path) -> dict:
-    path = Path(root) / "meta.json"
-    if not path.is_file():
-        raise DataError(f"{root}: not a prepared dataset (no meta.json); run `feredge data prepare` first")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON ({exc})") from None
-    if meta.get("format") != "feredge-prepared-v1":
-        raise DataError(f"{path}: field 'format' is {meta.get('format')!r}, expected 'feredge-prepared-v1'")
-    return meta
+    return read_format_json(Path(root) / "meta.json", "feredge-prepared-v1", DataError,
+                            f"{root}: not a prepared dataset (no meta.json); run `feredge data prepare` first")
 
 
 def load_split(root: Path, split: str, mmap: bool = True) -> Split:

@@ -12,7 +12,7 @@ from typing import Any
 
 from feredge import __version__
 from feredge._optional import require
-from feredge.errors import CheckpointError
+from feredge.errors import CheckpointError, read_format_json
 
 FORMAT = "feredge-checkpoint-v1"
 
@@ -36,14 +36,8 @@ def read_meta(path: Path) -> dict[str, Any]:
     side = sidecar_path(path)
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if not side.is_file():
-        raise CheckpointError(f"{side}: missing sidecar JSON next to the weights (model name, input spec)")
-    try:
-        meta = json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{side}: invalid JSON ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{side}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+    meta = read_format_json(side, FORMAT, CheckpointError,
+                            f"{side}: missing sidecar JSON next to the weights (model name, input spec)")
     for key in ("model", "classes", "input_spec"):
         if key not in meta:
             raise CheckpointError(f"{side}: missing field '{key}'")
