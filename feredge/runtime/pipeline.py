@@ -70,6 +70,7 @@ class GpuPipeline:
         self.boxes = self.cuda.pinned((max_faces, 4), np.float32)
         self.d_boxes = self.cuda.alloc(self.boxes.nbytes)
         self.out = self.cuda.pinned((runner.max_batch, runner.classes), runner.output_dtype)
+        self.d_out = runner.bind(1)[1]  # engine buffers are sized for the profile maximum once: fixed pointers
         self.frame: FrameBuffer | None = None
         self.graphs: dict | None = {} if graphs else None
         self.graph_error = ""  # why graphs were switched off, when capture failed
@@ -80,8 +81,7 @@ class GpuPipeline:
             if self.frame is not None and not self.frame.mapped:
                 self.cuda.free(self.frame.device)
             self.frame = FrameBuffer.allocate(self.cuda, height, width)
-            if self.graphs:
-                self._drop_graphs()
+            self._drop_graphs()
         return self.frame.host
 
     def __call__(self, frame: np.ndarray, boxes) -> np.ndarray:
@@ -96,26 +96,25 @@ class GpuPipeline:
         if frame is not host:
             np.copyto(host, frame)
         self.boxes[:n] = boxes
-        out_ptr = self._run(n)
+        self._run(n)
         batch = n * self.per_face
-        self.cuda.dtoh(self.out[:batch], out_ptr, self.stream)
+        self.cuda.dtoh(self.out[:batch], self.d_out, self.stream)
         self.cuda.synchronize(self.stream)
         return merge_mirrored(self.out[:batch].astype(np.float32), n, self.mirror)
 
-    def _run(self, n: int) -> int:
+    def _run(self, n: int) -> None:
         """Replay the graph for n faces, else launch eagerly and capture a graph for the next frame."""
         key = (n, self.frame.host.shape)
         graph = self.graphs.get(key) if self.graphs is not None else None
         if graph is not None:
             graph.launch(self.cuda.stream_handle(self.stream))
-            return self.runner.bind(n * self.per_face)[1]
-        out_ptr = self._enqueue(n)
+            return
+        self._enqueue(n)
         if self.graphs is not None:
             self._capture(key, n)
-        return out_ptr
 
-    def _enqueue(self, n: int) -> int:
-        inp, out = self.runner.bind(n * self.per_face)
+    def _enqueue(self, n: int) -> None:
+        inp, _ = self.runner.bind(n * self.per_face)
         height, width = self.frame.host.shape[:2]
         if not self.frame.mapped:
             self.cuda.htod(self.frame.device, self.frame.host, self.stream)
@@ -123,7 +122,6 @@ class GpuPipeline:
         self.pre(self.frame.device, width, height, width * 3, self.d_boxes, n, self.spec, inp, self.margin,
                  self.mirror, self.fp16, self.stream)
         self.runner.enqueue(self.stream)
-        return out
 
     def _capture(self, key: tuple, n: int) -> None:
         """Capture after an eager run with the same shapes (TensorRT needs one before capturing)."""
@@ -136,7 +134,7 @@ class GpuPipeline:
     def _drop_graphs(self) -> None:
         for graph in (self.graphs or {}).values():
             graph.close()
-        if self.graphs:
+        if self.graphs is not None:
             self.graphs.clear()
 
     def close(self) -> None:
