@@ -58,7 +58,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     amp: bool = True  # only on CUDA
-    channels_last: bool = True  # NHWC; measured faster on CUDA and on AVX2 CPUs (86 -> 114 img/s for feredge-s)
+    channels_last: bool = True  # NHWC; measured faster on CUDA and on AVX2 CPUs (feredge-s: 93 -> 109 img/s, benchmarks/train_throughput.py)
     device: str = ""  # "" = cuda when available, else cpu
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 for smoke tests
     limit_train: int = 0  # use only the first N (stratified) training images; 0 = all
