@@ -227,13 +227,15 @@ def export_cmd(checkpoint, batch, dynamic, **options) -> None:
 @click.option("--backend", type=click.Choice(["ort", "trt", "torch"]), help="default: from the file type")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/predict"), show_default=True)
 @click.option("--tta", is_flag=True, help="average with the mirrored face (flip TTA)")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="cuda: GPU pre-processing + inference (TensorRT engines always run there)")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
-def predict_cmd(images, model, backend, out, tta, as_json) -> None:
+def predict_cmd(images, model, backend, out, tta, device, as_json) -> None:
     """Detect faces in IMAGES (default: the bundled group photo) and classify their expressions."""
     from feredge.predict import predict_images
 
     images = list(images) or [Path(__file__).resolve().parent / "media" / "group.jpg"]
-    results = predict_images(images, model, backend, out, tta)
+    results = predict_images(images, model, backend, out, tta, device)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

@@ -34,10 +34,11 @@ def _spec(meta: dict):
 
 
 def face_classifier(runner, spec, mirror: bool):
-    """frame, boxes → logits per face: the fused GPU pipeline for TensorRT engines, OpenCV + runner elsewhere."""
+    """frame, boxes → logits per face: the fused GPU pipeline when the runner works on device buffers
+    (TensorRT, ONNX Runtime on CUDA), OpenCV + runner elsewhere."""
     from feredge.runtime.pipeline import merge_mirrored
 
-    if hasattr(runner, "bind"):
+    if getattr(runner, "gpu_io", False):
         from feredge.runtime.pipeline import GpuPipeline
 
         return GpuPipeline(runner, spec, FACE_MARGIN, mirror, max_faces=runner.max_batch // (2 if mirror else 1))
@@ -51,12 +52,12 @@ def face_classifier(runner, spec, mirror: bool):
 
 
 def predict_images(images: list[Path], model: Path | None = None, backend: str | None = None,
-                   out: Path = Path("runs/predict"), tta: bool = False) -> list[dict]:
+                   out: Path = Path("runs/predict"), tta: bool = False, device: str = "cpu") -> list[dict]:
     """Detect faces in each image, classify their expression, write annotated copies and results.json."""
     cv2 = require("cv2")
     from feredge.camera.detector import YuNetDetector
     from feredge.camera.overlay import draw
-    runner = load_runner(model or default_onnx(), backend)
+    runner = load_runner(model or default_onnx(), backend, device=device)
     spec, classes = _spec(runner.meta), runner.meta["classes"]
     classify = face_classifier(runner, spec, tta)
     detector = YuNetDetector()

@@ -40,6 +40,37 @@ def test_runners_agree(small_onnx):
         assert ort_runner.warmup(2, 2) > 0
 
 
+def test_ort_io_binding_matches_infer(small_onnx):
+    """bind()/enqueue() (the GPU pipeline's entry) on runner-owned buffers give what infer() gives."""
+    import ctypes
+
+    from feredge.runtime.ort import OrtRunner
+
+    x = np.random.default_rng(1).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    with OrtRunner(small_onnx[0], max_batch=4) as runner:
+        assert not runner.gpu_io and not runner.capturable
+        expected = runner.infer(x)
+        inp, out = runner.bind(3)
+        assert runner.bind(1) == (inp, out)  # buffers are sized once for max_batch: addresses never move
+        runner.bind(3)
+        ctypes.memmove(inp, x.ctypes.data, x.nbytes)
+        runner.enqueue(None)
+        logits = np.frombuffer((ctypes.c_float * (3 * runner.classes)).from_address(out), np.float32)
+        np.testing.assert_allclose(logits.reshape(3, -1), expected, atol=1e-6)
+        for bad in (0, 5):
+            with pytest.raises(FeredgeError, match=rf"batch of {bad} is outside 1..4"):
+                runner.bind(bad)
+
+
+def test_ort_cuda_without_provider_is_an_error(small_onnx):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(FeredgeError, match="no CUDA execution provider"):
+        load_runner(small_onnx[0], device="cuda")
+
+
 def test_runner_errors(tmp_path):
     with pytest.raises(FeredgeError, match="cannot tell the backend"):
         load_runner(tmp_path / "model.bin")

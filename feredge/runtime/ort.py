@@ -1,4 +1,9 @@
-"""ONNX Runtime runner: CPU everywhere, CUDA execution provider when onnxruntime-gpu is installed."""
+"""ONNX Runtime runner: CPU everywhere, CUDA execution provider when onnxruntime-gpu is installed.
+
+Besides ``infer(host batch)``, ``bind(batch)`` + ``enqueue(stream)`` run the model on buffers the runner
+owns, through ONNX Runtime's I/O binding: on the CUDA provider those are device buffers, so the GPU
+pipeline's pre-processing kernel writes straight into the model input, as it does for TensorRT.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
+from feredge.errors import FeredgeError
 from feredge.runtime.base import Runner, TensorSpec
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 class OrtRunner(Runner):
     backend = "ort"
+    capturable = False  # ONNX Runtime launches on its own stream: a graph of the pipeline's stream cannot hold it
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int = 0, optimize: bool = True):
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 0, optimize: bool = True,
+                 max_batch: int = 64):
         """``optimize=False`` runs Q/DQ nodes as written (exact quantisation arithmetic in float) instead of
-        fusing them into ONNX Runtime's int8 kernels, whose u8·s8 products saturate on x86 CPUs without VNNI."""
+        fusing them into ONNX Runtime's int8 kernels, whose u8·s8 products saturate on x86 CPUs without VNNI.
+        ``max_batch`` bounds ``bind`` for a dynamic batch axis (buffers are sized for it once)."""
         super().__init__(path)
         ort = require("onnxruntime")
         options = ort.SessionOptions()
@@ -24,25 +35,89 @@ class OrtRunner(Runner):
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise FeredgeError(f"device {device}: this onnxruntime has no CUDA execution provider "
+                                   "(pip install onnxruntime-gpu, or run on cpu)")
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         self.providers = self.session.get_providers()
-        self._input = self.session.get_inputs()[0]
+        self._input, self._output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         from feredge.export.metadata import get_onnx_metadata
 
         raw = self.session.get_modelmeta().custom_metadata_map
         self.meta = get_onnx_metadata(_Props(raw))
+        self._init_io(max_batch)
+
+    def _init_io(self, max_batch: int) -> None:
+        """Shapes and dtypes for device-level binding, read from the graph."""
+        fixed = self._input.shape[0]
+        self.max_batch = fixed if isinstance(fixed, int) and fixed > 0 else max_batch
+        self.item_shape = tuple(self._input.shape[1:])
+        self.classes = self._output.shape[-1]
+        self.input_dtype = np.dtype(_ORT_DTYPES.get(self._input.type, np.float32))
+        self.output_dtype = np.dtype(_ORT_DTYPES.get(self._output.type, np.float32))
+        self.gpu_io = "CUDAExecutionProvider" in self.providers  # bind() hands out device pointers
+        self.cuda = self.stream = None
+        if self.gpu_io:
+            from feredge.runtime.cuda import cuda_api
+
+            self.cuda = cuda_api()
+            self.stream = self.cuda.stream()
+        self._binding = self.session.io_binding()
+        self._buffers: dict[str, int | np.ndarray] = {}
+
+    def _check_bindable(self) -> None:
+        """Fixed-size buffers need every axis but the batch to be static, and float tensors."""
+        for name, value in (("input", self._input), ("output", self._output)):
+            if value.type not in _ORT_DTYPES:
+                raise FeredgeError(f"{self.path}: {name} '{value.name}' is {value.type}, expected float or float16")
+        if not all(isinstance(d, int) for d in (*self.item_shape, self.classes)):
+            raise FeredgeError(f"{self.path}: only the batch axis may be dynamic, got input {self._input.shape} "
+                               f"and output {self._output.shape}")
 
     def input_spec(self) -> TensorSpec:
         return TensorSpec(self._input.name, tuple(self._input.shape), self._input.type)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self._input.name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        out = self.session.run(None, {self._input.name: np.ascontiguousarray(batch, dtype=self.input_dtype)})[0]
         return out.astype(np.float32, copy=False)
 
+    def _buffer(self, name: str, nbytes: int) -> int:
+        """The address of a buffer for ``name`` sized for ``max_batch``: device memory on CUDA, host otherwise."""
+        if name not in self._buffers:
+            self._buffers[name] = self.cuda.alloc(nbytes) if self.gpu_io else np.zeros(nbytes, np.uint8)
+        buf = self._buffers[name]
+        return buf if isinstance(buf, int) else buf.ctypes.data
+
+    def bind(self, batch: int) -> tuple[int, int]:
+        """Bind a batch of ``batch`` and return the (input, output) addresses, fixed for the runner's life."""
+        if not 1 <= batch <= self.max_batch:
+            raise FeredgeError(f"batch of {batch} is outside 1..{self.max_batch} (raise the runner's max_batch)")
+        self._check_bindable()
+        place = ("cuda", 0) if self.gpu_io else ("cpu", 0)
+        addresses = []
+        for value, dtype, item in ((self._input, self.input_dtype, self.item_shape),
+                                   (self._output, self.output_dtype, (self.classes,))):
+            ptr = self._buffer(value.name, self.max_batch * int(np.prod(item)) * dtype.itemsize)
+            bind = self._binding.bind_input if value is self._input else self._binding.bind_output
+            bind(value.name, *place, dtype.type, [batch, *item], ptr)
+            addresses.append(ptr)
+        return addresses[0], addresses[1]
+
+    def enqueue(self, stream) -> None:
+        """Run over what ``bind`` set up. ONNX Runtime has its own stream, so the caller's work on ``stream``
+        (the kernel writing the input) must finish first; the run returns with the outputs written."""
+        if self.gpu_io:
+            self.cuda.synchronize(stream)
+        self.session.run_with_iobinding(self._binding)
+
     def close(self) -> None:
-        self.session = None
+        for buf in self._buffers.values():
+            if isinstance(buf, int):
+                self.cuda.free(buf)
+        self._buffers.clear()
+        self.session = self._binding = None
 
 
 class _Props:

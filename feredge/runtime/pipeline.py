@@ -54,7 +54,8 @@ class FrameBuffer:
 
 
 class GpuPipeline:
-    """Frame + face boxes → logits per face on the GPU, through a runner with ``bind``/``enqueue`` (TensorRT)."""
+    """Frame + face boxes → logits per face on the GPU, through a runner whose ``bind``/``enqueue`` work on
+    device buffers (``gpu_io``): TensorRT, or ONNX Runtime's CUDA provider. Graphs need a ``capturable`` runner."""
 
     def __init__(self, runner, spec, margin: float = 0.15, mirror: bool = False, max_faces: int = 32,
                  graphs: bool = True):
@@ -72,8 +73,10 @@ class GpuPipeline:
         self.out = self.cuda.pinned((runner.max_batch, runner.classes), runner.output_dtype)
         self.d_out = runner.bind(1)[1]  # engine buffers are sized for the profile maximum once: fixed pointers
         self.frame: FrameBuffer | None = None
-        self.graphs: dict | None = {} if graphs else None
-        self.graph_error = ""  # why graphs were switched off, when capture failed
+        self.graphs: dict | None = {} if graphs and runner.capturable else None
+        self.graph_error = ""  # why graphs are off although asked for
+        if graphs and not runner.capturable:
+            self.graph_error = f"CUDA graphs off: the {runner.backend} runner launches on its own stream"
 
     def frame_buffer(self, height: int, width: int) -> np.ndarray:
         """The array to capture frames into (e.g. ``cap.read(image=buf)``) so no host copy is needed."""

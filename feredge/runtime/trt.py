@@ -23,6 +23,8 @@ from feredge.runtime.cuda import cuda_api
 
 class TrtRunner(Runner):
     backend = "trt"
+    gpu_io = True  # bind() hands out device pointers
+    capturable = True  # execute_async_v3 on the caller's stream can be captured into a CUDA graph
 
     def __init__(self, path: Path, device: str = "cuda"):
         super().__init__(path)
