@@ -94,16 +94,15 @@ class OrtRunner(Runner):
         """Bind a batch of ``batch`` and return the (input, output) addresses, fixed for the runner's life."""
         if not 1 <= batch <= self.max_batch:
             raise FeredgeError(f"batch of {batch} is outside 1..{self.max_batch} (raise the runner's max_batch)")
-        self._check_bindable()
+        if not self._buffers:
+            self._check_bindable()
         place = ("cuda", 0) if self.gpu_io else ("cpu", 0)
-        addresses = []
-        for value, dtype, item in ((self._input, self.input_dtype, self.item_shape),
-                                   (self._output, self.output_dtype, (self.classes,))):
-            ptr = self._buffer(value.name, self.max_batch * int(np.prod(item)) * dtype.itemsize)
-            bind = self._binding.bind_input if value is self._input else self._binding.bind_output
-            bind(value.name, *place, dtype.type, [batch, *item], ptr)
-            addresses.append(ptr)
-        return addresses[0], addresses[1]
+        item = int(np.prod(self.item_shape))
+        inp = self._buffer(self._input.name, self.max_batch * item * self.input_dtype.itemsize)
+        out = self._buffer(self._output.name, self.max_batch * self.classes * self.output_dtype.itemsize)
+        self._binding.bind_input(self._input.name, *place, self.input_dtype.type, [batch, *self.item_shape], inp)
+        self._binding.bind_output(self._output.name, *place, self.output_dtype.type, [batch, self.classes], out)
+        return inp, out
 
     def enqueue(self, stream) -> None:
         """Run over what ``bind`` set up. ONNX Runtime has its own stream, so the caller's work on ``stream``
