@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from feredge.models import InputSpec
+from feredge.artifact import InputSpec
 from feredge.runtime.preprocess import preprocess_frame_cv2
 
 SPEC = InputSpec(48, 1, (0.5,), (0.25,))

@@ -127,7 +127,7 @@ def _parse_set(pairs: tuple[str, ...]) -> dict:
 
 @cli.command("train")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with TrainConfig fields")
-@click.option("--recipe", help="a named preset: vgg-a, rmn, mmnet, multitask-cnn, feredge-s")
+@click.option("--recipe", help="a named preset: vgg-a, rmn, mmnet, multitask-cnn, feredge-s, feredge-n")
 @click.option("--model", help="registered model name (see `feredge models`)")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help="prepared dataset folder")
 @click.option("--out", type=click.Path(path_type=Path), help="run folder for logs and checkpoints")
@@ -139,7 +139,8 @@ def _parse_set(pairs: tuple[str, ...]) -> dict:
 @click.option("--set", "sets", multiple=True, help="any TrainConfig field, e.g. --set mixup=0.2")
 @click.option("--resume", is_flag=True, help="continue the run in --out exactly where it stopped")
 @click.option("--stop-after", type=int, help="run at most N more epochs (split long runs into pieces)")
-def train_cmd(config_file, recipe, sets, resume, stop_after, **options) -> None:
+@click.option("--overwrite", is_flag=True, help="replace the run already in --out (its weights, state and log)")
+def train_cmd(config_file, recipe, sets, resume, stop_after, overwrite, **options) -> None:
     """Train a model: recipe < config file < --set < explicit options."""
     from feredge.config import config_from_dict, load_config_file
     from feredge.train.recipes import recipe as get_recipe
@@ -152,24 +153,27 @@ def train_cmd(config_file, recipe, sets, resume, stop_after, **options) -> None:
     renames = {"data_dir": "data"}
     values.update({renames.get(k, k): str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
     cfg = config_from_dict(values, str(config_file or "options"))
-    result = train(cfg, resume=resume, stop_after=stop_after)
+    result = train(cfg, resume=resume, stop_after=stop_after, overwrite=overwrite)
     click.echo(json.dumps(result))
 
 
 @cli.command("eval")
-@click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("checkpoints", nargs=-1)
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="prepared dataset folder")
 @click.option("--split", default="val", show_default=True, help="split to evaluate (FER2013: val = PublicTest)")
 @click.option("--tta", type=click.Choice(["none", "hflip", "ten-crop"]), default="none", show_default=True)
 @click.option("--ensemble", is_flag=True, help="average the softmax outputs of all CHECKPOINTS")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/eval"), show_default=True)
-@click.option("--device", default="", help="cpu or cuda (default: cuda when available)")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="where checkpoints run (default: cuda when available); exported files run on cpu unless cuda")
 def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
-    """Evaluate a checkpoint (default: the shipped model) or an ensemble on a prepared split."""
+    """Evaluate model files or shipped models by name — checkpoint, ONNX, TensorRT engine (default: the
+    shipped default model) — or an ensemble of them, on a prepared split."""
     from feredge.evaluate import evaluate_checkpoints, write_report
-    from feredge.weights import default_checkpoint
+    from feredge.weights import resolve
 
-    checkpoints = list(checkpoints) or [default_checkpoint()]
+    device = device or ""
+    checkpoints = [resolve(c, "checkpoint") for c in checkpoints] or [resolve(None, "checkpoint")]
     if len(checkpoints) > 1 and not ensemble:
         raise FeredgeError(f"{len(checkpoints)} checkpoints given; pass --ensemble to average them")
     report, _ = evaluate_checkpoints(checkpoints, data_dir, split, tta, device)
@@ -182,7 +186,7 @@ def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
 
 
 @cli.command("export")
-@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.argument("checkpoint", required=False)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
 @click.option("--fp16", is_flag=True, help="also write an FP16 ONNX (fp32 inputs/outputs)")
 @click.option("--int8", is_flag=True, help="also write an INT8 Q/DQ ONNX and a TensorRT calibration cache")
@@ -194,18 +198,21 @@ def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
 @click.option("--dynamic", is_flag=True, help="dynamic batch axis (the default when --batch is not given)")
 @click.option("--max-batch", type=int, default=32, show_default=True, help="engine profile maximum batch")
 @click.option("--engine", is_flag=True, help="build a TensorRT engine (needs TensorRT and a GPU)")
+@click.option("--implicit-int8", is_flag=True,
+              help="with --int8 --engine: build from the fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)")
 @click.option("--max-drop", type=float, default=1.0, show_default=True, help="INT8 may lose at most this many pp")
 @click.option("--dla-core", type=int, help="build for this Jetson DLA core (GPU fallback on)")
 @click.option("--overwrite", is_flag=True, help="replace existing files in --out")
 def export_cmd(checkpoint, batch, dynamic, **options) -> None:
-    """Export CHECKPOINT (default: the shipped model) to ONNX / FP16 / INT8 / TensorRT."""
+    """Export CHECKPOINT (a .safetensors file or a shipped model's name; default: the shipped default model)
+    to ONNX / FP16 / INT8 / TensorRT."""
     from feredge.export.exporter import ExportOptions, export
-    from feredge.weights import default_checkpoint
+    from feredge.weights import resolve
 
     if batch is not None and dynamic:
         raise FeredgeError("--batch N fixes the batch size; --dynamic makes it variable: choose one")
     opts = ExportOptions(batch=batch, dynamic=batch is None, **options)
-    report = export(checkpoint or default_checkpoint(), opts)
+    report = export(resolve(checkpoint, "checkpoint"), opts)
     p = report["parity"]
     click.echo(f"parity vs PyTorch on {p['n']} {p['images']} images: max |Δlogit| {p['max_abs_diff']:.2e}, "
                f"top-1 agreement {p['top1_agreement']:.4f}")
@@ -223,19 +230,23 @@ def export_cmd(checkpoint, batch, dynamic, **options) -> None:
 
 @cli.command("predict")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--model", type=click.Path(path_type=Path), help=".onnx / .engine / .safetensors (default: shipped model)")
+@click.option("--model", help="a shipped model's name (feredge-s, feredge-n) or a .onnx / .engine / .safetensors file "
+                             "(default: the shipped default model)")
 @click.option("--backend", type=click.Choice(["ort", "trt", "torch"]), help="default: from the file type")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/predict"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="output folder (default: runs/predict, or runs/predict-2, -3 … when that holds earlier results)")
+@click.option("--overwrite", is_flag=True, help="replace earlier results in --out")
 @click.option("--tta", is_flag=True, help="average with the mirrored face (flip TTA)")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="cuda: GPU pre-processing + inference (TensorRT engines always run there)")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
-def predict_cmd(images, model, backend, out, tta, device, as_json) -> None:
+def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) -> None:
     """Detect faces in IMAGES (default: the bundled group photo) and classify their expressions."""
-    from feredge.predict import predict_images
+    from feredge.predict import output_folder, predict_images
+    from feredge.weights import resolve
 
     images = list(images) or [Path(__file__).resolve().parent / "media" / "group.jpg"]
-    results = predict_images(images, model, backend, out, tta, device)
+    results = predict_images(images, resolve(model), backend, output_folder(out, overwrite), tta, device)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

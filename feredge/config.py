@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from feredge.errors import FeredgeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 DEFAULT_MODEL = "feredge-s"
 
@@ -64,8 +69,64 @@ class TrainConfig:
     limit_train: int = 0  # use only the first N (stratified) training images; 0 = all
 
 
+#: Range checks per field: (test, what was expected). A value outside would fail deep in torch or, worse,
+#: train something other than what was asked for.
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: v >= 1, "a positive integer"),
+    "batch_size": (lambda v: v >= 1, "a positive integer"),
+    "lr": (lambda v: v >= 0, "a number ≥ 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, "a number ≥ 0"),
+    "warmup_pct": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "mixup": (lambda v: v >= 0, "a number ≥ 0"),
+    "cutmix": (lambda v: v >= 0, "a number ≥ 0"),
+    "erasing": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "val_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+    "distill_weight": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "distill_temperature": (lambda v: v > 0, "a positive number"),
+    "early_stop": (lambda v: v >= 0, "an integer ≥ 0"),
+    "max_steps_per_epoch": (lambda v: v >= 0, "an integer ≥ 0"),
+    "limit_train": (lambda v: v >= 0, "an integer ≥ 0"),
+    "plateau_factor": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1], "two numbers [low, high] with 0 < low ≤ high"),
+    "optimizer": (lambda v: v in ("sgd", "adamw", "radam"), "sgd, adamw or radam"),
+    "scheduler": (lambda v: v in ("onecycle", "cosine", "plateau", "step"), "onecycle, cosine, plateau or step"),
+    "select_metric": (lambda v: v in ("accuracy", "mean_class_accuracy"), "accuracy or mean_class_accuracy"),
+}
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default``; TypeError/ValueError when it is not one (1.5 is no integer)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        return tuple(float(v) for v in value)
+    if isinstance(default, int):
+        if isinstance(value, float) and not value.is_integer() or isinstance(value, str):
+            raise ValueError
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, str):
+            raise ValueError
+        return float(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise TypeError
+        return value
+    if isinstance(value, (dict, list)):
+        raise TypeError
+    return str(value)
+
+
 def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
-    """Build a TrainConfig, naming ``where`` and the field when a key or type is wrong."""
+    """Build a TrainConfig, naming ``where`` and the field when a key, type or range is wrong."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig()
     for key, value in values.items():
@@ -73,30 +134,38 @@ def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
             raise FeredgeError(f"{where}: unknown field '{key}' (known: {', '.join(sorted(fields))})")
         default = getattr(cfg, key)
         try:
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise TypeError
-            elif isinstance(default, tuple):
-                value = tuple(float(v) for v in value)
-            elif isinstance(default, (int, float)) and not isinstance(value, bool):
-                value = type(default)(value) if not (isinstance(default, int) and float(value) != int(value)) else int(value)
-            elif isinstance(default, dict) and not isinstance(value, dict):
-                raise TypeError
-            elif isinstance(default, str):
-                value = str(value)
+            value = _coerce(default, value)
         except (TypeError, ValueError):
             raise FeredgeError(f"{where}: field '{key}' is {value!r}, expected {type(default).__name__}") from None
+        check = _RANGES.get(key)
+        if check and not check[0](value):
+            raise FeredgeError(f"{where}: field '{key}' is {value!r}, expected {check[1]}")
         setattr(cfg, key, value)
     return cfg
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Read a TOML config file (a [train] table or top-level keys)."""
+    """Read a TOML config file: a [train] table, or TrainConfig fields at the top level (not both)."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise FeredgeError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise FeredgeError(f"{path}: is a folder, expected a TOML file") from None
+    except UnicodeDecodeError:
+        raise FeredgeError(f"{path}: not UTF-8 text (expected a TOML file)") from None
     except tomllib.TOMLDecodeError as exc:
         raise FeredgeError(f"{path}: invalid TOML ({exc})") from None
-    return data.get("train", data)
+    if "train" not in data:
+        tables = [k for k, v in data.items() if isinstance(v, dict) and k not in ("model_kwargs", "aux_weights")]
+        if tables:
+            raise FeredgeError(f"{path}: table [{tables[0]}] is not known; TrainConfig fields go in a [train] table "
+                               "or at the top level")
+        return data
+    if not isinstance(data["train"], dict):
+        raise FeredgeError(f"{path}: 'train' is {type(data['train']).__name__}, expected a table ([train])")
+    others = [k for k in data if k != "train"]
+    if others:
+        raise FeredgeError(f"{path}: '{others[0]}' is outside the [train] table; put every field inside [train]")
+    return data["train"]

@@ -10,64 +10,120 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
-from feredge.evaluate import softmax
+from feredge.artifact import InputSpec, atomic_write_bytes, atomic_write_text
+from feredge.metrics import softmax
+from feredge.runtime.base import Runner
 from feredge.runtime.base import load_runner
 
 #: Context around the detector's box; FER2013 faces are loosely cropped.
 FACE_MARGIN = 0.15
 
 
-def default_onnx() -> Path:
-    from feredge.weights import DEFAULT_ONNX
-
-    if not DEFAULT_ONNX.is_file():
-        raise FeredgeError(f"{DEFAULT_ONNX}: the default model is not installed; pass --model")
-    return DEFAULT_ONNX
+DEFAULT_OUT = Path("runs/predict")
 
 
-def _spec(meta: dict):
-    from feredge.models._registry import InputSpec
+def output_folder(out: Path | None, overwrite: bool) -> Path:
+    """Never replace earlier results silently: the default folder gets a free -2, -3 … suffix, an explicit
+    one needs ``overwrite``."""
+    if out is not None:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise FeredgeError(f"{out}: --out is a file, expected a folder")
+        if (Path(out) / "results.json").exists() and not overwrite:
+            raise FeredgeError(f"{out}: holds earlier results (results.json); pass --overwrite or choose another --out")
+        return Path(out)
+    candidate, n = DEFAULT_OUT, 1
+    while (candidate / "results.json").exists() and not overwrite:
+        n += 1
+        candidate = DEFAULT_OUT.with_name(f"{DEFAULT_OUT.name}-{n}")
+    return candidate
 
-    if "input_spec" not in meta or "classes" not in meta:
-        raise FeredgeError("the model carries no input spec/classes metadata (export it with `feredge export`)")
-    return InputSpec.from_dict(meta["input_spec"])
 
-
-def face_classifier(runner, spec, mirror: bool):
+def face_classifier(runner: Runner, spec: InputSpec, mirror: bool):
     """frame, boxes → logits per face: the fused GPU pipeline when the runner works on device buffers
     (TensorRT, ONNX Runtime on CUDA), OpenCV + runner elsewhere."""
-    from feredge.runtime.pipeline import merge_mirrored
-
-    if getattr(runner, "gpu_io", False):
+    if runner.gpu_io:
         from feredge.runtime.pipeline import GpuPipeline
 
         return GpuPipeline(runner, spec, FACE_MARGIN, mirror, max_faces=runner.max_batch // (2 if mirror else 1))
-    from feredge.runtime.preprocess import preprocess_frame_cv2
+    return CpuFaceClassifier(runner, spec, mirror)
 
-    def classify(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        x = preprocess_frame_cv2(frame, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN, mirror)
-        return merge_mirrored(runner.infer_all(x), len(boxes), mirror)
 
-    return classify
+class CpuFaceClassifier:
+    """OpenCV crops of every face in one batch → the runner (any backend, host buffers)."""
+
+    def __init__(self, runner: Runner, spec: InputSpec, mirror: bool):
+        self.runner, self.spec, self.mirror = runner, spec, mirror
+
+    def __call__(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        from feredge.runtime.pipeline import merge_mirrored
+        from feredge.runtime.preprocess import preprocess_frame_cv2
+
+        s = self.spec
+        x = preprocess_frame_cv2(frame, boxes, s.size, s.channels, s.mean, s.std, FACE_MARGIN, self.mirror)
+        return merge_mirrored(self.runner.infer_all(x), len(boxes), self.mirror)
+
+    def close(self) -> None:
+        """Nothing to free: the runner belongs to the caller."""
+
+
+#: Larger images are refused before decoding: 100 MP is already a 400 MB BGR frame.
+MAX_PIXELS = 100_000_000
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A BGR uint8 frame; 16-bit and gray/alpha images are converted by value, not clipped."""
+    cv2 = require("cv2")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than {MAX_PIXELS // 1_000_000} MP; "
+                                   "downscale it first")
+    except (UnidentifiedImageError, OSError):
+        pass  # OpenCV may still read it (or say it cannot, below)
+    frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if frame is None:
+        raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
+    if frame.dtype == np.uint16:
+        frame = (frame // 257).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise FeredgeError(f"{path}: {frame.dtype} pixels; expected an 8- or 16-bit image")
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def output_names(images: list[Path]) -> list[str]:
+    """One annotated-file name per input; same-named images from different folders get -2, -3 …"""
+    names, seen = [], {}
+    for path in images:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.annotated.jpg" if seen[stem] == 1 else f"{stem}-{seen[stem]}.annotated.jpg")
+    return names
 
 
 def predict_images(images: list[Path], model: Path | None = None, backend: str | None = None,
-                   out: Path = Path("runs/predict"), tta: bool = False, device: str = "cpu") -> list[dict]:
+                   out: Path = DEFAULT_OUT, tta: bool = False, device: str = "cpu") -> list[dict]:
     """Detect faces in each image, classify their expression, write annotated copies and results.json."""
     cv2 = require("cv2")
     from feredge.camera.detector import YuNetDetector
     from feredge.camera.overlay import draw
-    runner = load_runner(model or default_onnx(), backend, device=device)
-    spec, classes = _spec(runner.meta), runner.meta["classes"]
+
+    frames = [read_image(Path(p)) for p in images]  # every input checked before any output is written
+    from feredge.weights import resolve
+
+    model = resolve(model)
+    runner = load_runner(model, backend, device=device)
+    spec, classes = runner.info.input_spec, list(runner.info.classes)
     classify = face_classifier(runner, spec, tta)
     detector = YuNetDetector()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     results = []
-    for path in images:
-        frame = cv2.imread(str(path))
-        if frame is None:
-            raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
+    for path, frame, name in zip(images, frames, output_names(images)):
         t0 = time.perf_counter()
         boxes, det_scores = detector.detect(frame)
         t1 = time.perf_counter()
@@ -80,13 +136,12 @@ def predict_images(images: list[Path], model: Path | None = None, backend: str |
                      for b, s, p in zip(boxes, det_scores, probs)]
         t2 = time.perf_counter()
         annotated = draw(frame, boxes, [f["expression"] for f in faces], np.array([f["confidence"] for f in faces]))
-        target = out / f"{Path(path).stem}.annotated.jpg"
-        cv2.imwrite(str(target), annotated)
+        ok, jpeg = cv2.imencode(".jpg", annotated)
+        target = atomic_write_bytes(out / name, jpeg.tobytes())
         results.append({"image": str(path), "annotated": str(target), "faces": faces,
                         "ms": {"detect": 1e3 * (t1 - t0), "classify": 1e3 * (t2 - t1)}})
-    if hasattr(classify, "close"):
-        classify.close()
+    classify.close()
     runner.close()
-    (out / "results.json").write_text(json.dumps({"model": str(model or default_onnx()), "backend": runner.backend,
-                                                  "results": results}, indent=2))
+    atomic_write_text(out / "results.json", json.dumps({"model": str(model), "backend": runner.backend,
+                                                        "results": results}, indent=2))
     return results

@@ -1,4 +1,4 @@
-"""The shipped default model: loads, fits the budget, and reproduces its model card on PublicTest."""
+"""The shipped models: load, fit the budget, and reproduce their model cards on PublicTest."""
 
 from __future__ import annotations
 
@@ -7,39 +7,47 @@ import json
 import numpy as np
 import pytest
 
-from feredge.weights import DEFAULT_ONNX, DEFAULT_WEIGHTS
-from feredge.weights.package import CARD_JSON
+from feredge.weights import WEIGHTS_DIR, default_checkpoint, shipped, shipped_names
+from feredge.weights.package import card_paths
+
+SHIPPED = shipped_names()
 
 
-def test_shipped_files_fit_and_agree():
+def test_budget_and_default_is_shipped():
+    total = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir() if p.is_file())
+    assert total <= 20e6
+    assert default_checkpoint().stem in SHIPPED and "feredge-s" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_files_fit_and_agree(name):
     from feredge.models.profile import count_params
     from feredge.runtime.ort import OrtRunner
     from feredge.train.checkpoint import load_checkpoint
 
-    total = sum(p.stat().st_size for p in DEFAULT_WEIGHTS.parent.iterdir() if p.is_file())
-    assert total <= 20e6
-    model, meta = load_checkpoint(DEFAULT_WEIGHTS)
-    assert count_params(model) <= 5_000_000
+    model, meta = load_checkpoint(shipped(name, "checkpoint"))
+    assert count_params(model) <= 5_000_000 and meta.model == name
     x = np.random.default_rng(0).normal(size=(4, 1, 48, 48)).astype(np.float32)
     import torch
 
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
-    with OrtRunner(DEFAULT_ONNX) as runner:
+    with OrtRunner(shipped(name)) as runner:
         np.testing.assert_allclose(runner.infer(x), ref, atol=5e-3)  # fused conv weights are re-rounded to fp16
-        assert runner.meta["classes"] == meta["classes"]
+        assert runner.info.classes == meta.classes and runner.info.input_spec == meta.input_spec
 
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_reproduces_model_card_on_publictest(real_fer_prepared):
+@pytest.mark.parametrize("name", SHIPPED)
+def test_reproduces_model_card_on_publictest(real_fer_prepared, name):
     from feredge.evaluate import evaluate_checkpoints
     from feredge.weights.package import evaluate_shipped
 
-    card = json.loads(CARD_JSON.read_text())
-    runtime = evaluate_shipped(real_fer_prepared, "val")  # ONNX Runtime, NumPy pre-processing
+    card = json.loads(card_paths(name)["json"].read_text())
+    runtime = evaluate_shipped(name, real_fer_prepared, "val")  # ONNX Runtime, NumPy pre-processing
     assert abs(runtime["accuracy"] - card["publictest_single_pass_accuracy"]) <= 0.001
-    report, _ = evaluate_checkpoints([DEFAULT_WEIGHTS], real_fer_prepared, "val", device="cpu")  # torch path
+    report, _ = evaluate_checkpoints([shipped(name, "checkpoint")], real_fer_prepared, "val", device="cpu")  # torch
     assert abs(report["accuracy"] - card["publictest_single_pass_accuracy"]) <= 0.001
 
 
@@ -49,10 +57,10 @@ def test_int8_drop_on_fer2013_publictest(real_fer_prepared, tmp_path):
     """INT8 Q/DQ of the shipped model, calibrated on Training, loses ≤ 1 pp on PublicTest (ONNX Runtime)."""
     from feredge.data.store import load_split
     from feredge.export.exporter import ExportOptions, export, onnx_accuracy
-    from feredge.models import InputSpec
+    from feredge.artifact import InputSpec
     from feredge.runtime.preprocess import preprocess_faces
 
-    report = export(DEFAULT_WEIGHTS, ExportOptions(out=tmp_path, int8=True, calib_data=real_fer_prepared,
+    report = export(default_checkpoint(), ExportOptions(out=tmp_path, int8=True, calib_data=real_fer_prepared,
                                                    calib_size=512, max_drop=1.0))
     assert report["accuracy"]["int8_drop_pp"] <= 1.0  # the gate's own check, on held-out Training images
     split = load_split(real_fer_prepared, "val")

@@ -16,7 +16,7 @@ from feredge.cli import cli
 from feredge.config import config_from_dict
 from feredge.errors import FeredgeError
 from feredge.export.exporter import ExportOptions, export
-from feredge.export.metadata import get_onnx_metadata
+from feredge.artifact import from_onnx_properties
 from feredge.runtime.ort import OrtRunner
 from feredge.train.trainer import train
 
@@ -46,9 +46,9 @@ def test_onnx_graph_and_metadata(exported):
     assert model.opset_import[0].version >= 17
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
-    meta = get_onnx_metadata(model)
-    assert meta["classes"][3] == "happy" and meta["input_spec"]["size"] == 48
-    assert len(meta["source_checkpoint_sha256"]) == 64
+    meta = from_onnx_properties({p.key: p.value for p in model.metadata_props}, "fp32")
+    assert meta.classes[3] == "happy" and meta.input_spec.size == 48 and meta.precision == "fp32"
+    assert len(meta.sources["checkpoint"]) == 64
     assert report["parity"]["max_abs_diff"] < 1e-3 and report["parity"]["top1_agreement"] == 1.0
 
 
@@ -94,7 +94,9 @@ def test_accuracy_gate_numbers_and_refusal(exported, checkpoint, prepared_fer, t
                          val_fraction=0.25)
     with pytest.raises(FeredgeError, match=r"INT8 refused: .* drop of .* pp > --max-drop -100"):
         export(checkpoint, opts)
-    assert not (tmp_path / "best.int8.onnx").exists()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["best.export.json", "best.onnx", "best.onnx.json"], left  # nothing refused looks usable
+    assert "INT8 refused" in json.loads((tmp_path / "best.export.json").read_text())["int8_refused"]
 
 
 def test_no_silent_overwrite(exported, checkpoint):

@@ -31,20 +31,20 @@ def _frame_boxes_expected():
     """A random odd-width frame, boxes partly outside / 1 pixel, and CPU pre-processing + ONNX Runtime logits."""
     from feredge.runtime.ort import OrtRunner
     from feredge.runtime.preprocess import preprocess_frame
-    from feredge.weights import DEFAULT_ONNX
+    from feredge.weights import shipped
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (720, 1281, 3), np.uint8)
     boxes = np.array([[100, 80, 200, 210], [-40, 600, 150, 150], [900, 10, 1, 1]], np.float32)
     size, channels, mean, std = SPEC_ARGS
-    with OrtRunner(DEFAULT_ONNX) as ort:
+    with OrtRunner(shipped('feredge-s')) as ort:
         expected = ort.infer(preprocess_frame(frame, boxes, size, channels, mean, std, 0.15, True))
     return frame, boxes, (expected[:3] + expected[3:]) / 2
 
 
 def _run_pipeline(runner, frame, boxes):
     """Two frames through a GpuPipeline: the first eager (then captured when the runner allows), the second replayed."""
-    from feredge.models import InputSpec
+    from feredge.artifact import InputSpec
     from feredge.runtime.pipeline import GpuPipeline
 
     pipe = GpuPipeline(runner, InputSpec(*SPEC_ARGS), margin=0.15, mirror=True, max_faces=8)
@@ -60,9 +60,9 @@ def test_pipeline_matches_cpu_reference_and_onnx_runtime(tmp_path):
     from feredge.engine.build import build_engine, trt_version
     from feredge.engine.plan import BatchProfile, build_plan
     from feredge.runtime.trt import TrtRunner
-    from feredge.weights import DEFAULT_ONNX
+    from feredge.weights import shipped
 
-    engine = build_engine(DEFAULT_ONNX, build_plan(trt_version(), "fp32"), BatchProfile(1, 8, 16), (1, 48, 48),
+    engine = build_engine(shipped('feredge-s'), build_plan(trt_version(), "fp32"), BatchProfile(1, 8, 16), (1, 48, 48),
                           tmp_path / "m.engine")
     frame, boxes, expected = _frame_boxes_expected()
     with TrtRunner(engine) as runner:
@@ -79,10 +79,10 @@ def test_pipeline_on_onnx_runtime_cuda_matches_cpu():
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime has no CUDA execution provider (install onnxruntime-gpu)")
     from feredge.runtime.ort import OrtRunner
-    from feredge.weights import DEFAULT_ONNX
+    from feredge.weights import shipped
 
     frame, boxes, expected = _frame_boxes_expected()
-    with OrtRunner(DEFAULT_ONNX, device="cuda", max_batch=16) as runner:
+    with OrtRunner(shipped('feredge-s'), device="cuda", max_batch=16) as runner:
         pipe, first, second = _run_pipeline(runner, frame, boxes)
     np.testing.assert_allclose(first, expected, atol=2e-2)
     np.testing.assert_allclose(second, first, atol=1e-5)

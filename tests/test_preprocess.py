@@ -52,7 +52,7 @@ def test_mirror_copies_follow_the_faces():
 
 def test_faces_path_matches_training_transform():
     torch = pytest.importorskip("torch")
-    from feredge.models import InputSpec
+    from feredge.artifact import InputSpec
     from feredge.train.tensor_ops import normalize, to_float
 
     images = np.random.default_rng(2).integers(0, 256, (3, 48, 48, 1), np.uint8)
@@ -161,7 +161,7 @@ def test_nvrtc_compiles_the_kernel(arch):
 @pytest.mark.parametrize("api_name", ["pycuda", "cuda-python"])
 def test_cuda_kernel_matches_reference(api_name):
     """Random frames and boxes (partly outside, 1-pixel, frame-sized), odd widths and pitches, gray/RGB, fp32/fp16."""
-    from feredge.models import InputSpec
+    from feredge.artifact import InputSpec
     from feredge.runtime.cuda import CudaPythonApi, PycudaApi
     from feredge.runtime.kernels import GpuPreprocessor
 
@@ -202,7 +202,7 @@ def test_cuda_kernel_matches_reference(api_name):
 @pytest.mark.gpu
 def test_mapped_frame_is_read_in_place():
     """Zero-copy input (how Jetson avoids the frame upload): the kernel reads a mapped host buffer directly."""
-    from feredge.models import InputSpec
+    from feredge.artifact import InputSpec
     from feredge.runtime.cuda import cuda_api
     from feredge.runtime.kernels import GpuPreprocessor
 

@@ -36,7 +36,8 @@ def test_runners_agree(small_onnx):
     with load_runner(onnx_path) as ort_runner, load_runner(ckpt) as torch_runner:
         assert ort_runner.backend == "ort" and torch_runner.backend == "torch"
         np.testing.assert_allclose(ort_runner.infer(x), torch_runner.infer(x), atol=1e-4)
-        assert ort_runner.meta["classes"][0] == "angry"
+        assert ort_runner.info.classes[0] == "angry" and ort_runner.info.kind == "onnx"
+        assert torch_runner.info.classes == ort_runner.info.classes and torch_runner.info.kind == "checkpoint"
         assert ort_runner.warmup(2, 2) > 0
 
 

@@ -37,8 +37,8 @@ def test_two_epochs_lower_the_loss(prepared_fer, tmp_path):
     assert result["epochs"] == 3
     assert (tmp_path / "run" / "log.csv").read_text().startswith("epoch,train_loss")
     model, meta = load_checkpoint(tmp_path / "run" / "best.safetensors")
-    assert meta["model"] == "feredge-s" and meta["classes"][0] == "angry"
-    assert meta["input_spec"]["size"] == 48 and "val_accuracy" in meta["metrics"]
+    assert meta.model == "feredge-s" and meta.classes[0] == "angry" and meta.kind == "checkpoint"
+    assert meta.input_spec.size == 48 and "val_accuracy" in meta.details["metrics"]
 
 
 def test_resume_matches_uninterrupted(prepared_fer, tmp_path):
@@ -120,7 +120,7 @@ def test_config_errors_name_the_field():
 
 def test_checkpoint_mismatch_is_explained(prepared_fer, tmp_path):
     train(small_cfg(prepared_fer, tmp_path / "run", epochs=1))
-    side = tmp_path / "run" / "best.json"
+    side = tmp_path / "run" / "best.safetensors.json"
     meta = json.loads(side.read_text())
     meta["model_kwargs"]["widths"] = [8, 16, 16, 32]
     side.write_text(json.dumps(meta))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from feredge.artifact import atomic_write_text
 from feredge.errors import FeredgeError
 
 #: feredge method → TensorRT calibrator algorithm name written in the cache header.
@@ -30,8 +31,7 @@ def write_cache(ranges: dict[str, float], path: Path, method: str, trt_version: 
     """Scales are amax/127 (symmetric int8), one line per tensor, as TensorRT's calibrators write them."""
     header = f"TRT-{trt_version_code(trt_version)}-{ALGORITHMS[method]}"
     lines = [header] + [f"{name}: {scale_to_hex(max(amax, 1e-8) / 127.0)}" for name, amax in sorted(ranges.items())]
-    Path(path).write_text("\n".join(lines) + "\n")
-    return Path(path)
+    return atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def read_cache(path: Path) -> tuple[str, dict[str, float]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from feredge import artifact
 from feredge._optional import require
 from feredge.engine.plan import BatchProfile, BuildPlan
 from feredge.errors import FeredgeError
@@ -78,7 +79,7 @@ def build_engine(onnx_path: Path, plan: BuildPlan, profile: BatchProfile, input_
     config.add_optimization_profile(opt_profile)
     if plan.calibration_cache:
         if calibration_cache is None:
-            raise FeredgeError("the implicit INT8 path needs a calibration cache (--calib-cache)")
+            raise FeredgeError("the implicit INT8 path needs the calibration cache that `feredge export --int8` writes")
         config.int8_calibrator = _calibrator(trt, calibration_cache)
     if dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
@@ -88,9 +89,7 @@ def build_engine(onnx_path: Path, plan: BuildPlan, profile: BatchProfile, input_
     blob = builder.build_serialized_network(network, config)
     if blob is None:
         raise FeredgeError(f"{onnx_path}: TensorRT failed to build a {plan.precision} engine (see the log above)")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(bytes(blob))
+    artifact.atomic_write_bytes(Path(out), bytes(blob))
     if timing_cache:
-        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
-    return out
+        artifact.atomic_write_bytes(Path(timing_cache), bytes(config.get_timing_cache().serialize()))
+    return Path(out)

@@ -7,6 +7,7 @@ checkpoint → ONNX (fp32, onnxsim, parity) → FP16 ONNX → INT8 Q/DQ ONNX + T
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
-from feredge.export.metadata import file_sha256, get_onnx_metadata, set_onnx_metadata, write_sidecar
+from feredge import artifact
+from feredge.artifact import Artifact, file_sha256
 
 #: format → (file suffix, what it is). Drives argument checks, outputs and benchmarks.
 FORMATS = {
@@ -38,6 +40,7 @@ class ExportOptions:
     dynamic: bool = True
     max_batch: int = 32
     engine: bool = False
+    implicit_int8: bool = False  # engine from fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)
     max_drop: float = 1.0  # percentage points INT8 may lose against FP32
     seed: int = 0
     val_fraction: float = 0.1
@@ -50,6 +53,22 @@ class ExportOptions:
 
 def _path(out: Path, stem: str, fmt: str) -> Path:
     return Path(out) / f"{stem}{FORMATS[fmt][0]}"
+
+
+def check_options(opts: ExportOptions) -> None:
+    """Refuse option values that would fail late or silently change what is exported."""
+    if opts.batch is not None and opts.batch < 1:
+        raise FeredgeError(f"--batch {opts.batch}: expected a positive batch size (omit it for a dynamic batch)")
+    if opts.max_batch < 1:
+        raise FeredgeError(f"--max-batch {opts.max_batch}: expected a positive integer")
+    if opts.calib_size < 1:
+        raise FeredgeError(f"--calib-size {opts.calib_size}: expected a positive number of images")
+    if opts.int8 and opts.calib_data is None:
+        raise FeredgeError("--int8 needs --calib-data DIR (a prepared dataset with a 'train' split)")
+    if opts.implicit_int8 and not (opts.int8 and opts.engine):
+        raise FeredgeError("--implicit-int8 builds the engine from the calibration cache: it needs --int8 and --engine")
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise FeredgeError(f"{opts.out}: --out is a file, expected a folder")
 
 
 def _guard(paths: list[Path], overwrite: bool) -> None:
@@ -71,7 +90,7 @@ def _validation_images(data: Path | None, seed: int, val_fraction: float, n: int
 
 def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[str], optimize: bool = True) -> dict:
     """Accuracy with ONNX Runtime; ``optimize=False`` evaluates Q/DQ exactly as written (TensorRT's semantics)."""
-    from feredge.evaluate import metrics
+    from feredge.metrics import metrics
     from feredge.runtime.ort import OrtRunner
 
     with OrtRunner(path, optimize=optimize) as runner:
@@ -81,40 +100,48 @@ def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[s
             "size_bytes": Path(path).stat().st_size}
 
 
-def to_fp16(fp32: Path, out: Path) -> Path:
+def to_fp16(fp32: Path, info: Artifact, out: Path) -> tuple[Path, Artifact]:
     """fp16 weights and compute with fp32 I/O (for strongly typed TensorRT ≥ 10 and ONNX Runtime)."""
     onnx = require("onnx")
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    from feredge.export.onnx import save_onnx
+
     model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
-    meta = get_onnx_metadata(onnx.load(str(fp32), load_external_data=False))
-    set_onnx_metadata(model, {**meta, "precision": "fp16"})
-    onnx.save(model, str(out))
-    return out
+    derived = info.derive("onnx", "fp16", sources={"onnx_fp32": file_sha256(fp32)}, versions=info.versions,
+                          **info.details)
+    return save_onnx(model, out, derived, check=False), derived
 
 
-def _int8(fp32: Path, stem: str, spec, opts: ExportOptions, report: dict) -> tuple[Path, Path]:
+def _int8(fp32: Path, info: Artifact, stem: str, opts: ExportOptions, out: Path,
+          report: dict) -> tuple[Path, Path, Artifact]:
     onnx = require("onnx")
     from feredge.calibration.dataset import calibration_set
     from feredge.calibration.quantize import activation_ranges, quantize_qdq, unquantized_inputs
     from feredge.calibration.trt_cache import write_cache
+    from feredge.export.onnx import save_onnx
     from feredge.runtime.preprocess import preprocess_faces
 
     calib = calibration_set(opts.calib_data, opts.calib_size, opts.seed, opts.val_fraction)
-    x = preprocess_faces(calib.images, spec)
+    x = preprocess_faces(calib.images, info.input_spec)
     ranges = activation_ranges(fp32, x, opts.calib_method)
-    qdq = quantize_qdq(fp32, x, _path(opts.out, stem, "int8"), opts.calib_method, ranges=ranges)
+    qdq = quantize_qdq(fp32, x, _path(out, stem, "int8"), opts.calib_method, ranges=ranges)
     model = onnx.load(str(qdq))
     missing = unquantized_inputs(model)
     if missing:
         raise FeredgeError(f"{qdq}: Conv/Gemm inputs without Q/DQ: {missing[:3]}")
-    set_onnx_metadata(model, {**get_onnx_metadata(onnx.load(str(fp32))), "precision": "int8-qdq",
-                              "calibration": {"method": opts.calib_method, "size": len(x), "digest": calib.digest}})
-    onnx.save(model, str(qdq))
-    cache = write_cache(ranges, _path(opts.out, stem, "calib-cache"), opts.calib_method, _trt_version_or(opts.trt_version))
-    report["calibration"] = {"method": opts.calib_method, "images": len(x), "seed": opts.seed,
-                             "digest": calib.digest, "source": str(opts.calib_data)}
-    return qdq, cache
+    calibration = {"method": opts.calib_method, "images": len(x), "seed": opts.seed, "digest": calib.digest,
+                   "source": str(opts.calib_data)}
+    sources = {"onnx_fp32": file_sha256(fp32)}
+    derived = info.derive("onnx", "int8-qdq", sources=sources, versions=info.versions, calibration=calibration,
+                          **info.details)
+    save_onnx(model, qdq, derived, check=False)
+    version = _trt_version_or(opts.trt_version)
+    cache = write_cache(ranges, _path(out, stem, "calib-cache"), opts.calib_method, version)
+    artifact.write(cache, info.derive("calib-cache", "int8-calib", sources=sources, versions={"tensorrt": version},
+                                      calibration=calibration))
+    report["calibration"] = calibration
+    return qdq, cache, derived
 
 
 def _trt_version_or(default: str) -> str:
@@ -126,8 +153,8 @@ def _trt_version_or(default: str) -> str:
         return default
 
 
-def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions, report: dict) -> None:
-    """Measure every precision on held-out validation; refuse an INT8 model that loses > max_drop pp."""
+def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions, report: dict) -> str | None:
+    """Measure every precision on held-out validation; the refusal message when INT8 loses > max_drop pp."""
     from feredge.runtime.preprocess import preprocess_faces
 
     images, labels = _validation_images(opts.calib_data, opts.seed, opts.val_fraction)
@@ -139,78 +166,101 @@ def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions,
         # without VNNI they saturate, so the gate uses the exact Q/DQ arithmetic TensorRT implements.
         acc["int8_ort_cpu_kernels"] = onnx_accuracy(paths["int8"], x, labels, classes)
     report["accuracy"] = {"split": f"held-out {opts.val_fraction:.0%} of train (seed {opts.seed})", "n": len(x), **acc}
-    if "int8" in acc:
-        drop = 100 * (acc["fp32"]["accuracy"] - acc["int8"]["accuracy"])
-        report["accuracy"]["int8_drop_pp"] = drop
-        if drop > opts.max_drop:
-            paths["int8"].unlink()
-            raise FeredgeError(
-                f"INT8 refused: {acc['int8']['accuracy']:.4f} vs FP32 {acc['fp32']['accuracy']:.4f} on {len(x)} "
-                f"held-out images, a drop of {drop:.2f} pp > --max-drop {opts.max_drop}; try another "
-                f"--calib-method (entropy, minmax, percentile), a larger --calib-size, or ship FP16")
+    if "int8" not in acc:
+        return None
+    drop = 100 * (acc["fp32"]["accuracy"] - acc["int8"]["accuracy"])
+    report["accuracy"]["int8_drop_pp"] = drop
+    if drop <= opts.max_drop:
+        return None
+    return (f"INT8 refused: {acc['int8']['accuracy']:.4f} vs FP32 {acc['fp32']['accuracy']:.4f} on {len(x)} "
+            f"held-out images, a drop of {drop:.2f} pp > --max-drop {opts.max_drop}; try another "
+            f"--calib-method (entropy, minmax, percentile), a larger --calib-size, or ship FP16")
 
 
-def _engine(paths: dict[str, Path], stem: str, spec, opts: ExportOptions, report: dict) -> None:
+def _engine(paths: dict[str, Path], infos: dict[str, Artifact], stem: str, opts: ExportOptions, report: dict) -> None:
     from feredge.engine.build import build_engine, gpu_identity, trt_version
-    from feredge.engine.plan import BatchProfile, build_plan, engine_key
+    from feredge.engine.plan import BatchProfile, build_plan, engine_artifact, engine_key
 
     version = trt_version()  # raises a clear error without TensorRT, after the ONNX files exist
     precision = "int8" if opts.int8 else "fp16" if opts.fp16 else "fp32"
-    plan = build_plan(version, precision, dla=opts.dla_core is not None)
-    onnx_path = paths[{"qdq": "int8", "fp16": "fp16", "fp32": "fp32"}[plan.onnx_kind]]
+    plan = build_plan(version, precision, implicit_int8=opts.implicit_int8, dla=opts.dla_core is not None)
+    kind = {"qdq": "int8", "fp16": "fp16", "fp32": "fp32"}[plan.onnx_kind]
+    onnx_path = paths[kind]
     profile = BatchProfile.of(opts.batch, opts.max_batch)
     name, cc = gpu_identity()
-    key = engine_key(file_sha256(onnx_path), precision, profile, name, cc, version, opts.dla_core)
+    onnx_sha = file_sha256(onnx_path)
+    key = engine_key(onnx_sha, precision, profile, name, cc, version, opts.dla_core)
     engine = Path(opts.out) / f"{stem}-{precision}-{key['digest']}.engine"
     if not engine.exists():
-        build_engine(onnx_path, plan, profile, (spec.channels, spec.size, spec.size), engine,
+        build_engine(onnx_path, plan, profile, (infos[kind].input_spec.channels, infos[kind].input_spec.size,
+                                                infos[kind].input_spec.size), engine,
                      workspace_mb=opts.workspace_mb, timing_cache=Path(opts.out) / f"timing-{version}-{cc}.cache",
+                     calibration_cache=paths.get("calib-cache") if plan.calibration_cache else None,
                      dla_core=opts.dla_core)
-    write_sidecar(engine, {"engine_key": key, "plan": asdict(plan), "source_onnx": str(onnx_path)})
+    artifact.write(engine, engine_artifact(infos[kind], onnx_sha, key, plan))
     paths["engine"] = engine
     report["engine"] = {"path": str(engine), "key": key, "plan": asdict(plan)}
 
 
+def _publish(staged: dict[str, Path], out: Path) -> dict[str, Path]:
+    """Move finished files (and their sidecars) from the staging folder into ``out``."""
+    placed = {}
+    for fmt, path in staged.items():
+        target = Path(out) / path.name
+        for src, dst in ((artifact.sidecar_path(path), artifact.sidecar_path(target)), (path, target)):
+            if src.exists():
+                src.replace(dst)
+        placed[fmt] = target
+    return placed
+
+
 def export(checkpoint: Path, opts: ExportOptions) -> dict:
-    """Run the export pipeline; returns a report (also written to <out>/<stem>.export.json)."""
+    """Run the export pipeline; returns a report (also written to <out>/<stem>.export.json).
+
+    Files are made in a staging folder inside ``out`` and moved into place only once they passed the
+    parity check and the accuracy gate: an interrupted or refused export leaves nothing that looks usable.
+    """
     from feredge.export.onnx import export_onnx, parity
-    from feredge.models import InputSpec
     from feredge.train.checkpoint import load_checkpoint
 
-    if opts.int8 and opts.calib_data is None:
-        raise FeredgeError("--int8 needs --calib-data DIR (a prepared dataset with a 'train' split)")
-    model, meta = load_checkpoint(checkpoint)
-    spec = InputSpec.from_dict(meta["input_spec"])
+    check_options(opts)
+    model, info = load_checkpoint(checkpoint)
+    spec = info.input_spec
     stem = Path(checkpoint).stem
     wanted = ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8", "calib-cache"] if opts.int8 else [])
     _guard([_path(opts.out, stem, f) for f in wanted], opts.overwrite)
-    paths = {"fp32": export_onnx(model, meta, _path(opts.out, stem, "fp32"), None if opts.dynamic else opts.batch,
-                                 source=Path(checkpoint))}
-    report: dict = {"checkpoint": str(checkpoint), "model": meta["model"], "classes": meta["classes"],
-                    "input_spec": meta["input_spec"], "batch": "dynamic" if opts.dynamic else opts.batch}
-    if opts.calib_data is not None:
-        images, _ = _validation_images(opts.calib_data, opts.seed, opts.val_fraction, 256)
-    else:
-        images = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.size, spec.size, spec.channels), np.uint8)
-    report["parity"] = parity(model, paths["fp32"], images, spec, opts.parity_tol)
-    report["parity"]["images"] = "held-out validation" if opts.calib_data is not None else "random (no --calib-data)"
-    if opts.fp16:
-        paths["fp16"] = to_fp16(paths["fp32"], _path(opts.out, stem, "fp16"))
-    if opts.int8:
-        paths["int8"], paths["calib-cache"] = _int8(paths["fp32"], stem, spec, opts, report)
-    if opts.calib_data is not None:
-        _gate(paths, spec, meta["classes"], opts, report)
-    for fmt, p in paths.items():
-        if p.suffix == ".onnx":
-            write_sidecar(p, {"format": fmt, "sha256": file_sha256(p), "classes": meta["classes"],
-                              "input_spec": meta["input_spec"], "source_checkpoint": str(checkpoint)})
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    report: dict = {"checkpoint": str(checkpoint), "model": info.model, "classes": list(info.classes),
+                    "input_spec": spec.to_dict(), "batch": "dynamic" if opts.dynamic else opts.batch}
+    with tempfile.TemporaryDirectory(prefix=f".{stem}.staging-", dir=opts.out) as tmp:
+        staging = Path(tmp)
+        fp32, fp32_info = export_onnx(model, info, _path(staging, stem, "fp32"), None if opts.dynamic else opts.batch,
+                                      source=Path(checkpoint))
+        paths, infos = {"fp32": fp32}, {"fp32": fp32_info}
+        if opts.calib_data is not None:
+            images, _ = _validation_images(opts.calib_data, opts.seed, opts.val_fraction, 256)
+        else:
+            images = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.size, spec.size, spec.channels), np.uint8)
+        report["parity"] = parity(model, fp32, images, spec, opts.parity_tol)
+        report["parity"]["images"] = "held-out validation" if opts.calib_data is not None else "random (no --calib-data)"
+        if opts.fp16:
+            paths["fp16"], infos["fp16"] = to_fp16(fp32, fp32_info, _path(staging, stem, "fp16"))
+        if opts.int8:
+            paths["int8"], paths["calib-cache"], infos["int8"] = _int8(fp32, fp32_info, stem, opts, staging, report)
+        refusal = _gate(paths, spec, list(info.classes), opts, report) if opts.calib_data is not None else None
+        if refusal:
+            report["int8_refused"] = refusal
+            paths = {f: p for f, p in paths.items() if f not in ("int8", "calib-cache")}
+        paths = _publish(paths, opts.out)
     report["files"] = {fmt: str(p) for fmt, p in paths.items()}
     report_path = Path(opts.out) / f"{stem}.export.json"
-    report_path.write_text(json.dumps(report, indent=2))
+    artifact.atomic_write_text(report_path, json.dumps(report, indent=2))
+    if refusal:
+        raise FeredgeError(f"{refusal} (FP32{'/FP16' if opts.fp16 else ''} written to {opts.out})")
     if opts.engine:
         try:
-            _engine(paths, stem, spec, opts, report)
+            _engine(paths, infos, stem, opts, report)
         finally:
             report["files"] = {fmt: str(p) for fmt, p in paths.items()}
-            report_path.write_text(json.dumps(report, indent=2))
+            artifact.atomic_write_text(report_path, json.dumps(report, indent=2))
     return report

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge import __version__
+from feredge import artifact
 from feredge._optional import require
+from feredge.artifact import Artifact, file_sha256, onnx_properties
 from feredge.errors import FeredgeError
-from feredge.export.metadata import file_sha256, set_onnx_metadata
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -21,8 +21,10 @@ def torch_to_onnx(model, spec, batch: int | None, opset: int = OPSET) -> bytes:
     """Serialized ONNX of ``model``; ``batch=None`` makes the batch axis dynamic."""
     torch = require("torch")
     if opset < 17:
-        raise FeredgeError(f"--opset {opset}: feredge exports opset 17 or newer")
-    model = model.eval().float().cpu()
+        raise FeredgeError(f"opset {opset}: feredge exports opset 17 or newer")
+    from feredge.models.nano import fuse_for_deploy
+
+    model = fuse_for_deploy(model).float().cpu()
     dummy = torch.zeros(batch or 1, spec.channels, spec.size, spec.size)
     buf = io.BytesIO()
     dynamic = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
@@ -38,7 +40,7 @@ def simplify(onnx_bytes: bytes):
     model = onnx.load_from_string(onnx_bytes)
     simplified, ok = onnxsim.simplify(model)
     if not ok:
-        raise FeredgeError("onnxsim could not validate the simplified model; export without --no-simplify is unsafe")
+        raise FeredgeError("onnxsim could not validate the simplified model against the original; not exporting it")
     return simplified
 
 
@@ -62,22 +64,29 @@ def parity(model, onnx_path: Path, images: np.ndarray, spec, atol: float = 1e-3)
     return report
 
 
-def export_onnx(model, meta: dict, out: Path, batch: int | None, simplify_graph: bool = True,
-                source: Path | None = None) -> Path:
-    """Write ``out`` (.onnx) with metadata properties; returns its path."""
-    onnx = require("onnx")
-    from feredge.models import InputSpec
+def save_onnx(proto, out: Path, info: Artifact, check: bool = True) -> Path:
+    """Stamp ``info`` into the ONNX metadata, check the graph, write the file and its sidecar atomically.
 
-    spec = InputSpec.from_dict(meta["input_spec"])
-    raw = torch_to_onnx(model, spec, batch)
+    ``check=False`` for graphs from ONNX Runtime's converters (fp16, Q/DQ), whose node order the strict
+    checker rejects although ONNX Runtime and TensorRT load them."""
+    onnx = require("onnx")
+    del proto.metadata_props[:]
+    for key, value in onnx_properties(info).items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
+    if check:
+        onnx.checker.check_model(proto)
+    artifact.atomic_write_bytes(Path(out), proto.SerializeToString())
+    artifact.write(out, info)
+    return Path(out)
+
+
+def export_onnx(model, info: Artifact, out: Path, batch: int | None, simplify_graph: bool = True,
+                source: Path | None = None) -> tuple[Path, Artifact]:
+    """Write ``out`` (.onnx, fp32) described as made from checkpoint ``info``; returns its path and description."""
+    onnx = require("onnx")
+    raw = torch_to_onnx(model, info.input_spec, batch)
     proto = simplify(raw) if simplify_graph else onnx.load_from_string(raw)
-    set_onnx_metadata(proto, {
-        "classes": meta["classes"], "input_spec": meta["input_spec"], "model": meta["model"],
-        "feredge_version": __version__, "precision": "fp32",
-        "source_checkpoint_sha256": file_sha256(source) if source else "",
-    })
-    onnx.checker.check_model(proto)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
-    return out
+    derived = info.derive("onnx", "fp32", sources={"checkpoint": file_sha256(source)} if source else {},
+                          versions={"onnx_opset": str(OPSET)}, batch="dynamic" if batch is None else batch)
+    return save_onnx(proto, out, derived), derived

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
+from feredge.artifact import InputSpec
 from feredge.errors import FeredgeError
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What a model expects: size×size pixels, channels, and per-channel normalisation of x/255."""
-
-    size: int
-    channels: int
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InputSpec":
-        return cls(int(d["size"]), int(d["channels"]), tuple(d["mean"]), tuple(d["std"]))
 
 
 @dataclass(frozen=True)
@@ -68,4 +52,4 @@ def create_model(name: str, num_classes: int = 7, **kwargs):
 
 def _load_all() -> None:
     """Import the architecture modules so their registrations run (needs torch)."""
-    from feredge.models import edge, mmnet, multitask_cnn, resmasking, vgg  # noqa: F401
+    from feredge.models import edge, mmnet, multitask_cnn, nano, resmasking, vgg  # noqa: F401

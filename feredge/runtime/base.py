@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from feredge.artifact import Artifact
 from feredge.errors import FeredgeError
 
 BACKENDS = ("trt", "ort", "torch")
@@ -23,15 +24,25 @@ class TensorSpec:
 
 
 class Runner(ABC):
-    """Load once, then ``infer(batch) -> logits`` many times; ``close()`` frees device memory."""
+    """Load once, then ``infer(batch) -> logits`` many times; ``close()`` frees device memory.
+
+    What callers may rely on, declared here rather than probed with getattr:
+    ``info`` the artifact's validated description (classes, input spec, precision, …);
+    ``max_batch`` the largest batch one ``infer``/``bind`` takes (an engine's profile maximum);
+    ``gpu_io`` whether ``bind``/``enqueue`` hand out device pointers (the GPU pipeline needs that);
+    ``capturable`` whether ``enqueue`` runs on the caller's stream, so a CUDA graph can hold it.
+    """
 
     backend: str = ""
+    gpu_io: bool = False
+    capturable: bool = False
 
     def __init__(self, path: Path):
         self.path = Path(path)
         if not self.path.is_file():
             raise FeredgeError(f"{self.path}: model file not found")
-        self.meta: dict = {}
+        self.info: Artifact
+        self.max_batch: int = 256
 
     @abstractmethod
     def input_spec(self) -> TensorSpec: ...
@@ -41,9 +52,10 @@ class Runner(ABC):
         """float32 NCHW batch → float32 (N, classes) logits."""
 
     def infer_all(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Infer any number of inputs: chunks of a fixed batch axis (zero-padded at the end) or of ``chunk``."""
+        """Infer any number of inputs: chunks of a fixed batch axis (zero-padded at the end), else of
+        ``chunk`` capped at ``max_batch``."""
         fixed = self.input_spec().shape[0]
-        step = fixed if isinstance(fixed, int) and fixed > 0 else chunk
+        step = fixed if isinstance(fixed, int) and fixed > 0 else max(1, min(chunk, self.max_batch))
         outs = []
         for start in range(0, len(x), step):
             part = x[start:start + step]
@@ -77,8 +89,8 @@ def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
     path = Path(path)
     backend = backend or _SUFFIX_TO_BACKEND.get(path.suffix)
     if backend is None:
-        raise FeredgeError(f"{path}: cannot tell the backend from the suffix '{path.suffix}'; pass --backend "
-                           f"({', '.join(BACKENDS)})")
+        raise FeredgeError(f"{path}: cannot tell the backend from the suffix '{path.suffix}'; expected a model "
+                           "file ending in " + ", ".join(sorted(_SUFFIX_TO_BACKEND)))
     if backend == "ort":
         from feredge.runtime.ort import OrtRunner
 
@@ -91,4 +103,4 @@ def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
         from feredge.runtime.torch_runner import TorchRunner
 
         return TorchRunner(path, **kwargs)
-    raise FeredgeError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    raise FeredgeError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")

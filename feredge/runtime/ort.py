@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
+from feredge.artifact import from_onnx_properties
 from feredge.errors import FeredgeError
 from feredge.runtime.base import Runner, TensorSpec
 
@@ -20,7 +21,6 @@ _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 class OrtRunner(Runner):
     backend = "ort"
-    capturable = False  # ONNX Runtime launches on its own stream: a graph of the pipeline's stream cannot hold it
 
     def __init__(self, path: Path, device: str = "cpu", threads: int = 0, optimize: bool = True,
                  max_batch: int = 64):
@@ -40,14 +40,26 @@ class OrtRunner(Runner):
                 raise FeredgeError(f"device {device}: this onnxruntime has no CUDA execution provider "
                                    "(pip install onnxruntime-gpu, or run on cpu)")
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own types (InvalidProtobuf, InvalidGraph, Fail, …)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise FeredgeError(f"{self.path}: ONNX Runtime cannot load this file as an ONNX model ({first[:200]})") from None
         self.providers = self.session.get_providers()
         self._input, self._output = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        from feredge.export.metadata import get_onnx_metadata
-
-        raw = self.session.get_modelmeta().custom_metadata_map
-        self.meta = get_onnx_metadata(_Props(raw))
+        self.info = from_onnx_properties(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self._check_graph()
         self._init_io(max_batch)
+
+    def _check_graph(self) -> None:
+        """The graph must take what its description promises and output one score per class."""
+        spec = self.info.input_spec
+        want = (spec.channels, spec.size, spec.size)
+        got = tuple(self._input.shape[1:])
+        if len(self._input.shape) != 4 or any(isinstance(g, int) and g != w for g, w in zip(got, want)):
+            raise FeredgeError(f"{self.path}: input '{self._input.name}' has shape {list(self._input.shape)}, "
+                               f"but its input_spec says [N, {', '.join(map(str, want))}]")
+        self.info.check_outputs(self._output.shape[-1], str(self.path))
 
     def _init_io(self, max_batch: int) -> None:
         """Shapes and dtypes for device-level binding, read from the graph."""
@@ -58,6 +70,7 @@ class OrtRunner(Runner):
         self.input_dtype = np.dtype(_ORT_DTYPES.get(self._input.type, np.float32))
         self.output_dtype = np.dtype(_ORT_DTYPES.get(self._output.type, np.float32))
         self.gpu_io = "CUDAExecutionProvider" in self.providers  # bind() hands out device pointers
+        # capturable stays False: ONNX Runtime launches on its own stream, which a graph of ours cannot hold
         self.cuda = self.stream = None
         if self.gpu_io:
             from feredge.runtime.cuda import cuda_api
@@ -118,9 +131,3 @@ class OrtRunner(Runner):
         self._buffers.clear()
         self.session = self._binding = None
 
-
-class _Props:
-    """Adapts ORT's custom metadata map to the metadata_props list the ONNX helpers read."""
-
-    def __init__(self, mapping: dict[str, str]):
-        self.metadata_props = [type("P", (), {"key": k, "value": v}) for k, v in mapping.items()]

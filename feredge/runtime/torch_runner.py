@@ -18,15 +18,15 @@ class TorchRunner(Runner):
         self.torch = require("torch")
         from feredge.train.checkpoint import load_checkpoint
 
-        self.model, self.meta = load_checkpoint(self.path)
+        self.model, self.info = load_checkpoint(self.path)
         self.device = self.torch.device(device)
         self.model.to(self.device)
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
         self._graphs: dict[int, tuple] = {}
 
     def input_spec(self) -> TensorSpec:
-        s = self.meta["input_spec"]
-        return TensorSpec("input", (-1, s["channels"], s["size"], s["size"]), "float32")
+        s = self.info.input_spec
+        return TensorSpec("input", (-1, s.channels, s.size, s.size), "float32")
 
     def _graph(self, shape: tuple):
         """Capture (once per batch size) a CUDA graph of the forward pass into static buffers."""

@@ -16,7 +16,7 @@ import numpy as np
 from feredge._optional import require
 from feredge.engine.plan import key_mismatch
 from feredge.errors import FeredgeError
-from feredge.export.metadata import read_sidecar
+from feredge import artifact
 from feredge.runtime.base import Runner, TensorSpec
 from feredge.runtime.cuda import cuda_api
 
@@ -30,7 +30,9 @@ class TrtRunner(Runner):
         super().__init__(path)
         trt = require("tensorrt")
         self.cuda = cuda_api()
-        self.meta = read_sidecar(self.path) or {}
+        self.info = artifact.read(self.path)
+        if self.info.kind != "engine":
+            raise FeredgeError(f"{self.path}: is described as a {self.info.kind}, expected a TensorRT engine")
         self._check_key(trt)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -44,6 +46,7 @@ class TrtRunner(Runner):
         self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         self.item_shape = tuple(self.engine.get_tensor_shape(self.input_name))[1:]
         self.classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
+        self.info.check_outputs(self.classes, str(self.path))
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         self.stream = self.cuda.stream()  # one stream per runner: copies and execution stay ordered
@@ -51,9 +54,7 @@ class TrtRunner(Runner):
         self._host: dict[str, np.ndarray] = {}
 
     def _check_key(self, trt) -> None:
-        key = self.meta.get("engine_key")
-        if not key:
-            return
+        key = self.info.engine_key
         name, cc = self.cuda.identity()
         problems = key_mismatch(key, {"gpu_name": name, "compute_capability": cc, "tensorrt": trt.__version__})
         if problems:

@@ -1,47 +1,35 @@
 """Checkpoints: safetensors weights plus a small JSON sidecar; nothing is unpickled.
 
-The sidecar names the model, its kwargs, classes, input spec and metrics, so a checkpoint can be
-rebuilt and checked without the training code that produced it.
+The sidecar (an `feredge.artifact.Artifact` of kind "checkpoint") names the model, its kwargs, classes,
+input spec, and in ``details`` the training config and metrics, so a checkpoint can be rebuilt and
+checked without the training code that produced it.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-from feredge import __version__
+from feredge import artifact
 from feredge._optional import require
-from feredge.errors import CheckpointError, read_format_json
-
-FORMAT = "feredge-checkpoint-v1"
-
-
-def sidecar_path(weights: Path) -> Path:
-    return Path(weights).with_suffix(".json")
+from feredge.artifact import Artifact
+from feredge.errors import CheckpointError
 
 
-def save_checkpoint(model, path: Path, meta: dict[str, Any]) -> Path:
-    """Write ``path`` (.safetensors) and its .json sidecar; returns the weights path."""
+def save_checkpoint(model, path: Path, info: Artifact) -> Path:
+    """Write ``path`` (.safetensors) and its sidecar, each atomically; returns the weights path."""
     st = require("safetensors.torch")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    st.save_file(state, str(path))
-    sidecar_path(path).write_text(json.dumps({"format": FORMAT, "feredge_version": __version__, **meta}, indent=2))
-    return path
+    artifact.atomic_write_bytes(Path(path), st.save(state))
+    artifact.write(path, info)
+    return Path(path)
 
 
-def read_meta(path: Path) -> dict[str, Any]:
-    side = sidecar_path(path)
-    if not Path(path).is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    meta = read_format_json(side, FORMAT, CheckpointError,
-                            f"{side}: missing sidecar JSON next to the weights (model name, input spec)")
-    for key in ("model", "classes", "input_spec"):
-        if key not in meta:
-            raise CheckpointError(f"{side}: missing field '{key}'")
-    return meta
+def read_meta(path: Path) -> Artifact:
+    """The checkpoint's description; refuses anything but a checkpoint."""
+    info = artifact.read(path)
+    if info.kind != "checkpoint":
+        raise CheckpointError(f"{path}: is a {info.kind}, expected a training checkpoint (.safetensors)")
+    return info
 
 
 def read_state_dict(path: Path) -> dict:
@@ -50,7 +38,10 @@ def read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     if path.suffix == ".safetensors":
-        return require("safetensors.torch").load_file(str(path))
+        try:
+            return require("safetensors.torch").load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+            raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from None
     torch = require("torch")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -82,11 +73,14 @@ def load_checkpoint(path: Path, expect_model: str | None = None):
     """Rebuild the model named in the sidecar and load its weights; returns (model, meta)."""
     from feredge.models import create_model
 
-    meta = read_meta(path)
-    if expect_model is not None and meta["model"] != expect_model:
-        raise CheckpointError(f"{path}: holds model {meta['model']!r}, expected {expect_model!r}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("model_kwargs", {}).items()}
-    model = create_model(meta["model"], num_classes=len(meta["classes"]), **kwargs)
+    info = read_meta(path)
+    if expect_model is not None and info.model != expect_model:
+        raise CheckpointError(f"{path}: holds model {info.model!r}, expected {expect_model!r}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in info.model_kwargs.items()}
+    try:
+        model = create_model(info.model, num_classes=len(info.classes), **kwargs)
+    except TypeError as exc:
+        raise CheckpointError(f"{artifact.sidecar_path(path)}: field 'model_kwargs' does not fit {info.model} ({exc})") from None
     load_into(model, read_state_dict(path), str(path))
     model.eval()
-    return model, meta
+    return model, info

@@ -8,6 +8,7 @@ the batches and augmentations an uninterrupted run would have seen.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import time
@@ -18,14 +19,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from feredge import __version__, artifact
 from feredge.config import TrainConfig
 from feredge.data.splits import stratified_holdout
 from feredge.data.store import ATTRIBUTES, Split, load
 from feredge.errors import FeredgeError
-from feredge.evaluate import metrics, predict_logits
-from feredge.models import InputSpec, create_model, model_info
+from feredge.artifact import Artifact, InputSpec
+from feredge.metrics import metrics
+from feredge.models import create_model, model_info
 from feredge.train import tensor_ops as ops
-from feredge.train.checkpoint import load_into, read_state_dict, save_checkpoint
+from feredge.train.checkpoint import load_into, read_meta, read_state_dict, save_checkpoint
+from feredge.train.inference import predict_logits
 
 STATE_FILE = "last_state.pt"
 
@@ -203,13 +207,11 @@ class Trainer:
         because its training images would then sit in this run's validation split and bias selection."""
         if not self.cfg.init:
             return
-        from feredge.train.checkpoint import load_into, read_meta, read_state_dict
-
         meta = read_meta(Path(self.cfg.init))
-        if meta["model"] != self.cfg.model or meta["classes"] != self.classes:
-            raise FeredgeError(f"{self.cfg.init}: holds {meta['model']} with classes {meta['classes']}, "
+        if meta.model != self.cfg.model or list(meta.classes) != self.classes:
+            raise FeredgeError(f"{self.cfg.init}: holds {meta.model} with classes {list(meta.classes)}, "
                                f"this run trains {self.cfg.model} with {self.classes}")
-        old = meta.get("config", {})
+        old = meta.details.get("config", {})
         same_data = Path(old.get("data", "")).resolve() == Path(self.cfg.data).resolve()
         carve = ("val_fraction", "val_split", "seed", "limit_train")
         changed = [k for k in carve if old.get(k) != getattr(self.cfg, k)]
@@ -226,10 +228,10 @@ class Trainer:
         from feredge.train.checkpoint import load_checkpoint
 
         teacher, meta = load_checkpoint(Path(self.cfg.teacher))
-        if meta["classes"] != self.classes:
-            raise FeredgeError(f"{self.cfg.teacher}: teacher classes {meta['classes']} differ from the data's {self.classes}")
+        if list(meta.classes) != self.classes:
+            raise FeredgeError(f"{self.cfg.teacher}: teacher classes {list(meta.classes)} differ from the data's {self.classes}")
         teacher.to(self.device).eval().requires_grad_(False)
-        return teacher, InputSpec.from_dict(meta["input_spec"])
+        return teacher, meta.input_spec
 
     def _targets(self, idx: torch.Tensor) -> torch.Tensor:
         k = len(self.classes)
@@ -317,47 +319,66 @@ class Trainer:
         logits = predict_logits(self.model, self.val.images, self.spec, "none", self.eval_crop, device=str(self.device))
         return metrics(logits, np.asarray(self.val.labels), self.classes)
 
-    def _meta(self, epoch: int, val: dict) -> dict:
-        return {
-            "model": self.cfg.model,
-            "model_kwargs": {k: v for k, v in self.cfg.model_kwargs.items() if k != "pretrained"},
-            "classes": self.classes,
-            "input_spec": self.spec.to_dict(),
-            "eval_crop": self.eval_crop,
-            "epoch": epoch + 1,
-            "metrics": {"val_accuracy": val["accuracy"], "val_mean_class_accuracy": val["mean_class_accuracy"]},
-            "config": dataclasses.asdict(self.cfg),
-            "data": {"dataset": self.data_meta.get("dataset"), "path": self.cfg.data,
-                     "validation": self.cfg.val_split or f"{self.cfg.val_fraction:.0%} of train, stratified, seed {self.cfg.seed}"},
-        }
+    def _meta(self, epoch: int, val: dict) -> Artifact:
+        return Artifact(
+            "checkpoint", self.cfg.model, tuple(self.classes), self.spec,
+            model_kwargs={k: v for k, v in self.cfg.model_kwargs.items() if k != "pretrained"},
+            versions={"feredge": __version__, "torch": torch.__version__},
+            details={
+                "eval_crop": self.eval_crop,
+                "epoch": epoch + 1,
+                "metrics": {"val_accuracy": val["accuracy"], "val_mean_class_accuracy": val["mean_class_accuracy"]},
+                "config": dataclasses.asdict(self.cfg),
+                "data": {"dataset": self.data_meta.get("dataset"), "path": self.cfg.data,
+                         "validation": self.cfg.val_split or f"{self.cfg.val_fraction:.0%} of train, stratified, seed {self.cfg.seed}"},
+            })
 
     def _save(self, epoch: int, val: dict, improved: bool) -> None:
         meta = self._meta(epoch, val)
         save_checkpoint(self.model, self.out / "last.safetensors", meta)
         if improved:
             save_checkpoint(self.model, self.out / "best.safetensors", meta)
+        buf = io.BytesIO()
         torch.save({"epoch": epoch + 1, "best": self.best, "history": self.history,
                     "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                    "scaler": self.scaler.state_dict()}, self.out / STATE_FILE)
+                    "scaler": self.scaler.state_dict()}, buf)
+        artifact.atomic_write_bytes(self.out / STATE_FILE, buf.getvalue())  # a kill mid-write keeps the previous state
 
     def resume(self) -> None:
         """Continue from out/last.safetensors + last_state.pt (weights-only loading)."""
         state_path = self.out / STATE_FILE
         if not state_path.is_file():
             raise FeredgeError(f"{state_path}: nothing to resume (no state file from an earlier run)")
-        load_into(self.model, read_state_dict(self.out / "last.safetensors"), str(self.out / "last.safetensors"))
-        state = torch.load(state_path, map_location=self.device, weights_only=True)
+        last = self.out / "last.safetensors"
+        self._check_same_run(read_meta(last).details.get("config", {}), last)
+        load_into(self.model, read_state_dict(last), str(last))
+        try:
+            state = torch.load(state_path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # truncated / foreign file: torch raises many types
+            raise FeredgeError(f"{state_path}: cannot be read ({exc.__class__.__name__}); the run cannot resume "
+                               "from it — start again with --overwrite, or warm-start with --set init=" + str(last)) from None
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
 
+    def _check_same_run(self, old: dict, where: Path) -> None:
+        """--resume continues the *same* run: changed data or hyper-parameters would silently mix two runs."""
+        ignore = ("out", "device", "data")
+        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in dataclasses.asdict(self.cfg).items()
+                   if k not in ignore and k in old and _plain(old[k]) != _plain(v)]
+        if old.get("data") and Path(old["data"]).resolve() != Path(self.cfg.data).resolve():
+            changed.insert(0, f"data {old['data']!r} -> {self.cfg.data!r}")
+        if changed:
+            raise FeredgeError(f"{where}: --resume with settings that differ from the run's: {'; '.join(changed)}; "
+                               "resume with the same settings, or start a new run (another --out, or --set init=…)")
+
     def _log(self, row: dict) -> None:
         self.history.append(row)
         keys = list(row)
         lines = [",".join(keys)] + [",".join(f"{r.get(k, '')}" for k in keys) for r in self.history]
-        (self.out / "log.csv").write_text("\n".join(lines) + "\n")
-        (self.out / "log.json").write_text(json.dumps(self.history, indent=1))
+        artifact.atomic_write_text(self.out / "log.csv", "\n".join(lines) + "\n")
+        artifact.atomic_write_text(self.out / "log.json", json.dumps(self.history, indent=1))
         if self.tb is not None:
             for key, value in row.items():
                 if key != "epoch":
@@ -402,10 +423,39 @@ class Trainer:
             dist.barrier()
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+def _plain(value):
+    """Config values as JSON would store them (tuples as lists), for comparing a saved config."""
+    return json.loads(json.dumps(value))
+
+
+RUN_FILES = ("last.safetensors", "last.safetensors.json", "best.safetensors", "best.safetensors.json", STATE_FILE,
+             "log.csv", "log.json")
+
+
+def _claim_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
+    """A finished or running run in ``out`` is never replaced without --overwrite; returns the files to replace."""
+    if out.exists() and not out.is_dir():
+        raise FeredgeError(f"{out}: --out is a file, expected a folder for the run")
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    if resume:
+        if overwrite:
+            raise FeredgeError("--resume continues the run in --out, --overwrite replaces it: choose one")
+        return []
+    if found and not overwrite:
+        raise FeredgeError(f"{out}: already holds a training run ({found[0].name}); pass --resume to continue it, "
+                           "--overwrite to replace it, or choose another --out")
+    return found
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None, overwrite: bool = False) -> dict:
     if not cfg.data:
         raise FeredgeError("no training data: pass --data DIR (a folder made by `feredge data prepare`)")
+    if stop_after is not None and stop_after < 1:
+        raise FeredgeError(f"--stop-after {stop_after}: expected a positive number of epochs")
+    replaced = _claim_out(Path(cfg.out), resume, overwrite)
     trainer = Trainer(cfg)
+    for path in replaced:  # only once the new run is set up: a bad setting leaves the old run intact
+        path.unlink()
     if resume:
         trainer.resume()
     return trainer.fit(stop_after)

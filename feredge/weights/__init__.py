@@ -1,4 +1,4 @@
-"""The shipped default model: trained weights, their sidecar JSON and model card live here."""
+"""The shipped models: trained weights, their descriptions and model cards live here, by model name."""
 
 from __future__ import annotations
 
@@ -6,12 +6,36 @@ from pathlib import Path
 
 from feredge.errors import FeredgeError
 
-DEFAULT_WEIGHTS = Path(__file__).with_name("feredge-s.safetensors")
-DEFAULT_ONNX = Path(__file__).with_name("feredge-s.onnx")
+WEIGHTS_DIR = Path(__file__).resolve().parent
+#: What `predict`, `eval` and `export` use when no model is named (see README, "Choosing a model").
+DEFAULT_MODEL = "feredge-s"
+_SUFFIX = {"onnx": ".onnx", "checkpoint": ".safetensors"}
+
+
+def shipped_names() -> list[str]:
+    """Models whose trained files ship with this install."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def shipped(name: str, kind: str = "onnx") -> Path:
+    """The shipped ONNX (runtime) or checkpoint (torch) of model ``name``."""
+    path = WEIGHTS_DIR / f"{name}{_SUFFIX[kind]}"
+    if not path.is_file():
+        have = ", ".join(shipped_names()) or "none"
+        raise FeredgeError(f"{name}: no shipped {kind} of that name (shipped models: {have}); pass a file path instead")
+    return path
+
+
+def resolve(model: str | Path | None, kind: str = "onnx") -> Path:
+    """A --model value: an existing file as given, a shipped model's name, or (None) the default model."""
+    if model is None:
+        return shipped(DEFAULT_MODEL, kind)
+    path = Path(model)
+    if path.exists() or path.suffix:
+        return path
+    return shipped(str(model), kind)
 
 
 def default_checkpoint() -> Path:
     """Path of the shipped default checkpoint (used when no model is named)."""
-    if not DEFAULT_WEIGHTS.is_file():
-        raise FeredgeError(f"{DEFAULT_WEIGHTS}: the default model is not installed; name a checkpoint explicitly")
-    return DEFAULT_WEIGHTS
+    return shipped(DEFAULT_MODEL, "checkpoint")

@@ -1,11 +1,11 @@
-"""How the shipped default model is made from a training run (run once by a maintainer).
+"""How a shipped model is made from a training run (run once by a maintainer).
 
     python -m feredge.weights.package RUN_DIR/best.safetensors --data prepared/fer2013 --hardware "..."
 
-Writes feredge-s.safetensors (weights stored fp16, loaded as fp32) and feredge-s.onnx (fp16-stored
+Writes <model>.safetensors (weights stored fp16, loaded as fp32) and <model>.onnx (fp16-stored
 weights, fp32 compute) so both fit the 20 MB budget, then evaluates the *shipped* files — validation
-(carved from train) and FER2013 PublicTest, once — and writes the model card (MODEL_CARD.md,
-model_card.json, confusion.png).
+(carved from train) and FER2013 PublicTest, once — and writes the model card (<model>.card.md,
+<model>.card.json, <model>.confusion.png).
 """
 
 from __future__ import annotations
@@ -16,37 +16,40 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge.weights import DEFAULT_ONNX, DEFAULT_WEIGHTS
+from feredge import artifact
+from feredge.weights import WEIGHTS_DIR
 
-CARD_JSON = DEFAULT_WEIGHTS.with_name("model_card.json")
-CARD_MD = DEFAULT_WEIGHTS.with_name("MODEL_CARD.md")
-CONFUSION = DEFAULT_WEIGHTS.with_name("confusion.png")
+
+def card_paths(name: str) -> dict[str, Path]:
+    return {"json": WEIGHTS_DIR / f"{name}.card.json", "md": WEIGHTS_DIR / f"{name}.card.md",
+            "confusion": WEIGHTS_DIR / f"{name}.confusion.png"}
 
 
 def package(checkpoint: Path) -> tuple[Path, Path]:
     import onnx
 
     from feredge.export.compact import compact_fp16_storage
-    from feredge.export.onnx import export_onnx
-    from feredge.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
+    from feredge.export.onnx import export_onnx, save_onnx
+    from feredge.train.checkpoint import load_checkpoint, save_checkpoint
 
-    model, _ = load_checkpoint(checkpoint)
-    meta = {k: v for k, v in read_meta(checkpoint).items() if k not in ("format", "feredge_version")}
-    meta["weights_storage"] = "float16 (loaded as float32)"
-    save_checkpoint(model.half(), DEFAULT_WEIGHTS, meta)
-    model, _ = load_checkpoint(DEFAULT_WEIGHTS)  # the shipped (fp16-rounded) weights, as fp32
-    export_onnx(model.float(), meta, DEFAULT_ONNX, batch=None, source=DEFAULT_WEIGHTS)
-    proto = onnx.load(str(DEFAULT_ONNX))
+    model, info = load_checkpoint(checkpoint)
+    weights, onnx_path = WEIGHTS_DIR / f"{info.model}.safetensors", WEIGHTS_DIR / f"{info.model}.onnx"
+    info = info.derive("checkpoint", versions=info.versions, weights_storage="float16 (loaded as float32)",
+                       **info.details)
+    save_checkpoint(model.half(), weights, info)
+    model, _ = load_checkpoint(weights)  # the shipped (fp16-rounded) weights, as fp32
+    _, onnx_info = export_onnx(model.float(), info, onnx_path, batch=None, source=weights)
+    proto = onnx.load(str(onnx_path))
     compact_fp16_storage(proto)
-    onnx.save(proto, str(DEFAULT_ONNX))
-    return DEFAULT_WEIGHTS, DEFAULT_ONNX
+    save_onnx(proto, onnx_path, onnx_info.derive("onnx", sources=onnx_info.sources, versions=onnx_info.versions,
+                                                 weights_storage="float16 (fp32 compute)", **onnx_info.details))
+    return weights, onnx_path
 
 
-def evaluate_shipped(data: Path, split: str, images_index: np.ndarray | None = None) -> dict:
-    """Metrics of the shipped ONNX through the runtime path (ONNX Runtime, NumPy pre-processing)."""
+def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray | None = None) -> dict:
+    """Metrics of a shipped ONNX through the runtime path (ONNX Runtime, NumPy pre-processing)."""
     from feredge.data.store import load_split
-    from feredge.evaluate import metrics
-    from feredge.models import InputSpec
+    from feredge.metrics import metrics
     from feredge.runtime.ort import OrtRunner
     from feredge.runtime.preprocess import preprocess_faces
 
@@ -54,10 +57,9 @@ def evaluate_shipped(data: Path, split: str, images_index: np.ndarray | None = N
     images, labels = np.asarray(part.images), np.asarray(part.labels)
     if images_index is not None:
         images, labels = images[images_index], labels[images_index]
-    with OrtRunner(DEFAULT_ONNX) as runner:
-        spec = InputSpec.from_dict(runner.meta["input_spec"])
-        logits = runner.infer_all(preprocess_faces(images, spec))
-        return metrics(logits, labels, runner.meta["classes"])
+    with OrtRunner(WEIGHTS_DIR / f"{name}.onnx") as runner:
+        logits = runner.infer_all(preprocess_faces(images, runner.info.input_spec))
+        return metrics(logits, labels, list(runner.info.classes))
 
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "warmup_pct", "batch_size",
@@ -71,37 +73,39 @@ def training_stages(checkpoint: Path) -> list[dict]:
     stages, path = [], Path(checkpoint)
     while True:
         meta = read_meta(path)
-        cfg = meta["config"]
+        cfg = meta.details["config"]
         log = json.loads((path.parent / "log.json").read_text())
         stages.insert(0, {"run": path.parent.name, "warm_start_from": Path(cfg["init"]).parent.name if cfg.get("init") else "",
                           "recipe": {k: cfg.get(k) for k in RECIPE_KEYS}, "epochs_planned": cfg["epochs"],
-                          "epochs_run": len(log), "selected_epoch": meta["epoch"],
+                          "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
                           "wall_time_s": round(sum(r["seconds"] for r in log))})
         if not cfg.get("init"):
             return stages
         path = Path(cfg["init"])
 
 
-def write_card(data: Path, checkpoint: Path, hardware: str, notes: str) -> dict:
+def write_card(name: str, data: Path, checkpoint: Path, hardware: str, notes: str) -> dict:
     from feredge.data.splits import stratified_holdout
     from feredge.data.store import load_split
-    from feredge.evaluate import plot_confusion
-    from feredge.models import create_model
+    from feredge.models.nano import fuse_for_deploy
     from feredge.models.profile import count_macs, count_params
-    from feredge.train.checkpoint import read_meta
+    from feredge.plots import plot_confusion
+    from feredge.train.checkpoint import load_checkpoint
 
-    meta = read_meta(DEFAULT_WEIGHTS)
-    cfg = meta["config"]
+    model, meta = load_checkpoint(WEIGHTS_DIR / f"{name}.safetensors")
+    paths = card_paths(name)
+    cfg = meta.details["config"]
     _, hold = stratified_holdout(np.asarray(load_split(data, "train").labels), cfg["val_fraction"], cfg["seed"])
-    val = evaluate_shipped(data, "train", hold)
-    test = evaluate_shipped(data, "val")
-    plot_confusion(np.array(test["confusion_matrix"]), meta["classes"], CONFUSION,
-                   f"feredge-s on FER2013 PublicTest: {test['accuracy']:.2%}")
+    val = evaluate_shipped(name, data, "train", hold)
+    test = evaluate_shipped(name, data, "val")
+    plot_confusion(np.array(test["confusion_matrix"]), list(meta.classes), paths["confusion"],
+                   f"{name} on FER2013 PublicTest: {test['accuracy']:.2%}")
     stages = training_stages(checkpoint)
-    model = create_model(meta["model"], **{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in meta.get("model_kwargs", {}).items()})
+    deployed = fuse_for_deploy(model)  # what runs: RepVGG branches folded (other models: unchanged)
+    s = meta.input_spec
     card = {
-        "model": meta["model"], "params": count_params(model), "gflops_macs": count_macs(model, (1, 48, 48)) / 1e9,
+        "model": meta.model, "params": count_params(deployed), "params_training": count_params(model),
+        "gflops_macs": count_macs(deployed, (s.channels, s.size, s.size)) / 1e9,
         "data": "FER2013 Training (28,709) for training; validation = 10% of Training, stratified, seed "
                 f"{cfg['seed']}; test = FER2013 PublicTest (3,589), evaluated once",
         "labels": "FER2013 original labels" + (" + FER+ soft labels" if cfg["soft_labels"] else ""),
@@ -113,28 +117,28 @@ def write_card(data: Path, checkpoint: Path, hardware: str, notes: str) -> dict:
         "publictest_single_pass_accuracy": test["accuracy"],
         "publictest_mean_class_accuracy": test["mean_class_accuracy"],
         "publictest_per_class_recall": {c: m["recall"] for c, m in test["per_class"].items()},
-        "runtime": "single pass (no TTA), ONNX Runtime on feredge-s.onnx; torch on feredge-s.safetensors agrees",
+        "runtime": f"single pass (no TTA), ONNX Runtime on {name}.onnx; torch on {name}.safetensors agrees",
         "training_data_licence": "FER2013 (Kaggle ICML 2013 challenge): research use only; check its terms "
                                  "before commercial use",
         "notes": notes,
     }
-    CARD_JSON.write_text(json.dumps(card, indent=2))
-    CARD_MD.write_text(_markdown(card))
+    artifact.atomic_write_text(paths["json"], json.dumps(card, indent=2))
+    artifact.atomic_write_text(paths["md"], _markdown(card, paths["confusion"].name))
     return card
 
 
-def _markdown(card: dict) -> str:
+def _markdown(card: dict, confusion_png: str) -> str:
     per_class = "\n".join(f"| {c} | {r:.3f} |" for c, r in card["publictest_per_class_recall"].items())
     stages = "\n".join(
         f"| {i} | {st['run']} | {st['warm_start_from'] or 'random init'} | {st['epochs_run']} of {st['epochs_planned']} "
         f"(best: {st['selected_epoch']}) | {st['wall_time_s']} | {', '.join(f'{k}={v}' for k, v in st['recipe'].items())} |"
         for i, st in enumerate(card["stages"], 1))
-    return f"""# Model card: {card['model']} (feredge default model)
+    return f"""# Model card: {card['model']}
 
 | | |
 |---|---|
-| parameters | {card['params']:,} |
-| GFLOPs (multiply-accumulates, 1×48×48) | {card['gflops_macs']:.3f} |
+| parameters (as exported) | {card['params']:,} ({card['params_training']:,} while training) |
+| GFLOPs (multiply-accumulates per face) | {card['gflops_macs']:.3f} |
 | data | {card['data']} |
 | labels | {card['labels']} |
 | epochs | {card['epochs_run']} in {len(card['stages'])} stage(s); weights of epoch {card['selected_epoch']} (best validation of the last stage) |
@@ -158,7 +162,7 @@ Per-class recall on PublicTest:
 |---|---|
 {per_class}
 
-![confusion matrix](confusion.png)
+![confusion matrix]({confusion_png})
 
 {card['notes']}
 
@@ -176,7 +180,9 @@ def main() -> None:
     args = parser.parse_args()
     for path in package(args.checkpoint):
         print(path, path.stat().st_size)
-    card = write_card(args.data, args.checkpoint, args.hardware, args.notes)
+    from feredge.train.checkpoint import read_meta
+
+    card = write_card(read_meta(args.checkpoint).model, args.data, args.checkpoint, args.hardware, args.notes)
     print(json.dumps({k: card[k] for k in ("validation_accuracy", "publictest_single_pass_accuracy")}))
 
 
