@@ -12,13 +12,21 @@ from feredge.errors import FeredgeError
 
 
 class _Group(click.Group):
-    """Turns FeredgeError (bad user input) into a one-line message and a non-zero exit code."""
+    """Turns FeredgeError (bad user input) into a one-line message and a non-zero exit code; anything else
+    is a bug in feredge and keeps its traceback, under a line that says so."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FeredgeError as exc:
             raise click.ClickException(str(exc)) from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            if ctx.parent is None:
+                click.echo("feredge: internal error — a bug in feredge, not in your input; please report it "
+                           "with the traceback below", err=True)
+            raise
 
 
 def _table(title: str, columns: list[str], rows: list[list]) -> None:
@@ -70,6 +78,8 @@ def data_prepare(kind: str, source: Path, out: Path, skip_bad: bool, overwrite: 
             click.echo(f"{key.replace('_', ' ')}: {ds.meta[key]}")
     if skip_bad:
         click.echo(problems.summary())
+    if problems.ignored:
+        click.echo(problems.ignored_summary() + f" (all listed in {out / 'meta.json'})")
 
 
 @data.command("info")

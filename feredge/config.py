@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer": (lambda v: v in ("sgd", "adamw", "radam"), "sgd, adamw or radam"),
     "scheduler": (lambda v: v in ("onecycle", "cosine", "plateau", "step"), "onecycle, cosine, plateau or step"),
     "select_metric": (lambda v: v in ("accuracy", "mean_class_accuracy"), "accuracy or mean_class_accuracy"),
+    "device": (lambda v: re.fullmatch(r"|cpu|cuda(:\d+)?", v) is not None, "cpu, cuda or cuda:N"),
 }
 
 

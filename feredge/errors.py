@@ -22,9 +22,13 @@ def read_format_json(path: Path, fmt: str, error: type[FeredgeError], missing: s
     if not path.is_file():
         raise error(missing)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text (expected JSON)") from None
     except json.JSONDecodeError as exc:
         raise error(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: is a JSON {type(data).__name__}, expected an object with a 'format' field")
     if data.get("format") != fmt:
         raise error(f"{path}: field 'format' is {data.get('format')!r}, expected {fmt!r}")
     return data

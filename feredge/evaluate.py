@@ -36,7 +36,7 @@ def runner_logits(path: Path, images: np.ndarray, tta: str = "none", backend: st
 def model_logits(path: Path, images: np.ndarray, tta: str = "none", device: str = "",
                  batch_size: int = 256) -> tuple[np.ndarray, Artifact]:
     """Checkpoints through torch (ten-crop TTA and eval crops need it), everything else through the runtime."""
-    if artifact.read(path).kind == "checkpoint":
+    if Path(path).suffix == ".safetensors":
         from feredge.train.inference import checkpoint_logits
 
         return checkpoint_logits(Path(path), images, tta, device, batch_size)

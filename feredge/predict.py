@@ -80,6 +80,9 @@ def read_image(path: Path) -> np.ndarray:
             if img.width * img.height > MAX_PIXELS:
                 raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than {MAX_PIXELS // 1_000_000} MP; "
                                    "downscale it first")
+    except Image.DecompressionBombError:
+        raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP (Pillow's decompression-bomb limit); "
+                           "downscale it first") from None
     except (UnidentifiedImageError, OSError):
         pass  # OpenCV may still read it (or say it cannot, below)
     frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

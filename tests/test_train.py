@@ -99,8 +99,9 @@ def test_multitask_training_with_attributes(prepared_fer, tmp_path):
     assert train(cfg)["epochs"] == 1
     with pytest.raises(FeredgeError, match="crops must be smaller than the images"):
         Trainer(config_from_dict({**dataclasses.asdict(cfg), "ten_crop": True}, "test"))
-    images = np.load(data / "train" / "images.npy")
-    np.save(data / "train" / "images.npy", np.pad(images, ((0, 0), (8, 8), (8, 8), (0, 0))))  # 64 px > 50 px input
+    for split in ("train", "val"):
+        images = np.load(data / split / "images.npy")
+        np.save(data / split / "images.npy", np.pad(images, ((0, 0), (8, 8), (8, 8), (0, 0))))  # 64 px > 50 px input
     meta = json.loads((data / "meta.json").read_text())
     meta["image_shape"] = [64, 64, 1]
     (data / "meta.json").write_text(json.dumps(meta))

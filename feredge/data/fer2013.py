@@ -18,36 +18,34 @@ from feredge.data.store import Dataset, Split
 from feredge.errors import DataError
 
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-FOLDER_TO_SPLIT = {"train": "train", "training": "train", "val": "val", "publictest": "val",
+FOLDER_TO_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val", "publictest": "val",
                    "test": "test", "privatetest": "test"}
 SIDE = 48
 N_PIXELS = SIDE * SIDE
 
 
-def _parse_pixels(text: str, where: str, problems: Problems) -> np.ndarray | None:
+def _parse_pixels(text: str) -> np.ndarray | str:
+    """The 48×48×1 image, or what is wrong with the field."""
     parts = text.split()
     if len(parts) != N_PIXELS:
-        problems.report(f"{where}: field 'pixels' has {len(parts)} values, expected {N_PIXELS} integers 0-255")
-        return None
+        return f"field 'pixels' has {len(parts)} values, expected {N_PIXELS} integers 0-255"
     try:
         values = np.array([int(p) for p in parts], dtype=np.int64)
     except ValueError:
-        problems.report(f"{where}: field 'pixels' holds a non-integer value, expected {N_PIXELS} integers 0-255")
-        return None
+        return f"field 'pixels' holds a non-integer value, expected {N_PIXELS} integers 0-255"
     if values.min() < 0 or values.max() > 255:
-        problems.report(f"{where}: field 'pixels' has values outside 0-255")
-        return None
+        return "field 'pixels' has values outside 0-255"
     return values.astype(np.uint8).reshape(SIDE, SIDE, 1)
 
 
-def _parse_emotion(text: str, where: str, problems: Problems) -> int | None:
+def _parse_emotion(text: str) -> int | str:
+    """The class index, or what is wrong with the field."""
     try:
         value = int(text)
     except ValueError:
         value = -1
     if not 0 <= value < len(CLASSES):
-        problems.report(f"{where}: field 'emotion' is {text!r}, expected an integer 0-{len(CLASSES) - 1}")
-        return None
+        return f"field 'emotion' is {text!r}, expected an integer 0-{len(CLASSES) - 1}"
     return value
 
 
@@ -57,29 +55,27 @@ def read_csv(path: Path, problems: Problems) -> tuple[dict[str, Split], list[int
     if not path.is_file():
         raise DataError(f"{path}: file not found (expected the FER2013 CSV with columns emotion,pixels,Usage)")
     rows: dict[str, tuple[list, list, list]] = {}
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        expected = ["emotion", "pixels", "Usage"]
-        if header is None or [h.strip() for h in header] != expected:
-            raise DataError(f"{path}: header is {header}, expected {','.join(expected)}")
-        for lineno, row in enumerate(reader, start=2):
-            where = f"{path}: row {lineno}"
-            if len(row) != 3:
-                problems.report(f"{where}: has {len(row)} fields, expected 3 (emotion,pixels,Usage)")
-                continue
-            emotion = _parse_emotion(row[0], where, problems)
-            pixels = _parse_pixels(row[1], where, problems)
-            usage = row[2].strip()
-            if usage not in USAGE_TO_SPLIT:
-                problems.report(f"{where}: field 'Usage' is {usage!r}, expected one of {', '.join(USAGE_TO_SPLIT)}")
-                continue
-            if emotion is None or pixels is None:
-                continue
-            images, labels, linenos = rows.setdefault(USAGE_TO_SPLIT[usage], ([], [], []))
-            images.append(pixels)
-            labels.append(emotion)
-            linenos.append(lineno)
+    lineno = 1
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: a BOM (Excel's export) is fine
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            expected = ["emotion", "pixels", "Usage"]
+            if header is None or [h.strip() for h in header] != expected:
+                raise DataError(f"{path}: header is {header}, expected {','.join(expected)}")
+            for lineno, row in enumerate(reader, start=2):
+                _read_row(row, f"{path}: row {lineno}", lineno, rows, problems)
+    except UnicodeDecodeError:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:  # decoding runs ahead of the CSV reader: locate the byte in the file
+            bad = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+            row = raw[:bad].count(b"\n") + 1
+            raise DataError(f"{path}: row {row}: byte 0x{raw[bad]:02x} is not UTF-8 text "
+                            "(expected a UTF-8 CSV)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: row {lineno + 1}: not a valid CSV row ({exc})") from None
     if not rows:
         raise DataError(f"{path}: no valid rows")
     splits = {name: Split(np.stack(im), np.array(lb, dtype=np.int64)) for name, (im, lb, _) in rows.items()}
@@ -87,7 +83,25 @@ def read_csv(path: Path, problems: Problems) -> tuple[dict[str, Split], list[int
     return splits, keys
 
 
-def read_folders(root: Path, problems: Problems) -> tuple[dict[str, Split], dict[str, list[str]]]:
+def _read_row(row: list[str], where: str, lineno: int, rows: dict, problems: Problems) -> None:
+    """Add one CSV row to ``rows``; a bad row is reported once, naming every bad field."""
+    if len(row) != 3:
+        problems.report(f"{where}: has {len(row)} fields, expected 3 (emotion,pixels,Usage)")
+        return
+    emotion, pixels, usage = _parse_emotion(row[0]), _parse_pixels(row[1]), row[2].strip()
+    wrong = [v for v in (emotion, pixels) if isinstance(v, str)]
+    if usage not in USAGE_TO_SPLIT:
+        wrong.append(f"field 'Usage' is {usage!r}, expected one of {', '.join(USAGE_TO_SPLIT)}")
+    if wrong:
+        problems.report(f"{where}: {'; '.join(wrong)}")
+        return
+    images, labels, linenos = rows.setdefault(USAGE_TO_SPLIT[usage], ([], [], []))
+    images.append(pixels)
+    labels.append(emotion)
+    linenos.append(lineno)
+
+
+def read_folders(root: Path, problems: Problems, size: int | None = None) -> tuple[dict[str, Split], dict[str, list[str]]]:
     """Read ``root/<split>/<emotion>/*``; returns splits and, per split, each image's relative path."""
     root = Path(root)
     if not root.is_dir():
@@ -95,20 +109,32 @@ def read_folders(root: Path, problems: Problems) -> tuple[dict[str, Split], dict
     split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name.lower() in FOLDER_TO_SPLIT)
     if not split_dirs:
         raise DataError(f"{root}: no split folders (expected some of {', '.join(sorted(FOLDER_TO_SPLIT))})")
+    by_split: dict[str, Path] = {}
+    for d in split_dirs:
+        name = FOLDER_TO_SPLIT[d.name.lower()]
+        if name in by_split:
+            raise DataError(f"{root}: folders '{by_split[name].name}' and '{d.name}' both hold split '{name}'; "
+                            "keep one of them")
+        by_split[name] = d
+    for other in sorted(root.iterdir()):
+        if other not in split_dirs and not other.name.startswith("."):
+            problems.ignore(other, f"not a split folder (expected {', '.join(sorted(FOLDER_TO_SPLIT))})")
     splits, keys = {}, {}
     for split_dir in split_dirs:
         images, labels, paths = [], [], []
         class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir())
         if not class_dirs:
             raise DataError(f"{split_dir}: empty (expected one folder per emotion)")
+        for stray in sorted(p for p in split_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+            problems.ignore(stray, "a file beside the emotion folders")
         for class_dir in class_dirs:
             label = CLASSES.index(canonical_name(class_dir.name, str(class_dir)))
-            files = list_images(class_dir)
+            files = list_images(class_dir, problems)
             if not files:
                 raise DataError(f"{class_dir}: no images (expected *.jpg or *.png)")
             for file in files:
                 try:
-                    images.append(decode(file, SIDE, 1))
+                    images.append(decode(file, size or SIDE, 1))
                 except ValueError as exc:
                     problems.report(f"{file}: {exc}")
                     continue
@@ -170,13 +196,24 @@ def attach_ferplus(splits: dict[str, Split], keys: dict[str, list], votes: dict,
     return stats
 
 
-def prepare(source: Path, problems: Problems, ferplus: Path | None = None, ferplus_majority: bool = False) -> Dataset:
-    """FER2013 from a CSV file or an image-folder tree, optionally with FER+ labels."""
+def _resize(splits: dict[str, Split], size: int) -> None:
+    from PIL import Image
+
+    for split in splits.values():
+        split.images = np.stack([np.asarray(Image.fromarray(im[..., 0]).resize((size, size), Image.BILINEAR))[..., None]
+                                 for im in split.images])
+
+
+def prepare(source: Path, problems: Problems, ferplus: Path | None = None, ferplus_majority: bool = False,
+            size: int | None = None) -> Dataset:
+    """FER2013 from a CSV file or an image-folder tree, optionally with FER+ labels, at 48 px or ``size``."""
     source = Path(source)
     if source.is_file():
         splits, keys = read_csv(source, problems)
+        if size and size != SIDE:
+            _resize(splits, size)
     else:
-        splits, keys = read_folders(source, problems)
+        splits, keys = read_folders(source, problems, size)
     meta: dict = {"source": str(source), "split_origin": {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}}
     if ferplus is not None:
         meta.update(attach_ferplus(splits, keys, read_ferplus_votes(ferplus), ferplus_majority))

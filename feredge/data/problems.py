@@ -13,11 +13,22 @@ class Problems:
 
     skip_bad: bool = False
     items: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # files/folders that are not data at all (always counted)
 
     def report(self, message: str) -> None:
         if not self.skip_bad:
             raise DataError(message + " (pass --skip-bad to skip such records and count them)")
         self.items.append(message)
+
+    def ignore(self, path, why: str) -> None:
+        """Not a record (a README, a folder of another layout): never read, always counted and reported."""
+        self.ignored.append(f"{path}: {why}")
+
+    def ignored_summary(self) -> str:
+        if not self.ignored:
+            return ""
+        more = f" (+{len(self.ignored) - 3} more)" if len(self.ignored) > 3 else ""
+        return f"ignored {len(self.ignored)} files/folders that are not images of the layout: {'; '.join(self.ignored[:3])}{more}"
 
     def summary(self) -> str:
         if not self.items:

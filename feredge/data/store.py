@@ -13,6 +13,8 @@ Layout::
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,12 +60,40 @@ def class_counts(labels: np.ndarray, n_classes: int) -> list[int]:
     return np.bincount(labels.astype(np.int64), minlength=n_classes).tolist()
 
 
-def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
-    """Write ``dataset`` under ``out``; refuses to overwrite an existing prepared dataset unless asked."""
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, or that holds a prepared dataset, before any work is done."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: --out is a file, expected a folder")
     if (out / "meta.json").exists() and not overwrite:
         raise DataError(f"{out}: already holds a prepared dataset (meta.json); pass --overwrite or pick another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").exists():
+        raise DataError(f"{out}: is a folder with other files in it; pick an empty or new --out")
+
+
+def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
+    """Write ``dataset`` under ``out``: built in a temporary folder beside it and swapped in only when
+    complete, so an interrupted run never leaves new arrays beside an old meta.json."""
+    out = Path(out)
+    check_out(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        _write(dataset, staging)
+        if out.exists():
+            old = staging.with_name(staging.name.replace(".staging-", ".old-"))
+            out.rename(old)
+            staging.rename(out)
+            shutil.rmtree(old)
+        else:
+            staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
+def _write(dataset: Dataset, out: Path) -> None:
     split_meta = {}
     for name, split in dataset.splits.items():
         d = out / name
@@ -74,8 +104,6 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
             value = getattr(split, key)
             if value is not None:
                 np.save(d / f"{key}.npy", value)
-            elif (d / f"{key}.npy").exists():
-                (d / f"{key}.npy").unlink()
         split_meta[name] = {"count": len(split), "class_counts": class_counts(split.labels, len(dataset.classes))}
     first = next(iter(dataset.splits.values()))
     meta = {
@@ -87,7 +115,6 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
         "splits": split_meta,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    return out
 
 
 def read_meta(root: Path) -> dict:
@@ -106,13 +133,31 @@ def load_split(root: Path, split: str, mmap: bool = True) -> Split:
     for key in ("images", "labels", *_OPTIONAL):
         path = d / f"{key}.npy"
         if path.exists():
-            arrays[key] = np.load(path, mmap_mode=mode, allow_pickle=False)
+            try:
+                arrays[key] = np.load(path, mmap_mode=mode, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise DataError(f"{path}: not a readable .npy array ({exc}); prepare the dataset again") from None
         elif key in ("images", "labels"):
             raise DataError(f"{path}: missing (the prepared dataset is incomplete)")
     split_obj = Split(**arrays)
-    if len(split_obj.images) != len(split_obj.labels):
-        raise DataError(f"{d}: {len(split_obj.images)} images but {len(split_obj.labels)} labels")
+    _check_arrays(split_obj, d, meta)
     return split_obj
+
+
+def _check_arrays(split: Split, d: Path, meta: dict) -> None:
+    """Arrays of the wrong kind would evaluate to nonsense instead of failing: check them against meta.json."""
+    shape = tuple(meta.get("image_shape", ()))
+    if split.images.dtype != np.uint8 or split.images.ndim != 4 or (shape and split.images.shape[1:] != shape):
+        raise DataError(f"{d / 'images.npy'}: {split.images.dtype} array of shape {list(split.images.shape)}, "
+                        f"expected uint8 [N, {', '.join(map(str, shape)) or 'H, W, C'}] as meta.json says")
+    if split.labels.ndim != 1 or not np.issubdtype(split.labels.dtype, np.integer):
+        raise DataError(f"{d / 'labels.npy'}: {split.labels.dtype} array of shape {list(split.labels.shape)}, "
+                        "expected one integer label per image")
+    if len(split.images) != len(split.labels):
+        raise DataError(f"{d}: {len(split.images)} images but {len(split.labels)} labels")
+    n_classes = len(meta.get("classes", ()))
+    if len(split.labels) and n_classes and (split.labels.min() < 0 or split.labels.max() >= n_classes):
+        raise DataError(f"{d / 'labels.npy'}: labels outside 0..{n_classes - 1} (meta.json names {n_classes} classes)")
 
 
 def load(root: Path, mmap: bool = True) -> Dataset:

@@ -62,7 +62,7 @@ def prepare_ckplus(source: Path, problems: Problems, size: int = 48, seed: int =
         label = _contempt(canonical_name(class_dir.name, str(class_dir)), contempt, class_dir, counts)
         if label is None:
             continue
-        files = list_images(class_dir)
+        files = list_images(class_dir, problems)
         if not files:
             raise DataError(f"{class_dir}: no images")
         items += [(f, label, f.name.split("_")[0]) for f in files]
@@ -75,7 +75,7 @@ def prepare_jaffe(source: Path, problems: Problems, size: int = 48, seed: int = 
     source = Path(source)
     if not source.is_dir():
         raise DataError(f"{source}: folder not found (expected JAFFE images such as KA.AN1.39.tiff)")
-    files = list_images(source)
+    files = list_images(source, problems)
     if not files:
         raise DataError(f"{source}: no images")
     items = []

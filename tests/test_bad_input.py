@@ -1,0 +1,341 @@
+"""Bad input, command by command: each case gives a one-line error naming the file/field (exit ≠ 0, no
+traceback) or is handled without losing anything. One table; each row builds its own broken input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from feredge.cli import cli
+from tests.conftest import make_fer_images
+
+SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+
+
+@pytest.fixture(scope="module")
+def run(prepared_fer, tmp_path_factory) -> Path:
+    """A finished one-epoch training run and its fp32 ONNX export."""
+    out = tmp_path_factory.mktemp("bad") / "run"
+    result = CliRunner().invoke(cli, ["train", "--data", str(prepared_fer), "--out", str(out), "--epochs", "1",
+                                      "--batch-size", "16", "--device", "cpu", "--set", "val_fraction=0.25",
+                                      "--set", f"model_kwargs={json.dumps(SMALL)}"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["export", str(out / "best.safetensors"), "--out", str(out / "exp")])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _copy_ckpt(run: Path, dst: Path, mangle) -> Path:
+    """best.safetensors + its sidecar copied to ``dst``, the weights passed through ``mangle``."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(mangle((run / "best.safetensors").read_bytes()))
+    shutil.copy(run / "best.safetensors.json", str(dst) + ".json")
+    return dst
+
+
+def _onnx_with_meta(run: Path, dst: Path, edit) -> Path:
+    """The exported ONNX with its feredge metadata changed by ``edit(dict)``."""
+    import onnx
+
+    proto = onnx.load(str(run / "exp" / "best.onnx"))
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    edit(meta)
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        p = proto.metadata_props.add()
+        p.key, p.value = k, json.dumps(v)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def _huge_png(path: Path, side: int = 20000) -> Path:
+    """A PNG whose header says side×side (decoders read the size before any pixel)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (side + 1)))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _prepared_copy(prepared: Path, dst: Path, edit) -> Path:
+    shutil.copytree(prepared, dst)
+    edit(dst)
+    return dst
+
+
+def _toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# (id, builder(run, prepared, tmp) -> argv, expected fragment of the one-line error)
+CASES = [
+    ("eval truncated safetensors",
+     lambda r, d, t: ["eval", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:100])), "--data", str(d)],
+     "not a readable .safetensors file"),
+    ("eval garbage safetensors",
+     lambda r, d, t: ["eval", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b"\xff" * 64)), "--data", str(d)],
+     "not a readable .safetensors file"),
+    ("export truncated safetensors",
+     lambda r, d, t: ["export", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:-50])), "--out", str(t / "e")],
+     "not a readable .safetensors file"),
+    ("predict truncated safetensors",
+     lambda r, d, t: ["predict", "--model", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:100])),
+                      "--out", str(t / "p")],
+     "not a readable .safetensors file"),
+    ("train init= truncated safetensors",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--device", "cpu", "--set",
+                      f"model_kwargs={json.dumps(SMALL)}", "--set", "val_fraction=0.25", "--set",
+                      f"init={_copy_ckpt(r, t / 'c.safetensors', lambda b: b[:100])}"],
+     "not a readable .safetensors file"),
+    ("eval checkpoint without sidecar",
+     lambda r, d, t: ["eval", str(shutil.copy(r / "best.safetensors", t / "lone.safetensors")), "--data", str(d)],
+     "lone.safetensors.json: missing"),
+    ("eval intact copy (control row)",
+     lambda r, d, t: ["eval", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b)), "--data", str(d), "--device", "cpu",
+                      "--out", str(t / "ev")],
+     None),
+    ("eval sidecar without classes",
+     lambda r, d, t: ["eval", str(_edit_sidecar(_copy_ckpt(r, t / "c.safetensors", lambda b: b), lambda m: m.pop("classes"))),
+                      "--data", str(d)],
+     "c.safetensors.json: missing field 'classes'"),
+    ("eval missing file", lambda r, d, t: ["eval", str(t / "nope.onnx"), "--data", str(d)], "nope.onnx: model file not found"),
+    ("resume from truncated last_state.pt",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(_truncated_state(r, t)), "--device", "cpu", "--resume",
+                      "--epochs", "1", "--batch-size", "16", "--set", "val_fraction=0.25",
+                      "--set", f"model_kwargs={json.dumps(SMALL)}"],
+     "last_state.pt: cannot be read"),
+    ("resume with another lr",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(shutil.copytree(r, t / "r")), "--device", "cpu",
+                      "--resume", "--epochs", "1", "--batch-size", "16", "--lr", "0.5", "--set", "val_fraction=0.25",
+                      "--set", f"model_kwargs={json.dumps(SMALL)}"],
+     "lr 0.1 -> 0.5"),
+    ("train into a finished run",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(r), "--device", "cpu"],
+     "already holds a training run"),
+    ("meta.json is a JSON list",
+     lambda r, d, t: ["data", "info", str(_prepared_copy(d, t / "m", lambda p: (p / "meta.json").write_text("[1, 2]")))],
+     "expected an object"),
+    ("meta.json not UTF-8",
+     lambda r, d, t: ["data", "info", str(_prepared_copy(d, t / "m", lambda p: (p / "meta.json").write_bytes(b"\xff\xfe{")))],
+     "not UTF-8"),
+    ("truncated images.npy",
+     lambda r, d, t: ["eval", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
+         d, t / "m", lambda p: (p / "val" / "images.npy").write_bytes((p / "val" / "images.npy").read_bytes()[:200])))],
+     "not a readable .npy array"),
+    ("images.npy of float32",
+     lambda r, d, t: ["eval", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
+         d, t / "m", lambda p: np.save(p / "val" / "images.npy", np.load(p / "val" / "images.npy").astype(np.float32))))],
+     "expected uint8 [N, 48, 48, 1]"),
+    ("images.npy of another shape",
+     lambda r, d, t: ["eval", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
+         d, t / "m", lambda p: np.save(p / "val" / "images.npy", np.load(p / "val" / "images.npy")[:, :40])))],
+     "expected uint8 [N, 48, 48, 1]"),
+    ("CSV with a non-UTF-8 byte",
+     lambda r, d, t: ["data", "prepare", "fer2013", str(_bad_bytes_csv(t)), "--out", str(t / "o")],
+     "row 3: byte 0xff is not UTF-8"),
+    ("predict a 20000x20000 PNG",
+     lambda r, d, t: ["predict", str(_huge_png(t / "huge.png")), "--out", str(t / "p")],
+     "more than 100 MP"),
+    ("predict garbage ONNX",
+     lambda r, d, t: ["predict", "--model", str(_write(t / "g.onnx", b"not a model")), "--out", str(t / "p")],
+     "cannot load this file as an ONNX model"),
+    ("predict ONNX whose input is not its input_spec",
+     lambda r, d, t: ["predict", "--model", str(_onnx_with_meta(r, t / "m.onnx", lambda m: m["input_spec"].update(size=64))),
+                      "--out", str(t / "p")],
+     "but its input_spec says [N, 1, 64, 64]"),
+    ("ONNX with 7 outputs and 5 class names",
+     lambda r, d, t: ["predict", "--model", str(_onnx_with_meta(r, t / "m.onnx", lambda m: m.update(classes=m["classes"][:5]))),
+                      "--out", str(t / "p")],
+     "outputs 7 scores but field 'classes' names 5"),
+    ("ONNX without feredge metadata",
+     lambda r, d, t: ["eval", str(_onnx_with_meta(r, t / "m.onnx", lambda m: m.clear())), "--data", str(d)],
+     "no feredge metadata"),
+    ("export --calib-size 0",
+     lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--int8", "--calib-data", str(d),
+                      "--calib-size", "0"],
+     "--calib-size 0: expected a positive number"),
+    ("export --batch -1", lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--batch", "-1"],
+     "--batch -1: expected a positive batch size"),
+    ("export --batch 0", lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--batch", "0"],
+     "--batch 0: expected a positive batch size"),
+    ("export --implicit-int8 without --engine",
+     lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--implicit-int8"],
+     "--implicit-int8 builds the engine from the calibration cache"),
+    ("export --out is a file",
+     lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(_write(t / "f", b""))], "--out is a file"),
+    ("predict --out is a file", lambda r, d, t: ["predict", "--out", str(_write(t / "f", b""))], "--out is a file"),
+    ("train --out is a file",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(_write(t / "f", b"")), "--device", "cpu"], "--out is a file"),
+    ("prepare --out is a file",
+     lambda r, d, t: ["data", "prepare", "fer2013", str(t), "--out", str(_write(t / "f", b""))], "--out is a file"),
+    ("train --device gpu0",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--device", "gpu0"], "expected cpu, cuda or cuda:N"),
+    ("train val_fraction=1",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--set", "val_fraction=1"],
+     "field 'val_fraction' is 1.0, expected a fraction in (0, 1)"),
+    ("train epochs=1.5",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--set", "epochs=1.5"],
+     "field 'epochs' is 1.5, expected int"),
+    ("train batch_size=0",
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--batch-size", "0"],
+     "field 'batch_size' is 0, expected a positive integer"),
+    ("TOML whose train is not a table",
+     lambda r, d, t: ["train", "--config", str(_toml(t / "c.toml", "train = 3\n")), "--data", str(d)],
+     "'train' is int, expected a table"),
+    ("TOML with a misspelt table",
+     lambda r, d, t: ["train", "--config", str(_toml(t / "c.toml", "[trian]\nepochs = 3\n")), "--data", str(d)],
+     "table [trian] is not known"),
+    ("prepare twice Training and train",
+     lambda r, d, t: ["data", "prepare", "fer2013", str(_two_train_folders(t)), "--out", str(t / "o")],
+     "both hold split 'train'"),
+]
+
+
+def _edit_sidecar(ckpt: Path, edit) -> Path:
+    side = Path(str(ckpt) + ".json")
+    meta = json.loads(side.read_text())
+    edit(meta)
+    side.write_text(json.dumps(meta))
+    return ckpt
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _truncated_state(run: Path, tmp: Path) -> Path:
+    dst = shutil.copytree(run, tmp / "r")
+    state = dst / "last_state.pt"
+    state.write_bytes(state.read_bytes()[:64])
+    return dst
+
+
+def _bad_bytes_csv(tmp: Path) -> Path:
+    images, labels = make_fer_images(1)
+    pixels = " ".join(map(str, images[0].reshape(-1)))
+    return _write(tmp / "fer.csv", f"emotion,pixels,Usage\n0,{pixels},Training\n".encode() + b"\xff,1,Training\n")
+
+
+def _two_train_folders(tmp: Path) -> Path:
+    from PIL import Image
+
+    for split in ("train", "Training"):
+        (tmp / "src" / split / "happy").mkdir(parents=True)
+        Image.new("L", (48, 48)).save(tmp / "src" / split / "happy" / "a.png")
+    return tmp / "src"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line(case, run, prepared_fer, tmp_path):
+    _, build, fragment = case
+    argv = build(run, prepared_fer, tmp_path)
+    result = CliRunner().invoke(cli, argv)
+    if fragment is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), f"traceback instead of a one-line error: {result.exception!r}"
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.output
+
+
+def test_a_bug_keeps_its_traceback_under_a_line_that_says_so(monkeypatch):
+    import feredge.models.profile as profile
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(profile, "count_params", broken)
+    result = CliRunner().invoke(cli, ["models"])
+    assert isinstance(result.exception, ZeroDivisionError)
+    assert "internal error — a bug in feredge, not in your input" in result.output
+
+
+def test_two_images_with_one_name_give_two_files(run, tmp_path):
+    from PIL import Image
+
+    src = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(src, tmp_path / sub / "photo.jpg")
+    Image.open(src).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "b" / "photo.jpg")
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "a" / "photo.jpg"), str(tmp_path / "b" / "photo.jpg"),
+                                      "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["photo-2.annotated.jpg", "photo.annotated.jpg", "results.json"]
+    again = CliRunner().invoke(cli, ["predict", str(tmp_path / "a" / "photo.jpg"), "--out", str(tmp_path / "out")])
+    assert again.exit_code != 0 and "holds earlier results" in again.output
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from feredge.data.images import decode
+
+    ramp = (np.arange(48 * 48, dtype=np.uint32).reshape(48, 48) * 28).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    got = decode(tmp_path / "deep.png", None, 1)[..., 0]
+    np.testing.assert_array_equal(got, (ramp // 257).astype(np.uint8))
+
+
+def test_folder_prepare_reports_what_it_does_not_use(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "src"
+    for split in ("train", "validation"):
+        for emotion in ("happy", "sad"):
+            (root / split / emotion).mkdir(parents=True)
+            Image.new("L", (48, 48), 100).save(root / split / emotion / "a.png")
+            Image.new("L", (48, 48), 100).save(root / split / emotion / "b.gif")
+            Image.new("L", (48, 48), 100).save(root / split / emotion / "c.webp")
+    (root / "train" / "happy" / "notes.txt").write_text("x")
+    (root / "extra").mkdir()
+    result = CliRunner().invoke(cli, ["data", "prepare", "fer2013", str(root), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "train 6" in result.output and "val 6" in result.output  # validation/ is PublicTest; gif and webp read
+    assert "ignored 2 files/folders" in result.output and "notes.txt" in result.output
+    meta = json.loads((tmp_path / "o" / "meta.json").read_text())
+    assert len(meta["ignored"]) == 2
+
+
+def test_csv_bom_size_and_one_count_per_bad_row(tmp_path):
+    from feredge.data import prepare
+    from feredge.data.store import load_split
+
+    images, labels = make_fer_images(2)
+    rows = [f"{lab},{' '.join(map(str, img.reshape(-1)))},Training" for img, lab in zip(images, labels)]
+    rows.append("9,1 2 3,Training")  # two bad fields, one bad row
+    (tmp_path / "fer.csv").write_bytes(b"\xef\xbb\xbf" + ("emotion,pixels,Usage\n" + "\n".join(rows) + "\n").encode())
+    ds, problems = prepare("fer2013", tmp_path / "fer.csv", tmp_path / "o", skip_bad=True, size=40)
+    assert len(problems.items) == 1 and "field 'emotion'" in problems.items[0] and "field 'pixels'" in problems.items[0]
+    assert load_split(tmp_path / "o", "train").images.shape == (14, 40, 40, 1)
+
+
+def test_interrupted_prepare_keeps_the_old_dataset(prepared_fer, fer_tree, tmp_path, monkeypatch):
+    import feredge.data.store as store
+
+    out = shutil.copytree(prepared_fer, tmp_path / "p")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(dataset, folder):
+        (folder / "meta.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(store.load(out), out, overwrite=True)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["p"]  # no staging folder left behind
