@@ -38,7 +38,10 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
         table.add_column(c, justify="left" if c == columns[0] else "right")
     for r in rows:
         table.add_row(*[str(v) for v in r])
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or logged: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(table)
 
 
 @click.group(cls=_Group)
@@ -266,6 +269,53 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
                [[i, ", ".join(f"{v:.0f}" for v in f["box"]), f["expression"], f"{f['confidence']:.2f}"]
                 for i, f in enumerate(r["faces"])])
         click.echo(f"annotated: {r['annotated']}")
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise FeredgeError(f"{option} {text!r}: expected integers, e.g. '1 8 32'") from None
+
+
+@cli.command("bench")
+@click.argument("artifacts", nargs=-1)
+@click.option("--backend", type=click.Choice(["ort", "trt", "torch"]), help="default: from each file's type")
+@click.option("--precision", "precisions", default="fp32", show_default=True,
+              help="for a checkpoint: the precisions to export and bench, e.g. 'fp32 fp16 int8'")
+@click.option("--batch", "batches", default="1 8 32", show_default=True, help="model-alone batch sizes")
+@click.option("--faces", default="1 4 16", show_default=True, help="faces per frame for the end-to-end runs")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "jetson"]), default="auto", show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), help="prepared dataset: accuracy beside every latency")
+@click.option("--split", default="val", show_default=True)
+@click.option("--warmup-ms", type=float, default=200.0, show_default=True)
+@click.option("--duration-s", type=float, default=3.0, show_default=True)
+@click.option("--cuda-graph/--no-cuda-graph", default=True, show_default=True)
+@click.option("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
+@click.option("--replay-tegrastats", type=click.Path(path_type=Path), help="take Jetson telemetry from a recorded log")
+@click.option("--compare", "compare_files", nargs=2, type=click.Path(path_type=Path),
+              help="lay two report.json files side by side instead of measuring")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True)
+def bench_cmd(artifacts, backend, precisions, batches, faces, device, data, split, warmup_ms, duration_s, cuda_graph,
+              threads, replay_tegrastats, compare_files, out) -> None:
+    """Latency (model alone and end to end), accuracy, size, memory and — on Jetson — power and energy per
+    inference, for ARTIFACTS (files or shipped model names; a checkpoint is exported first; none: the
+    shipped models)."""
+    from feredge.bench import report as reports
+    from feredge.bench.measure import Window
+    from feredge.bench.run import BenchOptions, bench
+
+    if compare_files:
+        header, rows = reports.compare(reports.load(compare_files[0]), reports.load(compare_files[1]))
+        _table(f"A = {compare_files[0]}   B = {compare_files[1]}", header, rows)
+        return
+    opts = BenchOptions(list(artifacts), backend, tuple(precisions.replace(",", " ").split()),
+                        _ints(batches, "--batch"), _ints(faces, "--faces"), device, data, split,
+                        Window(warmup_ms, duration_s), cuda_graph, out, replay_tegrastats, threads)
+    report = bench(opts, log=lambda m: click.echo(m, err=True))
+    files = reports.write(report, out)
+    _table(f"feredge bench on {report['device']} — {report['semantics']['window']}", *reports.table(report))
+    click.echo("  ".join(f"{k}: {v}" for k, v in files.items()))
 
 
 def main() -> None:

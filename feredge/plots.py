@@ -39,3 +39,28 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def latency_vs_accuracy(points: list[tuple[float, float]], labels: list[str], front: list[int], path: Path,
+                        title: str = "") -> Path:
+    """One point per artifact/precision/batch (ms per image vs top-1 %); the Pareto front joined and marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    ax.scatter(xs, ys, color="#888888", zorder=2, label="measured")
+    best = sorted(front, key=lambda i: xs[i])
+    ax.plot([xs[i] for i in best], [ys[i] for i in best], "-o", color="#d62728", zorder=3, label="Pareto front")
+    for (x, y), label in zip(points, labels):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("model latency per image, ms (mean over the window / batch; log scale)")
+    ax.set_ylabel("top-1 accuracy, %")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

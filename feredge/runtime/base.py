@@ -84,10 +84,15 @@ class Runner(ABC):
         self.close()
 
 
+def backend_for(path: Path) -> str | None:
+    """The backend a file's type implies (.onnx → ort, .engine/.plan → trt, .safetensors → torch)."""
+    return _SUFFIX_TO_BACKEND.get(Path(path).suffix)
+
+
 def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
     """Pick a runner by ``backend`` or by the file type (.onnx → ONNX Runtime, .engine → TensorRT)."""
     path = Path(path)
-    backend = backend or _SUFFIX_TO_BACKEND.get(path.suffix)
+    backend = backend or backend_for(path)
     if backend is None:
         raise FeredgeError(f"{path}: cannot tell the backend from the suffix '{path.suffix}'; expected a model "
                            "file ending in " + ", ".join(sorted(_SUFFIX_TO_BACKEND)))

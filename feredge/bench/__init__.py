@@ -1,0 +1,1 @@
+"""`feredge bench`: latency, accuracy and energy per artifact (measure, telemetry, environment, report)."""

@@ -1,0 +1,216 @@
+"""`feredge bench`: latency, accuracy and energy per artifact, backend, precision and batch.
+
+Every artifact goes through the same runner that `predict` and `eval` use (Ultralytics' rule: bench what
+ships, through the path that ships), so a number in a report is a number a user will see.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from feredge import artifact
+from feredge.bench import measure
+from feredge.bench.environment import environment, is_jetson
+from feredge.errors import FeredgeError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEVICES = ("auto", "cpu", "cuda", "jetson")
+
+
+@dataclass
+class BenchOptions:
+    artifacts: list[str] = field(default_factory=list)  # files or shipped names; a checkpoint is exported
+    backend: str | None = None
+    precisions: tuple[str, ...] = ("fp32",)
+    batches: tuple[int, ...] = (1, 8, 32)
+    faces: tuple[int, ...] = (1, 4, 16)
+    device: str = "auto"
+    data: Path | None = None
+    split: str = "val"
+    window: measure.Window = field(default_factory=measure.Window)
+    cuda_graph: bool = True
+    out: Path = Path("runs/bench")
+    replay_tegrastats: Path | None = None
+    threads: int = 0
+
+
+def check_options(opts: BenchOptions) -> None:
+    for name, values in (("--batch", opts.batches), ("--faces", opts.faces)):
+        if not values or min(values) < 1:
+            raise FeredgeError(f"{name} {' '.join(map(str, values))}: expected positive integers")
+    if opts.device not in DEVICES:
+        raise FeredgeError(f"--device {opts.device}: expected one of {', '.join(DEVICES)}")
+    if opts.window.duration_s <= 0 or opts.window.warmup_ms < 0:
+        raise FeredgeError("--duration-s must be > 0 and --warmup-ms ≥ 0")
+    unknown = [p for p in opts.precisions if p not in PRECISIONS]
+    if unknown:
+        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(PRECISIONS)}")
+    if "int8" in opts.precisions and opts.data is None and any(a.endswith(".safetensors") for a in opts.artifacts):
+        raise FeredgeError("--precision int8 exports a checkpoint with calibration: pass --data DIR")
+
+
+def resolve_device(device: str, replay: Path | None) -> str:
+    """auto → jetson on a Jetson, cuda where torch or cuda-python sees a GPU, else cpu."""
+    if device == "jetson" and not is_jetson() and replay is None:
+        raise FeredgeError("--device jetson: this machine is not a Jetson (no /etc/nv_tegra_release); run on the "
+                           "board, or pass --replay-tegrastats FILE to analyse a recorded log")
+    if device != "auto":
+        return device
+    if is_jetson():
+        return "jetson"
+    return "cuda" if _has_gpu() else "cpu"
+
+
+def _has_gpu() -> bool:
+    try:
+        from feredge.runtime.cuda import device_identity
+
+        device_identity()
+        return True
+    except Exception:  # no CUDA binding or no GPU
+        return False
+
+
+def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
+              log: Callable[[str], None]) -> list[Path]:
+    """The checkpoint's ONNX files for ``precisions``, made through the one export entry point and reused
+    while they still come from the same checkpoint."""
+    from feredge.export.exporter import FORMATS, ExportOptions, export
+
+    out = Path(opts.out) / "exports"
+    stem = checkpoint.stem
+    wanted = {p: out / f"{stem}{FORMATS[p][0]}" for p in precisions}
+    fp32 = out / f"{stem}.onnx"
+    fresh = all(p.is_file() for p in wanted.values()) and fp32.is_file() and \
+        artifact.read(fp32).sources.get("checkpoint") == artifact.file_sha256(checkpoint)
+    if not fresh:
+        log(f"exporting {checkpoint} → {', '.join(precisions)} in {out}")
+        export(checkpoint, ExportOptions(out=out, fp16="fp16" in precisions, int8="int8" in precisions,
+                                         calib_data=opts.data, overwrite=True))
+    return list(wanted.values())
+
+
+def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Path]:
+    from feredge.weights import resolve, shipped, shipped_names
+
+    if not opts.artifacts:
+        return [shipped(n) for n in shipped_names()]
+    paths = []
+    for item in opts.artifacts:
+        path = resolve(item)
+        if not path.is_file():
+            raise FeredgeError(f"{path}: file not found")
+        if path.suffix == ".safetensors" and opts.backend != "torch":
+            paths.extend(_exported(path, opts.precisions, opts, log))
+        else:
+            paths.append(path)
+    return paths
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc), in MB."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * resource.getpagesize() / 1e6
+
+
+def _accuracy(runner, data: Path, split: str) -> dict:
+    from feredge.data.store import load_split, read_meta
+    from feredge.metrics import metrics
+    from feredge.runtime.preprocess import preprocess_faces
+
+    classes = read_meta(data)["classes"]
+    if classes != list(runner.info.classes):
+        raise FeredgeError(f"{runner.path}: classes {list(runner.info.classes)} differ from {data}'s {classes}")
+    part = load_split(data, split)
+    logits = runner.infer_all(preprocess_faces(np.asarray(part.images), runner.info.input_spec))
+    m = metrics(logits, np.asarray(part.labels), classes)
+    return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"], "n": m["n"]}
+
+
+def _telemetry(device: str, replay: Path | None):
+    from feredge.bench.tegrastats import Replay, Sampler
+
+    if replay is not None:
+        return lambda: Replay(replay)
+    if device == "jetson":
+        return Sampler
+    return None
+
+
+def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
+    """Run every measurement; returns the report (rows + environment + semantics)."""
+    from feredge.bench.tegrastats import summarize
+    from feredge.predict import face_classifier
+    from feredge.runtime.base import backend_for, load_runner
+
+    check_options(opts)
+    device = resolve_device(opts.device, opts.replay_tegrastats)
+    # A replayed Jetson log on another machine: the telemetry is the log's, the timing runs on what is here.
+    runtime_device = "cuda" if device == "cuda" or (device == "jetson" and (is_jetson() or _has_gpu())) else "cpu"
+    telemetry = _telemetry(device, opts.replay_tegrastats)
+    env = environment(device)
+    if device == "jetson" and env.get("jetson", {}).get("clocks_pinned") is False:
+        log("warning: Jetson clocks are not pinned; run `sudo nvpmodel -m 0 && sudo jetson_clocks` for stable numbers")
+    rows = []
+    for path in resolve_artifacts(opts, log):
+        rss0 = _rss_mb()
+        kwargs = {"device": runtime_device}
+        if opts.threads and (opts.backend or backend_for(path)) == "ort":
+            kwargs["threads"] = opts.threads
+        with load_runner(path, opts.backend, **kwargs) as runner:
+            info = runner.info
+            base = {"artifact": str(path), "model": info.model, "backend": runner.backend,
+                    "precision": info.precision, "size_mb": path.stat().st_size / 1e6,
+                    "sha256": artifact.file_sha256(path)}
+            acc = _accuracy(runner, opts.data, opts.split) if opts.data is not None else {}
+            for batch in opts.batches:
+                if batch > runner.max_batch:
+                    log(f"skip {path.name} batch {batch}: above the runner's maximum batch {runner.max_batch}")
+                    continue
+                log(f"{path.name} [{runner.backend}] model alone, batch {batch} …")
+                run, what = measure.model_run(runner, batch, opts.cuda_graph)
+                sampler = telemetry() if telemetry else None
+                times = measure.timed_window(run, opts.window)
+                row = {**base, "measure": "model", "batch": batch, "faces": None, "semantics": what,
+                       **measure.stats(times, batch), **acc}
+                if sampler is not None:
+                    power = summarize(sampler.stop(), sum(times) / 1000, len(times) * batch)
+                    row["telemetry"] = {**power, "source": "replayed log" if opts.replay_tegrastats else "tegrastats"}
+                rows.append(row)
+            classify = face_classifier(runner, info.input_spec, mirror=False)
+            try:
+                for faces in opts.faces:
+                    if faces > runner.max_batch:
+                        continue
+                    log(f"{path.name} [{runner.backend}] end to end, 720p frame with {faces} faces …")
+                    frame, boxes = measure.synthetic_frame(faces)
+                    times = measure.timed_window(measure.e2e_run(classify, list(info.classes), frame, boxes), opts.window)
+                    rows.append({**base, "measure": "e2e", "batch": faces, "faces": faces,
+                                 "semantics": "host 1280x720 BGR frame → pre-process all faces → copy → infer (one "
+                                              "batch) → copy → labels; detection excluded",
+                                 **measure.stats(times, 1), **acc})
+            finally:
+                classify.close()
+            for row in rows:
+                if row["artifact"] == str(path):
+                    row["host_mem_mb"] = _rss_mb() - rss0
+    return {"format": "feredge-bench-v1", "device": device, "environment": env,
+            "semantics": {"window": opts.window.describe(), "cuda_graph": opts.cuda_graph and device != "cpu",
+                          "model": "model alone: GPU runners with device buffers are timed by CUDA events around "
+                                   "the launch (inputs resident); other runners by host wall time of infer()",
+                          "e2e": "per frame, from a host frame to labels, pre-processing included, detection excluded",
+                          "accuracy": f"top-1 on {opts.data}:{opts.split} through the same runner" if opts.data else None,
+                          "host_mem_mb": "growth of this process's resident memory while the artifact was loaded and run",
+                          "telemetry": (f"replayed from {opts.replay_tegrastats}" if opts.replay_tegrastats
+                                        else "tegrastats sampled every 100 ms during each model-alone window"
+                                        if device == "jetson" else None)},
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "window"},
+            "rows": rows}
