@@ -318,6 +318,39 @@ def bench_cmd(artifacts, backend, precisions, batches, faces, device, data, spli
     click.echo("  ".join(f"{k}: {v}" for k, v in files.items()))
 
 
+@cli.command("run-camera")
+@click.option("--source", default="0", show_default=True,
+              help="camera index, /dev/videoN, a video file, rtsp://… / http://…, a GStreamer pipeline, or an image folder")
+@click.option("--model", help="a shipped model's name or a .onnx / .engine / .safetensors file (default: shipped default)")
+@click.option("--backend", type=click.Choice(["ort", "trt", "torch"]), help="default: from the file type")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--detector", type=click.Choice(["yunet", "haar"]), default="yunet", show_default=True)
+@click.option("--detect-every", type=int, default=1, show_default=True, help="run the detector every Nth frame, track between")
+@click.option("--detect-max-side", type=int, default=640, show_default=True, help="detector input: longer side in pixels")
+@click.option("--display/--no-display", default=False, show_default=True, help="show the annotated frames in a window")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="one JSON line per frame")
+@click.option("--record", type=click.Path(path_type=Path), help="write the annotated video (.mp4 or .avi)")
+@click.option("--overwrite", is_flag=True, help="replace existing --json / --record files")
+@click.option("--max-faces", type=int, default=16, show_default=True, help="largest faces kept per frame")
+@click.option("--smooth", type=float, default=0.4, show_default=True,
+              help="weight of the newest frame in each track's probabilities (1 = no smoothing)")
+@click.option("--align/--no-align", default=False, show_default=True, help="rotate each face so the eyes are level")
+@click.option("--max-frames", type=int, default=0, help="stop after N frames (0: when the source ends)")
+def run_camera_cmd(source, json_path, **options) -> None:
+    """Live expression recognition on a camera, video file, stream or image folder."""
+    from feredge.camera.app import CameraOptions, run_camera
+
+    summary = run_camera(CameraOptions(source=source, json_path=json_path, **options),
+                         log=lambda m: click.echo(m, err=True))
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["mean_ms"].items())
+    click.echo(f"{summary['frames']} frames, {summary['faces']} faces ({summary['stopped']}); dropped "
+               f"{summary['dropped']}, corrupt {summary['corrupt']}, reconnects {summary['reconnects']}; "
+               f"mean ms per frame: {stages}")
+    for key in ("json", "record"):
+        if summary[key]:
+            click.echo(f"{key}: {summary[key]}")
+
+
 def main() -> None:
     cli(prog_name="feredge")
 

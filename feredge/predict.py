@@ -54,12 +54,13 @@ class CpuFaceClassifier:
     def __init__(self, runner: Runner, spec: InputSpec, mirror: bool):
         self.runner, self.spec, self.mirror = runner, spec, mirror
 
-    def __call__(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> np.ndarray:
+        """Logits per face; ``angles`` (radians) rotate each crop so the eyes are level (alignment)."""
         from feredge.runtime.pipeline import merge_mirrored
         from feredge.runtime.preprocess import preprocess_frame_cv2
 
         s = self.spec
-        x = preprocess_frame_cv2(frame, boxes, s.size, s.channels, s.mean, s.std, FACE_MARGIN, self.mirror)
+        x = preprocess_frame_cv2(frame, boxes, s.size, s.channels, s.mean, s.std, FACE_MARGIN, self.mirror, angles)
         return merge_mirrored(self.runner.infer_all(x), len(boxes), self.mirror)
 
     def close(self) -> None:

@@ -24,3 +24,30 @@ def draw(frame: np.ndarray, boxes: np.ndarray, labels: list[str], scores: np.nda
         cv2.rectangle(out, (x, max(y - th - 8, 0)), (x + tw + 6, max(y, th + 8)), colour, -1)
         cv2.putText(out, text, (x + 3, max(y - 5, th + 3)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness)
     return out
+
+
+def draw_faces(frame: np.ndarray, boxes: np.ndarray, track_ids: list[int], labels: list[str],
+               confidences: np.ndarray) -> np.ndarray:
+    """In place: box, track id, label and a confidence bar under each face (run-camera's overlay)."""
+    cv2 = require("cv2")
+    thickness = max(1, frame.shape[1] // 640)
+    for (x, y, w, h), tid, label, conf in zip(np.asarray(boxes).astype(int), track_ids, labels, confidences):
+        colour = COLOURS.get(label, (255, 255, 255))
+        cv2.rectangle(frame, (x, y), (x + w, y + h), colour, thickness + 1)
+        cv2.putText(frame, f"#{tid} {label}", (x, max(y - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX,
+                    max(0.45, w / 260), colour, thickness + 1)
+        bar_y = min(y + h + 4, frame.shape[0] - 8)
+        cv2.rectangle(frame, (x, bar_y), (x + w, bar_y + 6), (60, 60, 60), -1)
+        cv2.rectangle(frame, (x, bar_y), (x + int(w * float(conf)), bar_y + 6), colour, -1)
+    return frame
+
+
+def draw_hud(frame: np.ndarray, fps: float, stages_ms: dict[str, float]) -> np.ndarray:
+    """In place: FPS and per-stage milliseconds in the top-left corner."""
+    cv2 = require("cv2")
+    lines = [f"{fps:5.1f} FPS"] + [f"{name} {ms:5.1f} ms" for name, ms in stages_ms.items()]
+    for i, text in enumerate(lines):
+        y = 20 + 18 * i
+        cv2.putText(frame, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3)
+        cv2.putText(frame, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    return frame

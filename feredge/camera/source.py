@@ -1,0 +1,199 @@
+"""Frame sources through OpenCV — webcams (index or /dev/videoN), files, RTSP/HTTP streams, GStreamer
+pipelines (Jetson CSI: ``nvarguscamerasrc ! … ! appsink``) and image folders — read on their own thread.
+
+The reader thread fills a small ring of frame buffers so capture never waits on inference. A live source
+drops its *oldest* unread frame when the consumer falls behind (latency matters more than completeness); a
+file or folder never drops (every frame is analysed). Dropped and corrupt frames are counted and reported
+by index, so the JSONL output says which frames were not analysed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from feredge._optional import require
+from feredge.errors import FeredgeError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
+
+
+@dataclass
+class Frame:
+    index: int  # position in the source (frames dropped before analysis leave gaps)
+    timestamp: float  # seconds: the file's position for files, time since start for live sources
+    image: np.ndarray
+
+
+@dataclass
+class SourceStats:
+    read: int = 0
+    dropped: list[int] = field(default_factory=list)  # indices of frames dropped because the consumer was behind
+    corrupt: int = 0  # frames the decoder could not read (skipped)
+    reconnects: int = 0
+    ended: str = ""  # why the source stopped: "end of file", "camera disconnected", "stopped", …
+
+
+def describe(spec: str) -> str:
+    """What kind of source ``spec`` names: camera, file, folder, stream or gstreamer."""
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        return "camera"
+    if spec.startswith(STREAM_PREFIXES):
+        return "stream"
+    if "!" in spec:
+        return "gstreamer"
+    return "folder" if Path(spec).is_dir() else "file"
+
+
+class FrameSource:
+    """Iterate ``Frame``s from ``spec``; ``close()`` (or the end of the source) stops the reader thread."""
+
+    def __init__(self, spec: str, ring: int = 4, reconnect_s: tuple[float, ...] = (0.5, 1, 2, 4, 8)):
+        self.cv2 = require("cv2")
+        self.spec, self.kind = str(spec), describe(str(spec))
+        self.live = self.kind in ("camera", "stream", "gstreamer")
+        self.stats = SourceStats()
+        self.reconnect_s = reconnect_s
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        if self.kind == "folder":
+            self.images = sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.images:
+                raise FeredgeError(f"{spec}: no images in the folder (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+            self.fps = 0.0
+        else:
+            if self.kind == "file" and not Path(spec).is_file():
+                raise FeredgeError(f"{spec}: file not found (expected a video file, a folder, a camera index, "
+                                   "/dev/videoN, rtsp://… or a GStreamer pipeline)")
+            self.cap = self._open()
+            self.fps = float(self.cap.get(self.cv2.CAP_PROP_FPS) or 0.0)
+        # live: a bounded ring that drops the oldest; files/folders: a blocking queue that never drops
+        self._ring: deque[Frame] = deque()
+        self._ring_size = ring
+        self._lock = threading.Condition()
+        self._queue: queue.Queue = queue.Queue(maxsize=ring)
+        self._thread = threading.Thread(target=self._reader, name="feredge-capture", daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        cv2 = self.cv2
+        if self.kind == "camera":
+            target = int(self.spec) if self.spec.isdigit() else self.spec
+            cap = cv2.VideoCapture(target, cv2.CAP_V4L2) if isinstance(target, str) else cv2.VideoCapture(target)
+        elif self.kind == "gstreamer":
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
+        else:
+            cap = cv2.VideoCapture(self.spec)
+        if not cap.isOpened():
+            raise FeredgeError(f"{self.spec}: cannot open this {self.kind} source through OpenCV"
+                               + (" (is the camera connected and free?)" if self.kind == "camera" else ""))
+        return cap
+
+    # reader thread -----------------------------------------------------------------------------------
+    def _reader(self) -> None:
+        try:
+            if self.kind == "folder":
+                self._read_folder()
+            else:
+                self._read_capture()
+        finally:
+            self._put(None)
+
+    def _read_folder(self) -> None:
+        for i, path in enumerate(self.images):
+            if self._stop.is_set():
+                self.stats.ended = "stopped"
+                return
+            image = self.cv2.imread(str(path))
+            if image is None:
+                self.stats.corrupt += 1
+                continue
+            self.stats.read += 1
+            self._put(Frame(i, float(i), image))
+        self.stats.ended = "end of folder"
+
+    def _read_capture(self) -> None:
+        index, failures = 0, 0
+        while not self._stop.is_set():
+            ok, image = self.cap.read()
+            if not ok or image is None:
+                if not self.live:
+                    position = int(self.cap.get(self.cv2.CAP_PROP_POS_FRAMES))
+                    total = int(self.cap.get(self.cv2.CAP_PROP_FRAME_COUNT))
+                    if 0 < total and position < total - 1 and failures < 10:  # a corrupt frame inside the file
+                        failures += 1
+                        self.stats.corrupt += 1
+                        index += 1
+                        continue
+                    self.stats.ended = "end of file"
+                    return
+                if not self._reconnect():
+                    self.stats.ended = f"{self.kind} disconnected"
+                    return
+                continue
+            failures = 0
+            stamp = (self.cap.get(self.cv2.CAP_PROP_POS_MSEC) / 1000.0 if not self.live
+                     else time.perf_counter() - self._t0)
+            self.stats.read += 1
+            self._put(Frame(index, stamp, image))
+            index += 1
+        self.stats.ended = "stopped"
+
+    def _reconnect(self) -> bool:
+        """Streams come back after a network drop: retry with back-off; a camera gets one quick retry."""
+        delays = self.reconnect_s if self.kind in ("stream", "gstreamer") else self.reconnect_s[:1]
+        self.cap.release()
+        for delay in delays:
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.cap = self._open()
+            except FeredgeError:
+                continue
+            self.stats.reconnects += 1
+            return True
+        return False
+
+    def _put(self, frame: Frame | None) -> None:
+        if not self.live:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(frame, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        with self._lock:
+            if frame is not None and len(self._ring) >= self._ring_size:
+                self.stats.dropped.append(self._ring.popleft().index)
+            self._ring.append(frame)
+            self._lock.notify()
+
+    # consumer --------------------------------------------------------------------------------------
+    def __iter__(self):
+        while True:
+            if self.live:
+                with self._lock:
+                    while not self._ring:
+                        self._lock.wait(0.1)
+                    frame = self._ring.popleft()
+            else:
+                frame = self._queue.get()
+            if frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self._stop.set()
+        while not self.live and not self._queue.empty():
+            self._queue.get_nowait()  # unblock a reader waiting on a full queue
+        self._thread.join(timeout=5)
+        if self.kind != "folder":
+            self.cap.release()

@@ -1,0 +1,82 @@
+"""Face tracks across frames: stable ids by IoU matching, smoothed probabilities, and an end after K
+frames unseen. Greedy matching in order of IoU is optimal enough for the few faces of a camera frame and
+needs no SciPy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4) and (M, 4) boxes in (x, y, w, h)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    w = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray
+    smoothed: np.ndarray | None = None
+    unseen: int = 0
+
+
+class Tracker:
+    """``update(boxes)`` → the track id of each box; ``smooth(ids, probs)`` → exponentially smoothed probs.
+
+    ``alpha`` is the weight of the newest frame (1 = no smoothing); a track unseen for ``max_unseen``
+    consecutive updates ends, and a face that returns later gets a new id.
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_unseen: int = 10, alpha: float = 0.4):
+        if not 0 < alpha <= 1:
+            raise ValueError(f"smoothing alpha {alpha}: expected 0 < alpha ≤ 1")
+        self.iou_threshold, self.max_unseen, self.alpha = iou_threshold, max_unseen, alpha
+        self.tracks: dict[int, Track] = {}
+        self._next = 1
+
+    def update(self, boxes: np.ndarray) -> list[int]:
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        ids = list(self.tracks)
+        overlap = iou(boxes, np.array([self.tracks[i].box for i in ids]).reshape(-1, 4))
+        assigned: list[int | None] = [None] * len(boxes)
+        used: set[int] = set()
+        for flat in np.argsort(-overlap, axis=None):
+            b, t = divmod(int(flat), max(len(ids), 1))
+            if overlap.size == 0 or overlap[b, t] < self.iou_threshold:
+                break
+            if assigned[b] is None and t not in used:
+                assigned[b] = ids[t]
+                used.add(t)
+        for b, track_id in enumerate(assigned):
+            if track_id is None:
+                track_id = self._next
+                self._next += 1
+                self.tracks[track_id] = Track(track_id, boxes[b])
+                assigned[b] = track_id
+            track = self.tracks[track_id]
+            track.box, track.unseen = boxes[b], 0
+        seen = set(assigned)
+        for track_id in list(self.tracks):
+            if track_id not in seen:
+                self.tracks[track_id].unseen += 1
+                if self.tracks[track_id].unseen > self.max_unseen:
+                    del self.tracks[track_id]
+        return [int(i) for i in assigned]
+
+    def smooth(self, ids: list[int], probs: np.ndarray) -> np.ndarray:
+        out = np.empty_like(probs)
+        for k, (track_id, p) in enumerate(zip(ids, probs)):
+            track = self.tracks[track_id]
+            track.smoothed = p.copy() if track.smoothed is None else self.alpha * p + (1 - self.alpha) * track.smoothed
+            out[k] = track.smoothed
+        return out

@@ -1,0 +1,139 @@
+"""run-camera: a real video file and an image folder through OpenCV, the detector, the tracker and the
+model; JSONL and the recorded video checked frame by frame; tracking, smoothing and alignment units."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from feredge.camera.tracker import Tracker, iou
+from feredge.cli import cli
+
+cv2 = pytest.importorskip("cv2")
+GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """A 640-wide MJPG clip of the bundled group photo (3 faces) panning slowly to the right."""
+    path = tmp_path_factory.mktemp("video") / "group.avi"
+    base = cv2.imread(str(GROUP))
+    h, w = base.shape[:2]
+    small = cv2.resize(base, (720, round(h * 720 / w)))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, small.shape[0]))
+    for i in range(FRAMES):
+        writer.write(np.ascontiguousarray(small[:, 4 * i:4 * i + 640]))
+    writer.release()
+    return path
+
+
+def _run(args: list[str]):
+    result = CliRunner().invoke(cli, ["run-camera", *args])
+    return result
+
+
+def test_video_file_end_to_end(video, tmp_path):
+    out_json, out_video = tmp_path / "faces.jsonl", tmp_path / "annotated.avi"
+    result = _run(["--source", str(video), "--json", str(out_json), "--record", str(out_video)])
+    assert result.exit_code == 0, result.output
+    assert f"{FRAMES} frames" in result.output and "end of file" in result.output and "dropped 0" in result.output
+    lines = [json.loads(line) for line in out_json.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(FRAMES))  # a file never drops a frame
+    assert all(len(line["faces"]) >= 3 for line in lines)  # a 4th, half-cut face enters at the left edge later
+    assert all({1, 2, 3} <= {f["track_id"] for f in line["faces"]} for line in lines)  # stable ids while panning
+    face = lines[-1]["faces"][0]
+    assert set(face) == {"box", "track_id", "label", "probabilities", "smoothed"}
+    assert abs(sum(face["smoothed"].values()) - 1) < 1e-3 and face["label"] == max(face["smoothed"], key=face["smoothed"].get)
+    assert lines[1]["timestamp"] == pytest.approx(0.1, abs=1e-3)
+    cap = cv2.VideoCapture(str(out_video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    cap.release()
+    again = _run(["--source", str(video), "--json", str(out_json)])
+    assert again.exit_code != 0 and "exists; pass --overwrite" in again.output
+
+
+def test_detect_every_third_frame_tracks_between(video, tmp_path):
+    out = tmp_path / "f.jsonl"
+    result = _run(["--source", str(video), "--json", str(out), "--detect-every", "3", "--max-frames", "7",
+                   "--detector", "yunet", "--smooth", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["detected"] for line in lines] == [True, False, False, True, False, False, True]
+    assert all(len(line["faces"]) >= 3 for line in lines)
+    assert all(f["probabilities"] == f["smoothed"] for line in lines for f in line["faces"])  # --smooth 1
+
+
+def test_image_folder(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    base = cv2.resize(cv2.imread(str(GROUP)), (960, 640))
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.jpg"), base)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "f.jsonl"
+    result = _run(["--source", str(folder), "--json", str(out), "--align"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 3 and all(len(line["faces"]) == 3 for line in lines)
+
+
+def test_haar_fallback_or_a_clear_reason(tmp_path):
+    """OpenCV 5 dropped the Haar cascades from its wheels; with 4.x the fallback runs."""
+    out = tmp_path / "f.jsonl"
+    result = _run(["--source", str(GROUP.parent), "--json", str(out), "--detector", "haar"])
+    if hasattr(cv2, "CascadeClassifier"):
+        assert result.exit_code == 0, result.output
+        assert len(json.loads(out.read_text().splitlines()[0])["faces"]) >= 1
+    else:
+        assert result.exit_code != 0 and "has no Haar cascades" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "no/such/video.mp4"], "file not found"),
+    (["--source", "rtsp://127.0.0.1:1/none"], "cannot open this stream source"),
+    (["--detect-every", "0"], "--detect-every 0: expected a positive integer"),
+    (["--smooth", "0"], "--smooth 0.0: expected 0 < α ≤ 1"),
+])
+def test_bad_sources_and_options_are_one_line(args, message):
+    result = _run(args)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    assert message in result.output
+
+
+def test_tracker_ids_expiry_and_smoothing():
+    tracker = Tracker(iou_threshold=0.3, max_unseen=2, alpha=0.5)
+    a, b = np.array([0, 0, 100, 100.]), np.array([300, 0, 100, 100.])
+    assert tracker.update(np.stack([a, b])) == [1, 2]
+    assert tracker.update(np.stack([b + [10, 0, 0, 0], a + [5, 5, 0, 0]])) == [2, 1]  # order-free matching
+    for _ in range(3):
+        tracker.update(np.stack([a]))  # b unseen three times > max_unseen
+    assert list(tracker.tracks) == [1]
+    assert tracker.update(np.stack([a, b])) == [1, 3]  # b returns with a new id
+    p1, p2 = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    tracker.smooth([3], p1)
+    np.testing.assert_allclose(tracker.smooth([3], p2), [[0.5, 0.5]])
+    np.testing.assert_allclose(iou(a[None], np.array([[50, 0, 100, 100.]])), [[50 * 100 / (2 * 10000 - 5000)]])
+
+
+def test_alignment_levels_a_tilted_eye_line():
+    from feredge.camera.detector import eye_angles
+    from feredge.runtime.preprocess import preprocess_frame_cv2
+
+    theta = np.deg2rad(25)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    c = np.array([100, 100])
+    d = 60 * np.array([np.cos(theta), np.sin(theta)])
+    cv2.line(frame, tuple((c - d).astype(int)), tuple((c + d).astype(int)), (255, 255, 255), 5)
+    landmarks = np.array([[c - d / 2, c + d / 2, c, c, c]])
+    angle = eye_angles(landmarks)
+    assert angle[0] == pytest.approx(theta, abs=1e-6)
+    box = np.array([[40, 40, 120, 120]], np.float32)
+    aligned = preprocess_frame_cv2(frame, box, 48, 1, (0.0,), (1.0,), 0.0, False, angle)[0, 0]
+    plain = preprocess_frame_cv2(frame, box, 48, 1, (0.0,), (1.0,), 0.0, False)[0, 0]
+    assert aligned[24, 8:40].min() > 0.5  # the line now runs along the middle row
+    assert plain[24, 8:40].min() < 0.1
