@@ -351,6 +351,32 @@ def run_camera_cmd(source, json_path, **options) -> None:
             click.echo(f"{key}: {summary[key]}")
 
 
+@cli.command("explain")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--model", help="a shipped model's name or a .safetensors checkpoint (Grad-CAM needs torch weights)")
+@click.option("--data", type=click.Path(path_type=Path), help="prepared dataset: grid of each class's most confident mistakes")
+@click.option("--split", default="val", show_default=True)
+@click.option("--per-class", type=int, default=6, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/explain"), show_default=True)
+def explain_cmd(images, model, data, split, per_class, out) -> None:
+    """Grad-CAM heat-maps: over each face in IMAGES, or (--data) over a split's most confident mistakes."""
+    from feredge.explain import explain_images, explain_split
+    from feredge.weights import resolve
+
+    if not images and data is None:
+        raise FeredgeError("give IMAGES to explain, or --data DIR for a split's mistakes")
+    if per_class < 1:
+        raise FeredgeError(f"--per-class {per_class}: expected a positive integer")
+    checkpoint = resolve(model, "checkpoint")
+    if checkpoint.suffix != ".safetensors":
+        raise FeredgeError(f"{checkpoint}: Grad-CAM needs a torch checkpoint (.safetensors or a shipped model's name)")
+    written = explain_images(list(images), checkpoint, out) if images else []
+    if data is not None:
+        written.append(explain_split(checkpoint, data, split, out, per_class))
+    for path in written:
+        click.echo(path)
+
+
 def main() -> None:
     cli(prog_name="feredge")
 

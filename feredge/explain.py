@@ -1,0 +1,139 @@
+"""`feredge explain`: Grad-CAM on the last convolutional block — where on the face the model looked.
+
+For images: every detected face gets a heat-map over its crop (exactly the crop the model saw). For a
+prepared split: a grid PNG of each class's most confident mistakes, each with its heat-map, because a
+model's confident errors say more about it than its average.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from feredge._optional import require
+from feredge.errors import FeredgeError
+
+
+def target_layer(model):
+    """The last convolutional block: ``features[-1]`` where the model keeps its trunk in ``features``,
+    else the last Conv2d."""
+    torch = require("torch")
+    features = getattr(model, "features", None)
+    if isinstance(features, torch.nn.Sequential) and len(features):
+        return features[-1]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise FeredgeError(f"{type(model).__name__}: no convolution to explain")
+    return convs[-1]
+
+
+def grad_cam(model, x) -> tuple[np.ndarray, np.ndarray]:
+    """Heat-maps (N, H, W) in [0, 1] at the input size, for each input's predicted class; and the logits."""
+    torch = require("torch")
+    store: dict = {}
+    layer = target_layer(model)
+    handle = layer.register_forward_hook(lambda _m, _i, out: store.update(act=out))
+    try:
+        model.eval()
+        x = x.clone().requires_grad_(True)
+        logits = model(x)
+        act = store["act"]
+        act.retain_grad()
+        logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+        weights = act.grad.mean((2, 3), keepdim=True)
+        cam = torch.relu((weights * act).sum(1, keepdim=True))
+        cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        peak = cam.flatten(1).max(1).values.clamp_min(1e-8)[:, None, None]
+        return (cam / peak).detach().numpy(), logits.detach().numpy()
+    finally:
+        handle.remove()
+
+
+def overlay(pixels: np.ndarray, cam: np.ndarray, spec) -> np.ndarray:
+    """A BGR uint8 picture: the normalised model input (C, H, W) turned back into pixels, under the heat-map."""
+    cv2 = require("cv2")
+    mean = np.asarray(spec.mean, np.float32).reshape(-1, 1, 1)
+    std = np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
+    img = np.clip((pixels * std + mean) * 255, 0, 255).astype(np.uint8)
+    img = cv2.cvtColor(img[0], cv2.COLOR_GRAY2BGR) if img.shape[0] == 1 else img.transpose(1, 2, 0)[..., ::-1].copy()
+    heat = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.addWeighted(img, 0.55, heat, 0.45, 0)
+
+
+def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path: Path, title: str) -> Path:
+    from feredge.plots import _pyplot
+
+    plt = _pyplot()
+    rows, cols = len(tiles), max(1, max(len(r) for r in tiles))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1.2, 1.8 * rows), squeeze=False)
+    for r, row in enumerate(tiles):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(row):
+                image, caption = row[c]
+                ax.imshow(image[..., ::-1])
+                ax.set_title(caption, fontsize=7)
+        axes[r][0].text(-0.15, 0.5, row_titles[r], transform=axes[r][0].transAxes, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def explain_images(images: list[Path], checkpoint: Path, out: Path) -> list[Path]:
+    """One grid per image: each detected face's crop with its Grad-CAM, labelled with the prediction."""
+    torch = require("torch")
+    from feredge.camera.detector import YuNetDetector
+    from feredge.metrics import softmax
+    from feredge.predict import FACE_MARGIN, output_names, read_image
+    from feredge.runtime.preprocess import preprocess_frame_cv2
+    from feredge.train.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(checkpoint)
+    spec, classes = info.input_spec, list(info.classes)
+    frames = [read_image(Path(p)) for p in images]
+    detector, written = YuNetDetector(), []
+    for path, frame, name in zip(images, frames, output_names(images)):
+        boxes, _ = detector.detect(frame)
+        if not len(boxes):
+            continue
+        x = preprocess_frame_cv2(frame, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN)
+        cams, logits = grad_cam(model, torch.from_numpy(x))
+        probs = softmax(logits)
+        tiles = [[(overlay(x[i], cams[i], spec), f"face {i}: {classes[int(p.argmax())]} {p.max():.0%}")
+                  for i, p in enumerate(probs)]]
+        written.append(_grid(tiles, [""], Path(out) / name.replace(".annotated.jpg", ".gradcam.png"),
+                             f"Grad-CAM of {info.model} on {Path(path).name}"))
+    return written
+
+
+def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class: int = 6) -> Path:
+    """A grid: one row per true class, its ``per_class`` most confident mistakes with heat-maps."""
+    torch = require("torch")
+    from feredge.data.store import load_split
+    from feredge.metrics import softmax
+    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.train.checkpoint import load_checkpoint
+    from feredge.train.inference import predict_logits
+
+    model, info = load_checkpoint(checkpoint)
+    spec, classes = info.input_spec, list(info.classes)
+    part = load_split(data, split)
+    images, labels = np.asarray(part.images), np.asarray(part.labels)
+    probs = softmax(predict_logits(model, images, spec, "none", info.details.get("eval_crop")))
+    pred = probs.argmax(1)
+    tiles = []
+    for c in range(len(classes)):
+        wrong = np.flatnonzero((labels == c) & (pred != c))
+        worst = wrong[np.argsort(-probs[wrong].max(1))][:per_class]
+        x = preprocess_faces(images[worst], spec) if len(worst) else np.zeros((0, spec.channels, spec.size, spec.size))
+        cams = grad_cam(model, torch.from_numpy(x))[0] if len(worst) else []
+        tiles.append([(overlay(x[k], cams[k], spec), f"→ {classes[pred[i]]} {probs[i].max():.0%}")
+                      for k, i in enumerate(worst)])
+    return _grid(tiles, classes, Path(out) / f"mistakes-{split}.png",
+                 f"{info.model}: most confident mistakes per true class on {split} (Grad-CAM, last conv block)")
