@@ -216,7 +216,9 @@ def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
 @click.option("--max-drop", type=float, default=1.0, show_default=True, help="INT8 may lose at most this many pp")
 @click.option("--dla-core", type=int, help="build for this Jetson DLA core (GPU fallback on)")
 @click.option("--overwrite", is_flag=True, help="replace existing files in --out")
-def export_cmd(checkpoint, batch, dynamic, **options) -> None:
+@click.option("--format", "repo_format", type=click.Choice(["files", "triton"]), default="files", show_default=True,
+              help="triton: also write a Triton model repository (+ DeepStream config) under --out/triton")
+def export_cmd(checkpoint, batch, dynamic, repo_format, **options) -> None:
     """Export CHECKPOINT (a .safetensors file or a shipped model's name; default: the shipped default model)
     to ONNX / FP16 / INT8 / TensorRT."""
     from feredge.export.exporter import ExportOptions, export
@@ -239,6 +241,14 @@ def export_cmd(checkpoint, batch, dynamic, **options) -> None:
                        "fused int8 CPU kernels on this machine")
     for fmt, path in report["files"].items():
         click.echo(f"{fmt:<12} {path}")
+    if repo_format == "triton":
+        from feredge.serve.repository import Batching, write_export_repository
+
+        served = Path(report["files"].get("engine") or report["files"]["fp32"])
+        max_batch = opts.batch or opts.max_batch
+        files = write_export_repository(Path(opts.out) / "triton", served, Batching(max_batch=max_batch), opts.overwrite)
+        for key, path in files.items():
+            click.echo(f"triton {key:<6} {path}")
 
 
 @cli.command("predict")
@@ -336,6 +346,7 @@ def bench_cmd(artifacts, backend, precisions, batches, faces, device, data, spli
               help="weight of the newest frame in each track's probabilities (1 = no smoothing)")
 @click.option("--align/--no-align", default=False, show_default=True, help="rotate each face so the eyes are level")
 @click.option("--max-frames", type=int, default=0, help="stop after N frames (0: when the source ends)")
+@click.option("--server", help="host:port of `feredge serve` (HTTP): send the batched face crops there for inference")
 def run_camera_cmd(source, json_path, **options) -> None:
     """Live expression recognition on a camera, video file, stream or image folder."""
     from feredge.camera.app import CameraOptions, run_camera
@@ -375,6 +386,49 @@ def explain_cmd(images, model, data, split, per_class, out) -> None:
         written.append(explain_split(checkpoint, data, split, out, per_class))
     for path in written:
         click.echo(path)
+
+
+@cli.command("serve")
+@click.option("--model", help="a shipped model's name or an exported .onnx / .engine (default: the shipped default)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0 opens it)")
+@click.option("--http-port", type=int, default=8000, show_default=True)
+@click.option("--grpc-port", type=int, default=8001, show_default=True)
+@click.option("--metrics-port", type=int, default=8002, show_default=True)
+@click.option("--max-batch", type=int, default=64, show_default=True, help="largest batch the dynamic batcher forms")
+@click.option("--max-queue-delay-us", type=int, default=500, show_default=True)
+@click.option("--max-queue-size", type=int, default=256, show_default=True,
+              help="requests waiting beyond this are rejected with an error")
+@click.option("--instances", type=int, default=1, show_default=True, help="model instances (each its own process)")
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("runs/serve"), show_default=True,
+              help="where the model repository and the server log are written")
+@click.option("--load-timeout", type=float, default=180.0, show_default=True, help="seconds to wait for the models")
+def serve_cmd(model, host, http_port, grpc_port, metrics_port, max_batch, max_queue_delay_us, max_queue_size,
+              instances, workdir, load_timeout) -> None:
+    """Serve the model behind a real Triton Inference Server: `fer` (faces in, probabilities out, dynamic
+    batching) and `fer_frame` (an encoded image in, faces out). Stops cleanly on Ctrl-C or SIGTERM."""
+    import signal
+
+    from feredge.serve.repository import Batching, write_python_repository
+    from feredge.serve.triton import Ports, TritonServer
+    from feredge.weights import resolve
+
+    path = resolve(model)
+    if path.suffix == ".safetensors":
+        raise FeredgeError(f"{path}: serve an exported model (.onnx or .engine); export it with `feredge export`")
+    repo = write_python_repository(Path(workdir) / "repository", path,
+                                   Batching(max_batch, max_queue_delay_us, max_queue_size, instances))
+    server = TritonServer(repo, Path(workdir), Ports(http_port, grpc_port, metrics_port), host)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # the wait below returns once Triton has stopped
+    try:
+        seconds = server.wait_ready(load_timeout)
+        click.echo(f"Triton ready in {seconds:.1f} s: http://{host}:{http_port}  grpc {host}:{grpc_port}  "
+                   f"metrics http://{host}:{metrics_port}/metrics  models: fer, fer_frame  log: {server.log_path}")
+        server.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        code = server.stop()
+    click.echo(f"Triton stopped (exit code {code})")
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ class CameraOptions:
     track_max_unseen: int = 10
     align: bool = False
     max_frames: int = 0  # 0 = until the source ends
+    server: str | None = None  # host:port of `feredge serve` (HTTP): the model runs there, not here
 
 
 def check_options(opts: CameraOptions) -> None:
@@ -51,6 +52,30 @@ def check_options(opts: CameraOptions) -> None:
             raise FeredgeError(f"{path}: exists; pass --overwrite to replace it ({flag})")
         if path is not None and not Path(path).parent.is_dir():
             raise FeredgeError(f"{path}: its folder does not exist ({flag})")
+
+
+class RemoteFer:
+    """The model behind `feredge serve`: pre-processed faces go over HTTP to model ``fer`` as one request;
+    its description must match the local file used for pre-processing (same input, same classes)."""
+
+    def __init__(self, url: str, info):
+        th = require("tritonclient.http")
+        self.th, self.client = th, th.InferenceServerClient(url)
+        try:
+            meta = self.client.get_model_metadata("fer")
+        except Exception as exc:  # connection refused, DNS, HTTP errors: all say the server is not usable
+            raise FeredgeError(f"--server {url}: no `feredge serve` model 'fer' there ({str(exc)[:120]})") from None
+        s = info.input_spec
+        dims = [int(d) for d in meta["inputs"][0]["shape"][1:]]
+        width = int(meta["outputs"][0]["shape"][-1])
+        if dims != [s.channels, s.size, s.size] or width != len(info.classes):
+            raise FeredgeError(f"--server {url}: serves input {dims} → {width} classes, but --model expects "
+                               f"{[s.channels, s.size, s.size]} → {len(info.classes)}; pass the served model as --model")
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        inp = self.th.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(np.ascontiguousarray(x, np.float32))
+        return self.client.infer("fer", [inp]).as_numpy("probabilities")
 
 
 class Recorder:
@@ -99,7 +124,8 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
         raise FeredgeError("--align rotates crops on the CPU path; the GPU pipeline crops unrotated: use "
                            "--no-align with a GPU runner")
     spec, classes = runner.info.input_spec, list(runner.info.classes)
-    gpu = face_classifier(runner, spec, mirror=False) if runner.gpu_io else None
+    remote = RemoteFer(opts.server, runner.info) if opts.server else None
+    gpu = face_classifier(runner, spec, mirror=False) if runner.gpu_io and remote is None else None
     detector = make_detector(opts.detector, opts.detect_max_side)
     tracker = Tracker(max_unseen=opts.track_max_unseen, alpha=opts.smooth)
     source = FrameSource(opts.source)
@@ -124,20 +150,18 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
                 angles = eye_angles(landmarks) if opts.align and len(boxes) else np.zeros(len(boxes))
             t1 = time.perf_counter()
             ms["detect"] = (t1 - t0) * 1000
+            probs = np.zeros((0, len(classes)), np.float32)
+            t2 = t3 = time.perf_counter()
             if len(boxes) and gpu is not None:
-                logits = gpu(image, boxes)
+                probs = softmax(gpu(image, boxes))
                 t2 = t3 = time.perf_counter()
             elif len(boxes):
                 x = preprocess_frame_cv2(image, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN,
                                          False, angles)
                 t2 = time.perf_counter()
-                logits = runner.infer_all(x)
+                probs = remote.probabilities(x) if remote is not None else softmax(runner.infer_all(x))
                 t3 = time.perf_counter()
-            else:
-                logits = np.zeros((0, len(classes)), np.float32)
-                t2 = t3 = time.perf_counter()
             ms["preprocess"], ms["infer"] = (t2 - t1) * 1000, (t3 - t2) * 1000
-            probs = softmax(logits) if len(logits) else logits
             smoothed = tracker.smooth(ids, probs) if len(probs) else probs
             labels = [classes[i] for i in smoothed.argmax(1)] if len(smoothed) else []
             if opts.display or recorder is not None:
