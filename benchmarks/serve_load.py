@@ -27,15 +27,6 @@ from feredge.serve.triton import Ports, TritonServer  # noqa: E402
 from feredge.weights import resolve  # noqa: E402
 
 
-def metrics(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(("nv_inference_count{", "nv_inference_exec_count{")) and 'model="fer"' in line:
-            out[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
-    return out
-
-
 def load(url: str, clients: int, seconds: float, max_requests: int, faces: int = 1) -> dict:
     import tritonclient.http as th
 
@@ -92,9 +83,9 @@ def main() -> None:
         with TritonServer(repo, Path(tmp), ports) as server:
             print(f"Triton ready in {server.wait_ready():.1f} s")
             for clients in (1, 4, 16, 64):
-                before = metrics(ports.metrics)
+                before = server.counts()
                 row = load(server.url, clients, args.seconds, args.max_requests)
-                after = metrics(ports.metrics)
+                after = server.counts()
                 execs = after["nv_inference_exec_count"] - before["nv_inference_exec_count"]
                 row["mean_batch"] = (after["nv_inference_count"] - before["nv_inference_count"]) / max(execs, 1)
                 rows.append(row)

@@ -62,7 +62,7 @@ def overlay(pixels: np.ndarray, cam: np.ndarray, spec) -> np.ndarray:
 
 
 def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path: Path, title: str) -> Path:
-    from feredge.plots import _pyplot
+    from feredge.plots import _pyplot, save
 
     plt = _pyplot()
     rows, cols = len(tiles), max(1, max(len(r) for r in tiles))
@@ -77,12 +77,7 @@ def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path
                 ax.set_title(caption, fontsize=7)
         axes[r][0].text(-0.15, 0.5, row_titles[r], transform=axes[r][0].transAxes, ha="right", va="center", fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 def explain_images(images: list[Path], checkpoint: Path, out: Path) -> list[Path]:

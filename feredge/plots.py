@@ -17,6 +17,17 @@ def _pyplot():
     return plt
 
 
+def save(fig, path: Path, dpi: int = 120) -> Path:
+    """Lay out, write (making the folder) and close a figure."""
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix as a PNG (counts in each cell)."""
     plt = _pyplot()
@@ -33,12 +44,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def latency_vs_accuracy(points: list[tuple[float, float]], labels: list[str], front: list[int], path: Path,
@@ -58,9 +64,4 @@ def latency_vs_accuracy(points: list[tuple[float, float]], labels: list[str], fr
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)

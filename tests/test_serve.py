@@ -132,19 +132,8 @@ def test_dynamic_batching_forms_batches_and_the_queue_limit_rejects_loudly(serve
     assert ok + rejected == 64 and not other  # every request answered: served, or refused with a reason
     assert ok > 0 and rejected > 0  # 64 at once against max_queue_size 4: the limit is reached
     assert client.is_server_live() and client.is_server_ready()
-    metrics = _metrics(server)
+    metrics = server.counts()
     assert metrics["nv_inference_exec_count"] < metrics["nv_inference_count"]  # requests were batched together
-
-
-def _metrics(server) -> dict[str, float]:
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server.ports.metrics}/metrics").read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(("nv_inference_count{", "nv_inference_exec_count{")) and 'model="fer"' in line:
-            out[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
-    return out
 
 
 def test_wrong_input_shape_is_an_error_and_the_server_stays_up(server):

@@ -120,6 +120,17 @@ class TritonServer:
         self.stop()
         raise FeredgeError(f"tritonserver was not ready after {timeout:.0f} s; last lines of {self.log_path}: {self.tail()}")
 
+    def counts(self, model: str = "fer") -> dict[str, float]:
+        """``nv_inference_count`` (requests' items) and ``nv_inference_exec_count`` (executions) of ``model``
+        from the Prometheus endpoint: their ratio is the mean batch Triton formed."""
+        with urllib.request.urlopen(f"http://{self.host}:{self.ports.metrics}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith(("nv_inference_count{", "nv_inference_exec_count{")) and f'model="{model}"' in line:
+                out[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+        return out
+
     def tail(self, n: int = 3) -> str:
         self._log.flush()
         lines = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
