@@ -107,12 +107,13 @@ def data_info(root: Path, as_json: bool) -> None:
 def models_cmd(as_json: bool) -> None:
     """List registered models with input spec, parameters and GFLOPs (multiply-accumulates)."""
     from feredge.models import create_model, list_models, model_info
+    from feredge.models.nano import fuse_for_deploy
     from feredge.models.profile import count_macs, count_params
 
     rows = []
     for name in list_models():
         info = model_info(name)
-        model = create_model(name)
+        model = fuse_for_deploy(create_model(name))  # what is exported and run (RepVGG branches folded)
         s = info.input_spec
         rows.append({"name": name, "input": f"{s.channels}x{s.size}x{s.size}", "params": count_params(model),
                      "gflops": count_macs(model, (s.channels, s.size, s.size)) / 1e9, "heads": info.heads,

@@ -84,3 +84,37 @@ def test_resmasking_pretrained_from_local_file(tmp_path):
 
     with pytest.raises(CheckpointError, match="not a torchvision resnet34 state dict"):
         create_model("resmasking", pretrained=tmp_path / "bad.safetensors")
+
+
+def test_nano_fuses_to_plain_convolutions_with_the_same_outputs():
+    from feredge.models.nano import RepBlock, fuse_for_deploy
+
+    torch.manual_seed(0)
+    model = create_model("feredge-n")
+    for m in model.modules():  # non-trivial BN statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    fused = fuse_for_deploy(model)
+    x = torch.randn(4, 1, 48, 48)
+    torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
+    blocks = [m for m in fused.modules() if isinstance(m, RepBlock)]
+    assert blocks and all(b.fused is not None and not hasattr(b, "conv1") for b in blocks)
+    assert model.features[0].conv3.weight.requires_grad  # the original keeps training form
+    assert count_params(fused) < count_params(model) < 600_000
+
+
+def test_nano_exports_as_conv_relu_only(tmp_path):
+    import onnx
+
+    from feredge.export.onnx import simplify, torch_to_onnx
+
+    model = create_model("feredge-n").eval()
+    proto = simplify(torch_to_onnx(model, model_info("feredge-n").input_spec, None))
+    ops = {n.op_type for n in proto.graph.node}
+    assert ops <= {"Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm", "Reshape"}, ops
+    assert sum(n.op_type == "Conv" for n in proto.graph.node) == len(model.features)
+    onnx.checker.check_model(proto)
