@@ -130,6 +130,14 @@ def sidecar_path(artifact: Path) -> Path:
     return Path(str(artifact) + ".json")
 
 
+def check_folder(path: Path, option: str = "--out") -> Path:
+    """An output folder given on the command line must not be an existing file (checked before any work)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"{path}: {option} is a file, expected a folder")
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write through a temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)

@@ -186,6 +186,9 @@ def eval_cmd(checkpoints, data_dir, split, tta, ensemble, out, device) -> None:
     from feredge.evaluate import evaluate_checkpoints, write_report
     from feredge.weights import resolve
 
+    from feredge.artifact import check_folder
+
+    check_folder(out)
     device = device or ""
     checkpoints = [resolve(c, "checkpoint") for c in checkpoints] or [resolve(None, "checkpoint")]
     if len(checkpoints) > 1 and not ensemble:
@@ -379,6 +382,9 @@ def explain_cmd(images, model, data, split, per_class, out) -> None:
         raise FeredgeError("give IMAGES to explain, or --data DIR for a split's mistakes")
     if per_class < 1:
         raise FeredgeError(f"--per-class {per_class}: expected a positive integer")
+    from feredge.artifact import check_folder
+
+    check_folder(out)
     checkpoint = resolve(model, "checkpoint")
     if checkpoint.suffix != ".safetensors":
         raise FeredgeError(f"{checkpoint}: Grad-CAM needs a torch checkpoint (.safetensors or a shipped model's name)")

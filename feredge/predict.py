@@ -10,7 +10,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
-from feredge.artifact import InputSpec, atomic_write_bytes, atomic_write_text
+from feredge.artifact import InputSpec, atomic_write_bytes, atomic_write_text, check_folder
 from feredge.metrics import softmax
 from feredge.runtime.base import Runner
 from feredge.runtime.base import load_runner
@@ -28,8 +28,7 @@ def output_folder(out: Path | None, overwrite: bool) -> Path:
     """Never replace earlier results silently: the default folder gets a free -2, -3 … suffix, an explicit
     one needs ``overwrite``."""
     if out is not None:
-        if Path(out).exists() and not Path(out).is_dir():
-            raise FeredgeError(f"{out}: --out is a file, expected a folder")
+        check_folder(out)
         if (Path(out) / "results.json").exists() and not overwrite:
             raise FeredgeError(f"{out}: holds earlier results (results.json); pass --overwrite or choose another --out")
         return Path(out)

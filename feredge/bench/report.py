@@ -76,9 +76,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 def write(report: dict, out: Path) -> dict[str, Path]:
     """report.json, report.csv, report.md and (with accuracy) latency_vs_accuracy.png under ``out``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FeredgeError(f"{out}: --out is a file, expected a folder")
+    out = artifact.check_folder(out)
     files = {"json": artifact.atomic_write_text(out / "report.json", json.dumps(report, indent=2)),
              "csv": artifact.atomic_write_text(out / "report.csv", to_csv(report)),
              "md": artifact.atomic_write_text(out / "report.md", to_markdown(report))}

@@ -50,6 +50,7 @@ def check_options(opts: BenchOptions) -> None:
     unknown = [p for p in opts.precisions if p not in PRECISIONS]
     if unknown:
         raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(PRECISIONS)}")
+    artifact.check_folder(opts.out)
     if "int8" in opts.precisions and opts.data is None and any(a.endswith(".safetensors") for a in opts.artifacts):
         raise FeredgeError("--precision int8 exports a checkpoint with calibration: pass --data DIR")
 

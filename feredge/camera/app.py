@@ -48,6 +48,8 @@ def check_options(opts: CameraOptions) -> None:
     if not 0 < opts.smooth <= 1:
         raise FeredgeError(f"--smooth {opts.smooth}: expected 0 < α ≤ 1 (1 = no smoothing)")
     for flag, path in (("--json", opts.json_path), ("--record", opts.record)):
+        if path is not None and Path(path).is_dir():
+            raise FeredgeError(f"{path}: is a folder; {flag} takes a file name")
         if path is not None and Path(path).exists() and not opts.overwrite:
             raise FeredgeError(f"{path}: exists; pass --overwrite to replace it ({flag})")
         if path is not None and not Path(path).parent.is_dir():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from feredge.artifact import check_folder
 from feredge.errors import DataError, read_format_json
 
 ATTRIBUTES = ("age", "race", "gender")
@@ -62,9 +63,7 @@ def class_counts(labels: np.ndarray, n_classes: int) -> list[int]:
 
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an --out that is a file, or that holds a prepared dataset, before any work is done."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: --out is a file, expected a folder")
+    out = check_folder(out)
     if (out / "meta.json").exists() and not overwrite:
         raise DataError(f"{out}: already holds a prepared dataset (meta.json); pass --overwrite or pick another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").exists():

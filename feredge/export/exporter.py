@@ -67,8 +67,7 @@ def check_options(opts: ExportOptions) -> None:
         raise FeredgeError("--int8 needs --calib-data DIR (a prepared dataset with a 'train' split)")
     if opts.implicit_int8 and not (opts.int8 and opts.engine):
         raise FeredgeError("--implicit-int8 builds the engine from the calibration cache: it needs --int8 and --engine")
-    if Path(opts.out).exists() and not Path(opts.out).is_dir():
-        raise FeredgeError(f"{opts.out}: --out is a file, expected a folder")
+    artifact.check_folder(opts.out)
 
 
 def _guard(paths: list[Path], overwrite: bool) -> None:

@@ -434,8 +434,7 @@ RUN_FILES = ("last.safetensors", "last.safetensors.json", "best.safetensors", "b
 
 def _claim_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
     """A finished or running run in ``out`` is never replaced without --overwrite; returns the files to replace."""
-    if out.exists() and not out.is_dir():
-        raise FeredgeError(f"{out}: --out is a file, expected a folder for the run")
+    artifact.check_folder(out)
     found = [out / name for name in RUN_FILES if (out / name).exists()]
     if resume:
         if overwrite:
