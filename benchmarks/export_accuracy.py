@@ -21,7 +21,6 @@ from feredge.calibration.quantize import METHODS, quantize_qdq
 from feredge.data.store import load_split, read_meta
 from feredge.export.exporter import onnx_accuracy, to_fp16
 from feredge.export.onnx import export_onnx
-from feredge.artifact import InputSpec
 from feredge.runtime.preprocess import preprocess_faces
 from feredge.train.checkpoint import load_checkpoint
 from feredge.weights import default_checkpoint
@@ -37,15 +36,15 @@ def main() -> None:
     args = parser.parse_args()
     ckpt = args.checkpoint or default_checkpoint()
     model, meta = load_checkpoint(ckpt)
-    spec = InputSpec.from_dict(meta["input_spec"])
+    spec = meta.input_spec
     classes = read_meta(args.data)["classes"]
     split = load_split(args.data, args.split)
     x, labels = preprocess_faces(np.asarray(split.images), spec), np.asarray(split.labels)
     calib = preprocess_faces(calibration_set(args.data, args.calib_size).images, spec)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, meta, Path(tmp) / "m.onnx", batch=None, source=ckpt)
-        fp16 = to_fp16(fp32, Path(tmp) / "m.fp16.onnx")
+        fp32, fp32_info = export_onnx(model, meta, Path(tmp) / "m.onnx", batch=None, source=ckpt)
+        fp16, _ = to_fp16(fp32, fp32_info, Path(tmp) / "m.fp16.onnx")
         rows.append({"precision": "fp32", "calibration": "-", **onnx_accuracy(fp32, x, labels, classes)})
         rows.append({"precision": "fp16", "calibration": "-", **onnx_accuracy(fp16, x, labels, classes)})
         for method in METHODS:

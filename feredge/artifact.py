@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +217,11 @@ def from_onnx_properties(props: dict[str, str], where: str) -> Artifact:
     if "format" not in props:
         raise ArtifactError(f"{where}: no feredge metadata in the ONNX file (classes, input spec); "
                             "export it with `feredge export`")
+    known = {"format", *(f.name for f in fields(Artifact))}  # other tools add their own properties: leave them
     decoded = {}
     for key, value in props.items():
+        if key not in known:
+            continue
         try:
             decoded[key] = json.loads(value)
         except json.JSONDecodeError:

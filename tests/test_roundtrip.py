@@ -108,3 +108,12 @@ def test_engine_sidecar_from_the_builders_function_is_accepted(exported, tmp_pat
         assert info.details["batch_profile"] == {"min": 1, "opt": 16, "max": 32}
     with pytest.raises(Exception, match="TensorRT|tensorrt"):  # the reader routes an engine to TensorRT, nowhere else
         model_logits(engine, np.zeros((1, 48, 48, 1), np.uint8))
+
+
+def test_foreign_onnx_properties_are_left_alone(exported):
+    """Other tools (ONNX Runtime's quantizer writes 'onnx.infer') add properties that are not JSON."""
+    from feredge.artifact import from_onnx_properties, onnx_properties
+
+    _, files, _ = exported
+    props = {**onnx_properties(artifact.read(files["fp32"])), "onnx.infer": "onnxruntime.quant"}
+    assert from_onnx_properties(props, "x.onnx").model == artifact.read(files["fp32"]).model
