@@ -56,8 +56,10 @@ def latency_vs_accuracy(points: list[tuple[float, float]], labels: list[str], fr
     ax.scatter(xs, ys, color="#888888", zorder=2, label="measured")
     best = sorted(front, key=lambda i: xs[i])
     ax.plot([xs[i] for i in best], [ys[i] for i in best], "-o", color="#d62728", zorder=3, label="Pareto front")
+    stacked: dict[float, int] = {}  # same accuracy (one model at several batches): stack the labels
     for (x, y), label in zip(points, labels):
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        k = stacked[round(y, 2)] = stacked.get(round(y, 2), -1) + 1
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4 - 10 * k), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("model latency per image, ms (mean over the window / batch; log scale)")
     ax.set_ylabel("top-1 accuracy, %")
