@@ -21,16 +21,22 @@ def runner_logits(path: Path, images: np.ndarray, tta: str = "none", backend: st
                   device: str = "cpu") -> tuple[np.ndarray, Artifact]:
     """Logits from an exported model (ONNX / TensorRT engine) via the runtime, with NumPy pre-processing."""
     from feredge.runtime.base import load_runner
-    from feredge.runtime.preprocess import preprocess_faces
 
     if tta == "ten-crop":
         raise FeredgeError(f"{path}: ten-crop TTA is available for checkpoints only; use --tta none or hflip")
     with load_runner(path, backend, device=device) as runner:
-        x = preprocess_faces(np.asarray(images), runner.info.input_spec)
-        logits = runner.infer_all(x)
-        if tta == "hflip":
-            logits = (logits + runner.infer_all(np.ascontiguousarray(x[..., ::-1]))) / 2
-        return logits, runner.info
+        return split_logits(runner, images, tta), runner.info
+
+
+def split_logits(runner, images: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Logits of an open runner on uint8 face images, NumPy pre-processing, optional flip TTA (eval and bench)."""
+    from feredge.runtime.preprocess import preprocess_faces
+
+    x = preprocess_faces(np.asarray(images), runner.info.input_spec)
+    logits = runner.infer_all(x)
+    if tta == "hflip":
+        logits = (logits + runner.infer_all(np.ascontiguousarray(x[..., ::-1]))) / 2
+    return logits
 
 
 def model_logits(path: Path, images: np.ndarray, tta: str = "none", device: str = "",

@@ -55,14 +55,18 @@ class CpuFaceClassifier:
     def __init__(self, runner: Runner, spec: InputSpec, mirror: bool):
         self.runner, self.spec, self.mirror = runner, spec, mirror
 
-    def __call__(self, frame: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> np.ndarray:
-        """Logits per face; ``angles`` (radians) rotate each crop so the eyes are level (alignment)."""
-        from feredge.runtime.pipeline import merge_mirrored
+    def crops(self, frame: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> np.ndarray:
+        """The model's input batch for every face; ``angles`` (radians) rotate each crop so the eyes are level."""
         from feredge.runtime.preprocess import preprocess_frame_cv2
 
         s = self.spec
-        x = preprocess_frame_cv2(frame, boxes, s.size, s.channels, s.mean, s.std, FACE_MARGIN, self.mirror, angles)
-        return merge_mirrored(self.runner.infer_all(x), len(boxes), self.mirror)
+        return preprocess_frame_cv2(frame, boxes, s.size, s.channels, s.mean, s.std, FACE_MARGIN, self.mirror, angles)
+
+    def __call__(self, frame: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> np.ndarray:
+        """Logits per face (mirrored copies averaged when flip TTA is on)."""
+        from feredge.runtime.pipeline import merge_mirrored
+
+        return merge_mirrored(self.runner.infer_all(self.crops(frame, boxes, angles)), len(boxes), self.mirror)
 
     def close(self) -> None:
         """Nothing to free: the runner belongs to the caller."""

@@ -124,14 +124,14 @@ def _rss_mb() -> float:
 
 def _accuracy(runner, data: Path, split: str) -> dict:
     from feredge.data.store import load_split, read_meta
+    from feredge.evaluate import split_logits
     from feredge.metrics import metrics
-    from feredge.runtime.preprocess import preprocess_faces
 
     classes = read_meta(data)["classes"]
     if classes != list(runner.info.classes):
         raise FeredgeError(f"{runner.path}: classes {list(runner.info.classes)} differ from {data}'s {classes}")
     part = load_split(data, split)
-    logits = runner.infer_all(preprocess_faces(np.asarray(part.images), runner.info.input_spec))
+    logits = split_logits(runner, part.images)
     m = metrics(logits, np.asarray(part.labels), classes)
     return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"], "n": m["n"]}
 
@@ -140,7 +140,8 @@ def _telemetry(device: str, replay: Path | None):
     from feredge.bench.tegrastats import Replay, Sampler
 
     if replay is not None:
-        return lambda: Replay(replay)
+        recorded = Replay(replay)  # parsed once; every timed window reports the same recorded samples
+        return lambda: recorded
     if device == "jetson":
         return Sampler
     return None

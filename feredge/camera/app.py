@@ -14,7 +14,6 @@ import numpy as np
 from feredge._optional import require
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
-from feredge.predict import FACE_MARGIN
 
 STAGES = ("capture", "detect", "preprocess", "infer", "draw")
 
@@ -114,9 +113,8 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     from feredge.camera.overlay import draw_faces, draw_hud
     from feredge.camera.source import FrameSource
     from feredge.camera.tracker import Tracker
-    from feredge.predict import face_classifier
+    from feredge.predict import CpuFaceClassifier, face_classifier
     from feredge.runtime.base import load_runner
-    from feredge.runtime.preprocess import preprocess_frame_cv2
     from feredge.weights import resolve
 
     check_options(opts)
@@ -128,6 +126,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     spec, classes = runner.info.input_spec, list(runner.info.classes)
     remote = RemoteFer(opts.server, runner.info) if opts.server else None
     gpu = face_classifier(runner, spec, mirror=False) if runner.gpu_io and remote is None else None
+    cpu = CpuFaceClassifier(runner, spec, mirror=False)  # its crops feed the local runner or the server
     detector = make_detector(opts.detector, opts.detect_max_side)
     tracker = Tracker(max_unseen=opts.track_max_unseen, alpha=opts.smooth)
     source = FrameSource(opts.source)
@@ -158,8 +157,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
                 probs = softmax(gpu(image, boxes))
                 t2 = t3 = time.perf_counter()
             elif len(boxes):
-                x = preprocess_frame_cv2(image, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN,
-                                         False, angles)
+                x = cpu.crops(image, boxes, angles)
                 t2 = time.perf_counter()
                 probs = remote.probabilities(x) if remote is not None else softmax(runner.infer_all(x))
                 t3 = time.perf_counter()
