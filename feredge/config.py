@@ -57,6 +57,7 @@ class TrainConfig:
     teacher: str = ""  # checkpoint of a larger model to distil from ("" = no distillation)
     distill_weight: float = 0.5  # share of the loss given to matching the teacher (with a teacher)
     distill_temperature: float = 4.0
+    teacher_tta: str = "none"  # none: teacher sees each augmented batch; ten-crop: its ten-crop logits of the clean images, computed once
     val_fraction: float = 0.1  # carved from the training split, seeded and stratified
     val_split: str = ""  # use a prepared split for validation instead of carving one
     select_metric: str = "accuracy"  # accuracy | mean_class_accuracy
@@ -93,6 +94,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1], "two numbers [low, high] with 0 < low ≤ high"),
     "optimizer": (lambda v: v in ("sgd", "adamw", "radam"), "sgd, adamw or radam"),
     "scheduler": (lambda v: v in ("onecycle", "cosine", "plateau", "step"), "onecycle, cosine, plateau or step"),
+    "teacher_tta": (lambda v: v in ("none", "ten-crop"), "none or ten-crop"),
     "select_metric": (lambda v: v in ("accuracy", "mean_class_accuracy"), "accuracy or mean_class_accuracy"),
     "device": (lambda v: re.fullmatch(r"|cpu|cuda(:\d+)?", v) is not None, "cpu, cuda or cuda:N"),
 }

@@ -185,5 +185,35 @@ def test_distillation_from_a_teacher_with_another_input_spec(prepared_fer, tmp_p
     assert trainer.teacher_spec.size == 50 and not any(p.requires_grad for p in trainer.teacher.parameters())
     x = torch.rand(4, 1, 48, 48)
     logits = trainer.model(trainer._model_input(x, trainer.spec))
-    assert trainer._distill(x, logits).item() >= 0
+    assert trainer._distill(x, logits, None).item() >= 0
     assert trainer.fit()["epochs"] == 2
+
+
+def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(prepared_fer, tmp_path):
+    """teacher_tta=ten-crop: the teacher's ten-crop logits of the clean training images are cached in the run
+    folder (reused on resume, recomputed for another teacher) and follow mixup like the labels."""
+    from feredge.train.inference import checkpoint_logits
+    from feredge.train.trainer import TEACHER_CACHE
+
+    for name, seed in (("t1", 0), ("t2", 1)):
+        train(small_cfg(prepared_fer, tmp_path / name, epochs=1, seed=seed, val_fraction=0.25))
+    out = tmp_path / "student"
+    cfg = small_cfg(prepared_fer, out, epochs=2, teacher=str(tmp_path / "t1" / "best.safetensors"),
+                    teacher_tta="ten-crop", mixup=0.4)
+    trainer = Trainer(cfg)
+    assert trainer.teacher is None  # the network is dropped once its logits exist
+    expected, _ = checkpoint_logits(tmp_path / "t1" / "best.safetensors", trainer.train.images.numpy(), "ten-crop", "cpu")
+    np.testing.assert_allclose(np.load(out / TEACHER_CACHE), expected, atol=1e-5)
+    x, target, soft = trainer._batch(torch.arange(8), torch.Generator().manual_seed(0))
+    assert soft.shape == target.shape == (8, 7)
+    torch.testing.assert_close(soft.sum(1), torch.ones(8))
+    unmixed = torch.softmax(trainer.teacher_logits[:8] / cfg.distill_temperature, 1)
+    assert not torch.allclose(soft, unmixed)  # mixup blended the teacher's targets with another image's
+    train(cfg, stop_after=1)
+    stamp = os.stat(out / TEACHER_CACHE).st_mtime_ns
+    train(cfg, resume=True)
+    assert os.stat(out / TEACHER_CACHE).st_mtime_ns == stamp
+    Trainer(dataclasses.replace(cfg, teacher=str(tmp_path / "t2" / "best.safetensors")))
+    assert os.stat(out / TEACHER_CACHE).st_mtime_ns != stamp
+    with pytest.raises(FeredgeError, match="teacher_tta=ten-crop: needs a teacher"):
+        Trainer(dataclasses.replace(cfg, teacher=""))
