@@ -18,27 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from feredge.camera.detector import YuNetDetector, eye_angles  # noqa: E402
-from feredge.camera.tracker import iou  # noqa: E402
+from feredge.data.face_boxes import matched_box, paste  # noqa: E402
 from feredge.data.store import load_split  # noqa: E402
 from feredge.runtime.base import load_runner  # noqa: E402
 from feredge.runtime.preprocess import preprocess_faces, preprocess_frame_cv2  # noqa: E402
 from feredge.weights import resolve  # noqa: E402
-
-
-def paste(face: np.ndarray, rng: np.random.Generator, width: int = 640, height: int = 480):
-    """A frame with ``face`` (48×48 gray) scaled to 80–220 px, rotated ±20°, somewhere inside; its box."""
-    import cv2
-
-    side = int(rng.integers(80, 221))
-    angle = float(rng.uniform(-20, 20))
-    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
-    frame = np.full((height, width), int(np.median(face)), np.uint8)
-    frame = cv2.GaussianBlur(frame + rng.integers(0, 30, frame.shape, dtype=np.uint8), (0, 0), 3)
-    x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
-    frame[y:y + side, x:x + side] = big
-    rot = cv2.getRotationMatrix2D((x + side / 2, y + side / 2), angle, 1.0)
-    frame = cv2.warpAffine(frame, rot, (width, height), borderMode=cv2.BORDER_REFLECT)
-    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), np.array([x, y, side, side], np.float32)
 
 
 def main() -> None:
@@ -62,9 +46,8 @@ def main() -> None:
     for face in images[..., 0]:
         frame, truth = paste(face, rng)
         boxes, _ = detector.detect(frame)
-        overlap = iou(boxes, truth[None])[:, 0] if len(boxes) else np.zeros(0)
-        k = int(overlap.argmax()) if len(overlap) and overlap.max() >= 0.3 else -1
-        found.append(None if k < 0 else (frame, boxes[k], detector.landmarks[k]))
+        k = matched_box(boxes, truth)
+        found.append(None if k is None else (frame, boxes[k], detector.landmarks[k]))
     detected = np.array([f is not None for f in found])
     rows = [{"setting": "direct (FER2013 crops)", "accuracy": direct}]
     print(f"direct on {len(images)} {args.split} faces: {direct:.4f}; detector found {detected.mean():.3f} of the pasted faces")

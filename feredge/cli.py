@@ -85,6 +85,24 @@ def data_prepare(kind: str, source: Path, out: Path, skip_bad: bool, overwrite: 
         click.echo(problems.ignored_summary() + f" (all listed in {out / 'meta.json'})")
 
 
+@data.command("face-boxes")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--split", default="train", show_default=True, help="split whose faces to detect")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the paste positions and sizes")
+@click.option("--overwrite", is_flag=True, help="replace the split's existing face_boxes.npy")
+def data_face_boxes(root: Path, split: str, seed: int, overwrite: bool) -> None:
+    """Run the face detector on each face of a prepared split (pasted into a frame) and store its box, so
+    training can cut detector crops (`--set detector_crops=P`)."""
+    from feredge.data.face_boxes import FILE, add_face_boxes
+    from feredge.data.store import load_split
+
+    load_split(root, split)  # a missing dataset or split is reported before any work
+    if (Path(root) / split / FILE).exists() and not overwrite:
+        raise FeredgeError(f"{Path(root) / split / FILE}: already exists; pass --overwrite to detect again")
+    path, found = add_face_boxes(root, split, seed)
+    click.echo(f"wrote {path}: the detector found {found:.1%} of the faces")
+
+
 @data.command("info")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")

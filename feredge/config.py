@@ -49,6 +49,7 @@ class TrainConfig:
     translate: float = 0.1  # fraction of the side
     scale: tuple[float, float] = (0.9, 1.1)
     erasing: float = 0.25  # probability of one random-erasing rectangle
+    detector_crops: float = 0.0  # share of images cut to the face detector's crop (needs `feredge data face-boxes`)
     ten_crop: bool = False  # train on all ten crops folded into the batch (vgg-a recipe)
     weighted_sampler: bool = False
     aux_weights: dict[str, float] = field(default_factory=dict)  # multi-task loss weights, emotion is 1
@@ -84,6 +85,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mixup": (lambda v: v >= 0, "a number ≥ 0"),
     "cutmix": (lambda v: v >= 0, "a number ≥ 0"),
     "erasing": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "detector_crops": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "val_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "distill_weight": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "distill_temperature": (lambda v: v > 0, "a positive number"),

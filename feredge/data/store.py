@@ -8,6 +8,8 @@ Layout::
     DIR/<split>/labels.npy           int64 (N,)
     DIR/<split>/soft.npy             float32 (N, K) soft labels (optional, e.g. FER+ votes)
     DIR/<split>/attrs.npy            int64 (N, 3) age, race, gender; -1 where unknown (optional)
+    DIR/<split>/face_boxes.npy       float32 (N, 4) the face detector's box per image, NaN if none
+                                     (optional, `feredge data face-boxes`)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from feredge.errors import DataError, read_format_json
 
 ATTRIBUTES = ("age", "race", "gender")
 ATTRIBUTE_CLASSES = {"age": 5, "race": 3, "gender": 3}
-_OPTIONAL = ("soft", "attrs", "subjects")
+_OPTIONAL = ("soft", "attrs", "subjects", "face_boxes")
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Split:
     soft: np.ndarray | None = None
     attrs: np.ndarray | None = None
     subjects: np.ndarray | None = None
+    face_boxes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -44,7 +47,8 @@ class Split:
     def subset(self, index: np.ndarray) -> "Split":
         """Rows ``index`` of every array (used for carving a validation split)."""
         pick = lambda a: None if a is None else a[index]  # noqa: E731
-        return Split(self.images[index], self.labels[index], pick(self.soft), pick(self.attrs), pick(self.subjects))
+        return Split(self.images[index], self.labels[index], pick(self.soft), pick(self.attrs), pick(self.subjects),
+                     pick(self.face_boxes))
 
 
 @dataclass
@@ -154,6 +158,10 @@ def _check_arrays(split: Split, d: Path, meta: dict) -> None:
                         "expected one integer label per image")
     if len(split.images) != len(split.labels):
         raise DataError(f"{d}: {len(split.images)} images but {len(split.labels)} labels")
+    boxes = split.face_boxes
+    if boxes is not None and (boxes.shape != (len(split.labels), 4) or not np.issubdtype(boxes.dtype, np.floating)):
+        raise DataError(f"{d / 'face_boxes.npy'}: {boxes.dtype} array of shape {list(boxes.shape)}, expected float "
+                        f"[{len(split.labels)}, 4] (one x, y, w, h box per image); run `feredge data face-boxes` again")
     n_classes = len(meta.get("classes", ()))
     if len(split.labels) and n_classes and (split.labels.min() < 0 or split.labels.max() >= n_classes):
         raise DataError(f"{d / 'labels.npy'}: labels outside 0..{n_classes - 1} (meta.json names {n_classes} classes)")

@@ -47,8 +47,11 @@ def ten_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
 
 
 def random_affine(x: torch.Tensor, rotate: float, translate: float, scale: tuple[float, float],
-                  hflip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Per-image random rotation/translation/scale/flip in one grid_sample (zero fill)."""
+                  hflip: bool, gen: torch.Generator, views: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image random rotation/translation/scale/flip in one grid_sample (zero fill).
+
+    ``views`` (N, 3: scale, x offset, y offset in normalised coordinates) first cut a square out of each
+    image — the detector's crop — which the random transform then moves about."""
     n = x.shape[0]
     rnd = lambda lo, hi: torch.rand(n, generator=gen, device=x.device) * (hi - lo) + lo  # noqa: E731
     angle = rnd(-rotate, rotate) * math.pi / 180
@@ -59,6 +62,9 @@ def random_affine(x: torch.Tensor, rotate: float, translate: float, scale: tuple
         torch.stack([cos * flip, -sin, rnd(-translate, translate) * 2], 1),
         torch.stack([sin * flip, cos, rnd(-translate, translate) * 2], 1),
     ], 1)
+    if views is not None:  # input = view(theta · output): scale the whole map, then shift
+        theta = theta * views[:, :1, None]
+        theta[:, :, 2] += views[:, 1:]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

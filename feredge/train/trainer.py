@@ -173,6 +173,7 @@ class Trainer:
         self.aux = _check_multitask(cfg, train)
         self.classes = self.data_meta["classes"]
         self.train = DeviceData.from_split(train, self.device)
+        self.views = self._detector_views(train)
         self.val = val
         self.spec = model_info(cfg.model).input_spec
         self.eval_crop = self.spec.size if cfg.ten_crop else None
@@ -267,6 +268,23 @@ class Trainer:
         self.teacher = None  # no longer needed: free its memory
         return torch.as_tensor(logits, dtype=torch.float32).to(self.device)
 
+    def _detector_views(self, train: Split) -> torch.Tensor | None:
+        """Per training image, the affine that cuts the runtime's crop of the detector's box out of it
+        (identity where the detector found nothing), when cfg.detector_crops asks for them."""
+        if not self.cfg.detector_crops:
+            return None
+        from feredge.data.face_boxes import crop_views
+        from feredge.predict import FACE_MARGIN
+
+        if train.face_boxes is None:
+            raise FeredgeError(f"detector_crops={self.cfg.detector_crops}: {self.cfg.data} has no face boxes; run "
+                               f"`feredge data face-boxes {self.cfg.data}` first")
+        boxes = np.asarray(train.face_boxes, np.float32)
+        found = np.isfinite(boxes).all(1)
+        views = np.tile(np.array([1.0, 0.0, 0.0], np.float32), (len(boxes), 1))
+        views[found] = crop_views(boxes[found], np.asarray(train.images).shape[2], FACE_MARGIN)
+        return torch.as_tensor(views).to(self.device)
+
     def _targets(self, idx: torch.Tensor) -> torch.Tensor:
         k = len(self.classes)
         if self.cfg.soft_labels and self.train.soft is not None:
@@ -280,7 +298,11 @@ class Trainer:
         """Augmented images, label targets and (offline teacher) the teacher's soft targets, mixed alike."""
         cfg = self.cfg
         x = ops.to_float(self.train.images[idx], self.spec.channels)
-        x = ops.random_affine(x, cfg.rotate, cfg.translate, tuple(cfg.scale), cfg.hflip, gen)
+        views = None
+        if self.views is not None:
+            take = torch.rand(len(idx), generator=gen, device=x.device) < cfg.detector_crops
+            views = torch.where(take[:, None], self.views[idx], torch.tensor([1.0, 0.0, 0.0], device=x.device))
+        x = ops.random_affine(x, cfg.rotate, cfg.translate, tuple(cfg.scale), cfg.hflip, gen, views)
         target = self._targets(idx)
         k = target.shape[1]
         if self.teacher_logits is not None:
