@@ -59,6 +59,7 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of the loss given to matching the teacher (with a teacher)
     distill_temperature: float = 4.0
     teacher_tta: str = "none"  # none: teacher sees each augmented batch; ten-crop: its ten-crop logits of the clean images, computed once
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead; 0 = off
     val_fraction: float = 0.1  # carved from the training split, seeded and stratified
     val_split: str = ""  # use a prepared split for validation instead of carving one
     select_metric: str = "accuracy"  # accuracy | mean_class_accuracy
@@ -88,6 +89,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector_crops": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "val_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "distill_weight": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "ema": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "distill_temperature": (lambda v: v > 0, "a positive number"),
     "early_stop": (lambda v: v >= 0, "an integer ≥ 0"),
     "max_steps_per_epoch": (lambda v: v >= 0, "an integer ≥ 0"),

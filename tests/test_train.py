@@ -41,16 +41,30 @@ def test_two_epochs_lower_the_loss(prepared_fer, tmp_path):
     assert meta.input_spec.size == 48 and "val_accuracy" in meta.details["metrics"]
 
 
-def test_resume_matches_uninterrupted(prepared_fer, tmp_path):
-    train(small_cfg(prepared_fer, tmp_path / "full", epochs=2))
-    train(small_cfg(prepared_fer, tmp_path / "split", epochs=2), stop_after=1)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_matches_uninterrupted(prepared_fer, tmp_path, ema):
+    train(small_cfg(prepared_fer, tmp_path / "full", epochs=2, ema=ema))
+    train(small_cfg(prepared_fer, tmp_path / "split", epochs=2, ema=ema), stop_after=1)
     assert json.loads((tmp_path / "split" / "log.json").read_text())[-1]["epoch"] == 1
-    train(small_cfg(prepared_fer, tmp_path / "split", epochs=2), resume=True)
+    train(small_cfg(prepared_fer, tmp_path / "split", epochs=2, ema=ema), resume=True)
     a = load_file(str(tmp_path / "full" / "last.safetensors"))
     b = load_file(str(tmp_path / "split" / "last.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert len(json.loads((tmp_path / "split" / "log.json").read_text())) == 2
+
+
+def test_ema_weights_are_validated_and_saved(prepared_fer, tmp_path):
+    """With ema the saved weights are the running average, not the last step's, and validation scores them."""
+    trainer = Trainer(small_cfg(prepared_fer, tmp_path / "run", epochs=2, ema=0.9, lr=0.1))
+    trainer.fit()
+    saved = load_file(str(tmp_path / "run" / "last.safetensors"))
+    trained = trainer.model.state_dict()
+    averaged = trainer.ema.state_dict()
+    weights = [k for k in saved if saved[k].dtype.is_floating_point and saved[k].dim() > 1]
+    assert all(torch.equal(saved[k], averaged[k].contiguous()) for k in weights)
+    assert any(not torch.allclose(saved[k], trained[k]) for k in weights)
+    assert trainer.validate()["accuracy"] == json.loads((tmp_path / "run" / "log.json").read_text())[-1]["val_accuracy"]
 
 
 def test_warm_start_begins_from_the_checkpoint(prepared_fer, tmp_path):

@@ -189,6 +189,7 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = self.model
+        self.ema, self.updates = self._ema_copy(), 0
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -205,6 +206,31 @@ class Trainer:
         self.tb = _tensorboard(self.out) if self.dist.main else None
         self.teacher, self.teacher_spec, self.teacher_crop = self._load_teacher()
         self.teacher_logits = self._offline_teacher_logits(train) if cfg.teacher and cfg.teacher_tta != "none" else None
+
+    def _ema_copy(self) -> torch.nn.Module | None:
+        """A frozen copy whose weights follow the trained ones as an exponential moving average (cfg.ema):
+        FER2013's noisy labels make single-step weights jumpy, the average is steadier."""
+        if not self.cfg.ema:
+            return None
+        import copy
+
+        return copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    def _update_ema(self) -> None:
+        """One EMA step; the decay ramps up over the first updates so a fresh model is not averaged with noise."""
+        self.updates += 1
+        decay = min(self.cfg.ema, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for avg, now in zip(self.ema.state_dict().values(), self.model.state_dict().values()):
+                if avg.dtype.is_floating_point:
+                    avg.lerp_(now, 1 - decay)
+                else:
+                    avg.copy_(now)
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the EMA when there is one."""
+        return self.ema if self.ema is not None else self.model
 
     def _warm_start(self) -> None:
         """Load cfg.init's weights; refuse a checkpoint whose validation carve differs on the same data,
@@ -367,6 +393,8 @@ class Trainer:
             self.scaler.update()
             if cfg.scheduler in ("onecycle", "cosine"):
                 self.sched.step()
+            if self.ema is not None:
+                self._update_ema()
             if cfg.ten_crop:
                 logits = logits.view(len(idx), 10, -1).mean(1)
             correct += int((logits.argmax(1) == self.train.labels[idx]).sum())
@@ -379,7 +407,7 @@ class Trainer:
                 "images_per_s": total * self.dist.world / (time.perf_counter() - t0)}
 
     def validate(self) -> dict:
-        logits = predict_logits(self.model, self.val.images, self.spec, "none", self.eval_crop, device=str(self.device))
+        logits = predict_logits(self.kept, self.val.images, self.spec, "none", self.eval_crop, device=str(self.device))
         return metrics(logits, np.asarray(self.val.labels), self.classes)
 
     def _meta(self, epoch: int, val: dict) -> Artifact:
@@ -398,13 +426,16 @@ class Trainer:
 
     def _save(self, epoch: int, val: dict, improved: bool) -> None:
         meta = self._meta(epoch, val)
-        save_checkpoint(self.model, self.out / "last.safetensors", meta)
+        save_checkpoint(self.kept, self.out / "last.safetensors", meta)
         if improved:
-            save_checkpoint(self.model, self.out / "best.safetensors", meta)
+            save_checkpoint(self.kept, self.out / "best.safetensors", meta)
         buf = io.BytesIO()
-        torch.save({"epoch": epoch + 1, "best": self.best, "history": self.history,
-                    "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                    "scaler": self.scaler.state_dict()}, buf)
+        state = {"epoch": epoch + 1, "best": self.best, "history": self.history,
+                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                 "scaler": self.scaler.state_dict()}
+        if self.ema is not None:  # last.safetensors holds the average: the trained weights go here
+            state.update(model=self.model.state_dict(), ema_updates=self.updates)
+        torch.save(state, buf)
         artifact.atomic_write_bytes(self.out / STATE_FILE, buf.getvalue())  # a kill mid-write keeps the previous state
 
     def resume(self) -> None:
@@ -420,6 +451,10 @@ class Trainer:
         except Exception as exc:  # truncated / foreign file: torch raises many types
             raise FeredgeError(f"{state_path}: cannot be read ({exc.__class__.__name__}); the run cannot resume "
                                "from it — start again with --overwrite, or warm-start with --set init=" + str(last)) from None
+        if self.ema is not None:
+            self.ema.load_state_dict(self.model.state_dict())
+            self.model.load_state_dict(state["model"])
+            self.updates = state["ema_updates"]
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
