@@ -297,8 +297,8 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
         return
     for r in results:
         _table(f"{r['image']}: {len(r['faces'])} faces (detect {r['ms']['detect']:.1f} ms, "
-               f"classify {r['ms']['classify']:.1f} ms)", ["face", "box (x, y, w, h)", "expression", "confidence"],
-               [[i, ", ".join(f"{v:.0f}" for v in f["box"]), f["expression"], f"{f['confidence']:.2f}"]
+               f"classify {r['ms']['classify']:.1f} ms)", ["face", "box (x, y, w, h)", "label", "confidence"],
+               [[i, ", ".join(f"{v:.0f}" for v in f["box"]), f["label"], f"{f['confidence']:.2f}"]
                 for i, f in enumerate(r["faces"])])
         click.echo(f"annotated: {r['annotated']}")
 

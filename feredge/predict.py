@@ -14,6 +14,7 @@ from feredge.artifact import InputSpec, atomic_write_bytes, atomic_write_text, c
 from feredge.metrics import softmax
 from feredge.runtime.base import Runner
 from feredge.runtime.base import load_runner
+from feredge.runtime.records import face_records
 
 #: Context added around the detector's box, as a fraction of its side. Chosen by
 #: benchmarks/in_the_wild.py (1,500 PublicTest faces pasted into frames at 80–220 px, ±20°, found by YuNet):
@@ -139,12 +140,9 @@ def predict_images(images: list[Path], model: Path | None = None, backend: str |
         faces = []
         if len(boxes):
             probs = softmax(classify(frame, boxes))
-            faces = [{"box": [round(float(v), 1) for v in b], "detector_score": float(s),
-                      "expression": classes[int(p.argmax())], "confidence": float(p.max()),
-                      "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)}}
-                     for b, s, p in zip(boxes, det_scores, probs)]
+            faces = face_records(boxes, probs, classes, det_scores)
         t2 = time.perf_counter()
-        annotated = draw(frame, boxes, [f["expression"] for f in faces], np.array([f["confidence"] for f in faces]))
+        annotated = draw(frame, boxes, [f["label"] for f in faces], np.array([f["confidence"] for f in faces]))
         ok, jpeg = cv2.imencode(".jpg", annotated)
         target = atomic_write_bytes(out / name, jpeg.tobytes())
         results.append({"image": str(path), "annotated": str(target), "faces": faces,

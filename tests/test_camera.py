@@ -47,7 +47,7 @@ def test_video_file_end_to_end(video, tmp_path):
     assert all(len(line["faces"]) >= 3 for line in lines)  # a 4th, half-cut face enters at the left edge later
     assert all({1, 2, 3} <= {f["track_id"] for f in line["faces"]} for line in lines)  # stable ids while panning
     face = lines[-1]["faces"][0]
-    assert set(face) == {"box", "track_id", "label", "probabilities", "smoothed"}
+    assert set(face) == {"box", "track_id", "label", "confidence", "probabilities", "smoothed"}
     assert abs(sum(face["smoothed"].values()) - 1) < 1e-3 and face["label"] == max(face["smoothed"], key=face["smoothed"].get)
     assert lines[1]["timestamp"] == pytest.approx(0.1, abs=1e-3)
     cap = cv2.VideoCapture(str(out_video))

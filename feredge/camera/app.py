@@ -14,6 +14,7 @@ import numpy as np
 from feredge._optional import require
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
+from feredge.runtime.records import face_records
 
 STAGES = ("capture", "detect", "preprocess", "infer", "draw")
 
@@ -177,10 +178,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
                     "frame": frame.index, "timestamp": round(frame.timestamp, 4), "dropped_before": dropped,
                     "detected": frames % opts.detect_every == 0,
                     "ms": {k: round(v, 3) for k, v in ms.items()},
-                    "faces": [{"box": [round(float(v), 1) for v in b], "track_id": t, "label": lab,
-                               "probabilities": {c: round(float(p), 4) for c, p in zip(classes, pr)},
-                               "smoothed": {c: round(float(p), 4) for c, p in zip(classes, sm)}}
-                              for b, t, lab, pr, sm in zip(boxes, ids, labels, probs, smoothed)]}) + "\n")
+                    "faces": face_records(boxes, probs, classes, track_ids=ids, smoothed=smoothed)}) + "\n")
             frames += 1
             faces_seen += len(boxes)
             for k, v in ms.items():

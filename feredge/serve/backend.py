@@ -14,6 +14,7 @@ import numpy as np
 
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
+from feredge.runtime.records import face_records
 
 
 class FerModel:
@@ -49,7 +50,4 @@ class FrameModel:
         boxes, scores = self.detector.detect(frame)
         classes = list(self.fer.info.classes)
         probs = softmax(self.classify(frame, boxes)) if len(boxes) else np.zeros((0, len(classes)))
-        return json.dumps({"faces": [
-            {"box": [round(float(v), 1) for v in b], "detector_score": round(float(s), 4),
-             "label": classes[int(p.argmax())], "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)}}
-            for b, s, p in zip(boxes, scores, probs)]})
+        return json.dumps({"faces": face_records(boxes, probs, classes, scores)})
