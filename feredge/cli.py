@@ -169,16 +169,18 @@ def _parse_set(pairs: tuple[str, ...]) -> dict:
 @click.option("--seed", type=int)
 @click.option("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
 @click.option("--set", "sets", multiple=True, help="any TrainConfig field, e.g. --set mixup=0.2")
-@click.option("--resume", is_flag=True, help="continue the run in --out exactly where it stopped")
+@click.option("--resume", is_flag=True, help="continue the run in --out exactly where it stopped (its saved settings "
+              "are the starting point: --out alone is enough)")
 @click.option("--stop-after", type=int, help="run at most N more epochs (split long runs into pieces)")
 @click.option("--overwrite", is_flag=True, help="replace the run already in --out (its weights, state and log)")
 def train_cmd(config_file, recipe, sets, resume, stop_after, overwrite, **options) -> None:
-    """Train a model: recipe < config file < --set < explicit options."""
+    """Train a model: (with --resume, the run's saved settings <) recipe < config file < --set < explicit options."""
     from feredge.config import config_from_dict, load_config_file
     from feredge.train.recipes import recipe as get_recipe
-    from feredge.train.trainer import train
+    from feredge.train.trainer import run_config, train
 
-    values: dict = get_recipe(recipe) if recipe else {}
+    values: dict = run_config(options["out"]) if resume and options["out"] else {}
+    values.update(get_recipe(recipe) if recipe else {})
     if config_file:
         values.update(load_config_file(config_file))
     values.update(_parse_set(sets))

@@ -231,3 +231,17 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     assert os.stat(out / TEACHER_CACHE).st_mtime_ns != stamp
     with pytest.raises(FeredgeError, match="teacher_tta=ten-crop: needs a teacher"):
         Trainer(dataclasses.replace(cfg, teacher=""))
+
+
+def test_resume_needs_only_the_run_folder(prepared_fer, tmp_path):
+    """`feredge train --out RUN --resume` continues with the run's saved settings; a changed one is refused."""
+    out = tmp_path / "run"
+    first = CliRunner().invoke(cli, ["train", "--data", str(prepared_fer), "--out", str(out), "--device", "cpu",
+                                     "--epochs", "2", "--batch-size", "16", "--stop-after", "1",
+                                     "--set", "val_fraction=0.25", "--set", f"model_kwargs={json.dumps(SMALL)}"])
+    assert first.exit_code == 0, first.output
+    result = CliRunner().invoke(cli, ["train", "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [r["epoch"] for r in json.loads((out / "log.json").read_text())] == [1, 2]
+    changed = CliRunner().invoke(cli, ["train", "--out", str(out), "--resume", "--batch-size", "8"])
+    assert changed.exit_code != 0 and "batch_size 16 -> 8" in changed.output

@@ -530,6 +530,14 @@ RUN_FILES = ("last.safetensors", "last.safetensors.json", "best.safetensors", "b
              "log.csv", "log.json")
 
 
+def run_config(out: Path) -> dict:
+    """The settings a run in ``out`` was started with ({} when it has none), so --resume needs no repeats."""
+    last = Path(out) / "last.safetensors"
+    if not last.is_file():
+        return {}
+    return dict(read_meta(last).details.get("config", {}))
+
+
 def _claim_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
     """A finished or running run in ``out`` is never replaced without --overwrite; returns the files to replace."""
     artifact.check_folder(out)
