@@ -283,8 +283,8 @@ class Trainer:
         else:
             print(f"teacher {self.cfg.teacher}: {self.cfg.teacher_tta} logits of {len(train.labels)} training images "
                   "(once per run)", flush=True)
-            logits = predict_logits(self.teacher, images, self.teacher_spec, self.cfg.teacher_tta,
-                                    self.teacher_crop, device=str(self.device))
+            logits = predict_logits(self.teacher, images, self.teacher_spec, self.cfg.teacher_tta, self.teacher_crop,
+                                    batch_size=256 if self.cuda else 32, device=str(self.device))  # CPU: 32 is 2x faster
             if self.dist.main:
                 self.out.mkdir(parents=True, exist_ok=True)
                 buf = io.BytesIO()
