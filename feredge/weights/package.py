@@ -63,7 +63,9 @@ def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray
 
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "warmup_pct", "batch_size",
-               "label_smoothing", "mixup", "cutmix", "hflip", "rotate", "translate", "scale", "erasing", "soft_labels")
+               "label_smoothing", "mixup", "cutmix", "hflip", "rotate", "translate", "scale", "erasing", "soft_labels",
+               "detector_crops", "ema")
+DISTILL_KEYS = ("teacher", "teacher_tta", "distill_weight", "distill_temperature")
 
 
 def training_stages(checkpoint: Path) -> list[dict]:
@@ -76,7 +78,8 @@ def training_stages(checkpoint: Path) -> list[dict]:
         cfg = meta.details["config"]
         log = json.loads((path.parent / "log.json").read_text())
         stages.insert(0, {"run": path.parent.name, "warm_start_from": Path(cfg["init"]).parent.name if cfg.get("init") else "",
-                          "recipe": {k: cfg.get(k) for k in RECIPE_KEYS}, "epochs_planned": cfg["epochs"],
+                          "recipe": {k: cfg.get(k) for k in RECIPE_KEYS + (DISTILL_KEYS if cfg.get("teacher") else ())},
+                          "epochs_planned": cfg["epochs"],
                           "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
                           "wall_time_s": round(sum(r["seconds"] for r in log))})
         if not cfg.get("init"):
