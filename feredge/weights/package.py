@@ -70,15 +70,17 @@ DISTILL_KEYS = ("teacher", "teacher_tta", "distill_weight", "distill_temperature
 
 def training_stages(checkpoint: Path) -> list[dict]:
     """The runs that made ``checkpoint``, oldest first: each warm start (config ``init``) names the one before."""
+    from feredge.config import TrainConfig
     from feredge.train.checkpoint import read_meta
 
-    stages, path = [], Path(checkpoint)
+    stages, path, defaults = [], Path(checkpoint), TrainConfig()  # runs older than a setting had its default
     while True:
         meta = read_meta(path)
         cfg = meta.details["config"]
         log = json.loads((path.parent / "log.json").read_text())
         stages.insert(0, {"run": path.parent.name, "warm_start_from": Path(cfg["init"]).parent.name if cfg.get("init") else "",
-                          "recipe": {k: cfg.get(k) for k in RECIPE_KEYS + (DISTILL_KEYS if cfg.get("teacher") else ())},
+                          "recipe": {k: cfg.get(k, getattr(defaults, k))
+                                     for k in RECIPE_KEYS + (DISTILL_KEYS if cfg.get("teacher") else ())},
                           "epochs_planned": cfg["epochs"],
                           "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
                           "wall_time_s": round(sum(r["seconds"] for r in log))})
