@@ -57,7 +57,7 @@ class GpuPipeline:
     """Frame + face boxes → logits per face on the GPU, through a runner whose ``bind``/``enqueue`` work on
     device buffers (``gpu_io``): TensorRT, or ONNX Runtime's CUDA provider. Graphs need a ``capturable`` runner."""
 
-    def __init__(self, runner, spec, margin: float = 0.15, mirror: bool = False, max_faces: int = 32,
+    def __init__(self, runner, spec, margin: float, mirror: bool = False, max_faces: int = 32,
                  graphs: bool = True):
         per_face = 2 if mirror else 1
         if max_faces * per_face > runner.max_batch:
