@@ -191,6 +191,29 @@ def train_cmd(config_file, recipe, sets, resume, stop_after, overwrite, **option
     click.echo(json.dumps(result))
 
 
+@cli.command("soup")
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="the soup's .safetensors file")
+@click.option("--uniform", is_flag=True, help="average every checkpoint (default: greedy, best first, each kept "
+              "only when validation accuracy does not drop)")
+@click.option("--recalibrate-bn", is_flag=True, help="re-estimate BatchNorm statistics on the clean training images")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="prepared dataset (default: the "
+              "checkpoints' own)")
+@click.option("--overwrite", is_flag=True, help="replace an existing --out")
+def soup_cmd(checkpoints, out, uniform, recalibrate_bn, data_dir, overwrite) -> None:
+    """Average fine-tunes of one checkpoint into one model of the same size (a weight soup), scored on
+    the ingredients' validation carve."""
+    from feredge.train.soup import make_soup
+
+    if out.suffix != ".safetensors":
+        raise FeredgeError(f"{out}: --out must name a .safetensors file")
+    if out.exists() and not overwrite:
+        raise FeredgeError(f"{out}: already exists; pass --overwrite to replace it")
+    result = make_soup(list(checkpoints), out, greedy=not uniform, bn=recalibrate_bn, data=data_dir,
+                       progress=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(result))
+
+
 @cli.command("eval")
 @click.argument("checkpoints", nargs=-1)
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="prepared dataset folder")

@@ -78,7 +78,7 @@ def _init_dist(device: str) -> Dist:
     return Dist(rank, world)
 
 
-def _splits(cfg: TrainConfig) -> tuple[Split, Split, dict]:
+def train_val_splits(cfg: TrainConfig) -> tuple[Split, Split, dict]:
     """Training split and validation split (carved from training unless cfg.val_split names one)."""
     ds = load(Path(cfg.data))
     if "train" not in ds.splits:
@@ -169,7 +169,7 @@ class Trainer:
         self.out = Path(cfg.out)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        train, val, self.data_meta = _splits(cfg)
+        train, val, self.data_meta = train_val_splits(cfg)
         self.aux = _check_multitask(cfg, train)
         self.classes = self.data_meta["classes"]
         self.train = DeviceData.from_split(train, self.device)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge import artifact
+from feredge.errors import FeredgeError
 from feredge.weights import WEIGHTS_DIR
 
 
@@ -69,27 +70,47 @@ DISTILL_KEYS = ("teacher", "teacher_tta", "distill_weight", "distill_temperature
 
 
 def training_stages(checkpoint: Path) -> list[dict]:
-    """The runs that made ``checkpoint``, oldest first: each warm start (config ``init``) names the one before."""
+    """The runs that made ``checkpoint``, oldest first: each warm start (config ``init``) names the one before.
+
+    A shipped model as the starting point contributes the stages its card lists (its runs are long gone);
+    a soup contributes the stages its ingredients share, then each ingredient's own run, then itself.
+    """
     from feredge.config import TrainConfig
     from feredge.train.checkpoint import read_meta
 
-    stages, path, defaults = [], Path(checkpoint), TrainConfig()  # runs older than a setting had its default
-    while True:
-        meta = read_meta(path)
-        cfg = meta.details["config"]
-        log = json.loads((path.parent / "log.json").read_text())
-        stages.insert(0, {"run": path.parent.name, "warm_start_from": Path(cfg["init"]).parent.name if cfg.get("init") else "",
-                          "recipe": {k: cfg.get(k, getattr(defaults, k))
-                                     for k in RECIPE_KEYS + (DISTILL_KEYS if cfg.get("teacher") else ())},
-                          "epochs_planned": cfg["epochs"],
-                          "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
-                          "wall_time_s": round(sum(r["seconds"] for r in log))})
-        if not cfg.get("init"):
-            return stages
-        path = Path(cfg["init"])
+    path = Path(checkpoint)
+    if path.resolve().parent == WEIGHTS_DIR.resolve():
+        card = card_paths(path.stem)["json"]
+        if not card.is_file():
+            raise FeredgeError(f"{path}: a shipped model without a card ({card}); its training stages are unknown")
+        return json.loads(card.read_text())["stages"]
+    meta = read_meta(path)
+    soup = meta.details.get("soup")
+    if soup:
+        chains = [training_stages(Path(i["checkpoint"])) for i in soup["ingredients"]]
+        runs = [{**chain[-1], "kept_in_soup": i["kept"]} for chain, i in zip(chains, soup["ingredients"])]
+        kept = sum(i["kept"] for i in soup["ingredients"])
+        return chains[0][:-1] + runs + [{
+            "run": path.stem, "warm_start_from": "the runs above", "soup": soup["method"],
+            "recipe": {"soup": soup["method"], "ingredients_kept": f"{kept} of {len(runs)}",
+                       "bn_recalibrated": soup["bn_recalibrated"]},
+            "epochs_planned": 0, "epochs_run": 0, "selected_epoch": 0, "wall_time_s": 0}]
+    cfg, defaults = meta.details["config"], TrainConfig()  # runs older than a setting had its default
+    log = json.loads((path.parent / "log.json").read_text())
+    stage = {"run": path.parent.name, "warm_start_from": Path(cfg["init"]).parent.name if cfg.get("init") else "",
+             "recipe": {k: cfg.get(k, getattr(defaults, k))
+                        for k in RECIPE_KEYS + (DISTILL_KEYS if cfg.get("teacher") else ())},
+             "epochs_planned": cfg["epochs"],
+             "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
+             "wall_time_s": round(sum(r["seconds"] for r in log))}
+    if cfg.get("init") and Path(cfg["init"]).resolve().parent == WEIGHTS_DIR.resolve():
+        stage["warm_start_from"] = f"shipped {Path(cfg['init']).stem}"
+    return (training_stages(Path(cfg["init"])) if cfg.get("init") else []) + [stage]
 
 
-def write_card(name: str, data: Path, checkpoint: Path, hardware: str, notes: str) -> dict:
+def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: str) -> dict:
+    """Evaluate the shipped files and write the card; ``stages`` come from training_stages, read before
+    packaging replaced the shipped files they may refer to."""
     from feredge.data.splits import stratified_holdout
     from feredge.data.store import load_split
     from feredge.models.nano import fuse_for_deploy
@@ -105,7 +126,6 @@ def write_card(name: str, data: Path, checkpoint: Path, hardware: str, notes: st
     test = evaluate_shipped(name, data, "val")
     plot_confusion(np.array(test["confusion_matrix"]), list(meta.classes), paths["confusion"],
                    f"{name} on FER2013 PublicTest: {test['accuracy']:.2%}")
-    stages = training_stages(checkpoint)
     deployed = fuse_for_deploy(model)  # what runs: RepVGG branches folded (other models: unchanged)
     s = meta.input_spec
     card = {
@@ -116,7 +136,9 @@ def write_card(name: str, data: Path, checkpoint: Path, hardware: str, notes: st
         "labels": "FER2013 original labels" + (" + FER+ soft labels" if cfg["soft_labels"] else ""),
         "stages": stages,
         "epochs_run": sum(st["epochs_run"] for st in stages),
-        "selected_epoch": sum(st["epochs_run"] for st in stages[:-1]) + stages[-1]["selected_epoch"],
+        "selected_epoch": None if stages[-1].get("soup") else
+        sum(st["epochs_run"] for st in stages[:-1]) + stages[-1]["selected_epoch"],
+        "weights": _weights_line(stages),
         "seed": cfg["seed"], "hardware": hardware, "wall_time_s": sum(st["wall_time_s"] for st in stages),
         "validation_accuracy": val["accuracy"], "validation_mean_class_accuracy": val["mean_class_accuracy"],
         "publictest_single_pass_accuracy": test["accuracy"],
@@ -132,12 +154,25 @@ def write_card(name: str, data: Path, checkpoint: Path, hardware: str, notes: st
     return card
 
 
+def _weights_line(stages: list[dict]) -> str:
+    last = stages[-1]
+    if last.get("soup"):
+        return (f"weights: a {last['soup']} soup (average) of {last['recipe']['ingredients_kept']} fine-tunes, "
+                "the runs marked kept")
+    return (f"weights of epoch {sum(st['epochs_run'] for st in stages[:-1]) + last['selected_epoch']} "
+            "(best validation of the last stage)")
+
+
+def _stage_row(i: int, st: dict) -> str:
+    run = st["run"] + {True: " (kept in the soup)", False: " (left out of the soup)"}.get(st.get("kept_in_soup"), "")
+    epochs = "—" if st.get("soup") else f"{st['epochs_run']} of {st['epochs_planned']} (best: {st['selected_epoch']})"
+    recipe = ", ".join(f"{k}={v}" for k, v in st["recipe"].items())
+    return f"| {i} | {run} | {st['warm_start_from'] or 'random init'} | {epochs} | {st['wall_time_s']} | {recipe} |"
+
+
 def _markdown(card: dict, confusion_png: str) -> str:
     per_class = "\n".join(f"| {c} | {r:.3f} |" for c, r in card["publictest_per_class_recall"].items())
-    stages = "\n".join(
-        f"| {i} | {st['run']} | {st['warm_start_from'] or 'random init'} | {st['epochs_run']} of {st['epochs_planned']} "
-        f"(best: {st['selected_epoch']}) | {st['wall_time_s']} | {', '.join(f'{k}={v}' for k, v in st['recipe'].items())} |"
-        for i, st in enumerate(card["stages"], 1))
+    stages = "\n".join(_stage_row(i, st) for i, st in enumerate(card["stages"], 1))
     return f"""# Model card: {card['model']}
 
 | | |
@@ -146,7 +181,7 @@ def _markdown(card: dict, confusion_png: str) -> str:
 | GFLOPs (multiply-accumulates per face) | {card['gflops_macs']:.3f} |
 | data | {card['data']} |
 | labels | {card['labels']} |
-| epochs | {card['epochs_run']} in {len(card['stages'])} stage(s); weights of epoch {card['selected_epoch']} (best validation of the last stage) |
+| epochs | {card['epochs_run']} in {len(card['stages'])} stage(s); {card['weights']} |
 | seed | {card['seed']} |
 | hardware | {card['hardware']} |
 | wall time | {card['wall_time_s']} s of training |
@@ -155,7 +190,7 @@ def _markdown(card: dict, confusion_png: str) -> str:
 | what the runtime uses | {card['runtime']} |
 | training-data licence | {card['training_data_licence']} |
 
-Training stages (each later stage starts from the previous stage's best weights, with a fresh schedule):
+Training stages (each later stage starts from the previous stage's best weights, with a fresh schedule; a soup's ingredients all start from the stage before them):
 
 | stage | run | starts from | epochs | wall s | recipe |
 |---|---|---|---|---|---|
@@ -183,11 +218,12 @@ def main() -> None:
     parser.add_argument("--hardware", required=True)
     parser.add_argument("--notes", default="")
     args = parser.parse_args()
-    for path in package(args.checkpoint):
-        print(path, path.stat().st_size)
     from feredge.train.checkpoint import read_meta
 
-    card = write_card(read_meta(args.checkpoint).model, args.data, args.checkpoint, args.hardware, args.notes)
+    stages = training_stages(args.checkpoint)
+    for path in package(args.checkpoint):
+        print(path, path.stat().st_size)
+    card = write_card(read_meta(args.checkpoint).model, args.data, stages, args.hardware, args.notes)
     print(json.dumps({k: card[k] for k in ("validation_accuracy", "publictest_single_pass_accuracy")}))
 
 

@@ -1,0 +1,118 @@
+"""Weight soups: the average is what it claims, greedy never loses validation accuracy, BN is
+re-estimated from the data, ingredients must share a start, and the model card tells the runs apart."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from feredge.cli import cli
+from feredge.config import config_from_dict
+from feredge.errors import FeredgeError
+from feredge.models import create_model
+from feredge.train.checkpoint import load_checkpoint, read_meta
+from feredge.train.soup import make_soup, recalibrate_bn
+from feredge.train.trainer import train
+from feredge.weights.package import training_stages
+
+NANO = {"widths": [8, 16, 16], "strides": [2, 2, 1]}
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), out=str(out), model="feredge-n", model_kwargs=NANO, epochs=1, batch_size=16,
+                lr=0.05, val_fraction=0.25, device="cpu")
+    base.update(kw)
+    return config_from_dict(base, "test")
+
+
+@pytest.fixture(scope="module")
+def runs(prepared_fer, tmp_path_factory):
+    """A base run and three one-epoch fine-tunes of it with different learning rates / augmentation."""
+    root = tmp_path_factory.mktemp("soup")
+    train(_cfg(prepared_fer, root / "base", epochs=2))
+    init = str(root / "base" / "best.safetensors")
+    for name, kw in (("ft1", dict(lr=0.05)), ("ft2", dict(lr=0.01)), ("ft3", dict(lr=0.02, erasing=0.3))):
+        train(_cfg(prepared_fer, root / name, init=init, **kw))
+    return root
+
+
+def _ingredients(runs):
+    return [runs / n / "last.safetensors" for n in ("ft1", "ft2", "ft3")]
+
+
+def test_uniform_soup_is_the_mean_of_the_weights(runs, tmp_path):
+    paths = _ingredients(runs)
+    result = make_soup(paths, tmp_path / "u.safetensors", greedy=False, progress=lambda _: None)
+    soup = load_file(str(tmp_path / "u.safetensors"))
+    states = [load_file(str(p)) for p in paths]
+    for key in ("features.0.conv3.weight", "features.2.bn3.running_var", "head.3.bias"):
+        torch.testing.assert_close(soup[key], sum(s[key] for s in states) / 3, msg=key)
+    assert len(result["kept"]) == 3
+    meta = read_meta(tmp_path / "u.safetensors")
+    assert meta.details["soup"]["method"] == "uniform"
+    assert [i["kept"] for i in meta.details["soup"]["ingredients"]] == [True, True, True]
+
+
+def test_greedy_soup_is_no_worse_on_validation_than_its_best_ingredient(runs, tmp_path):
+    lines: list[str] = []
+    result = make_soup(_ingredients(runs), tmp_path / "g.safetensors", progress=lines.append)
+    assert result["val_accuracy"] >= result["best_ingredient_val_accuracy"]
+    alone = [i["val_accuracy"] for i in read_meta(tmp_path / "g.safetensors").details["soup"]["ingredients"]]
+    assert result["best_ingredient_val_accuracy"] == max(alone)
+    assert len(lines) == 3 + 2  # each ingredient scored, then each candidate after the best tried once
+    model, meta = load_checkpoint(tmp_path / "g.safetensors")  # an ordinary checkpoint: loads, evaluates
+    assert meta.details["metrics"]["val_accuracy"] == result["val_accuracy"]
+
+
+def test_soup_through_the_command_line_then_eval(runs, prepared_fer, tmp_path):
+    out = tmp_path / "cli.safetensors"
+    result = CliRunner().invoke(cli, ["soup", *map(str, _ingredients(runs)), "--out", str(out), "--recalibrate-bn"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["val_accuracy"] > 0
+    assert read_meta(out).details["soup"]["bn_recalibrated"] is True
+    result = CliRunner().invoke(cli, ["eval", str(out), "--data", str(prepared_fer), "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+
+
+def test_recalibrated_bn_holds_the_data_statistics(prepared_fer):
+    from feredge.data.store import load_split
+    from feredge.models import model_info
+    from feredge.train import tensor_ops as ops
+
+    images = np.asarray(load_split(prepared_fer, "train").images)[:100]
+    spec = model_info("feredge-n").input_spec
+    model = create_model("feredge-n", **NANO)
+    block = model.features[0]
+    block.bn3.running_mean.fill_(5.0)
+    recalibrate_bn(model, images, spec, batch_size=32)  # four batches of unequal size: a true average needed
+    with torch.no_grad():
+        y = block.conv3(ops.normalize(ops.to_float(torch.from_numpy(images.copy()), 1), spec))
+    torch.testing.assert_close(block.bn3.running_mean, y.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(block.bn3.running_var, y.var((0, 2, 3)), rtol=0.05, atol=1e-4)
+    assert block.bn3.momentum == 0.1
+    assert not model.training
+
+
+def test_ingredients_must_share_their_start(runs, prepared_fer, tmp_path):
+    train(_cfg(prepared_fer, tmp_path / "other", init=str(runs / "ft1" / "best.safetensors")))
+    with pytest.raises(FeredgeError, match="config field 'init'.*fine-tunes of one checkpoint"):
+        make_soup([runs / "ft2" / "last.safetensors", tmp_path / "other" / "last.safetensors"],
+                  tmp_path / "x.safetensors", progress=lambda _: None)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_card_stages_of_a_soup(runs, tmp_path):
+    out = runs / "soup" / "best.safetensors"
+    out.parent.mkdir(exist_ok=True)
+    make_soup(_ingredients(runs), out, progress=lambda _: None)
+    stages = training_stages(out)
+    assert [s["run"] for s in stages] == ["base", "ft1", "ft2", "ft3", "best"]
+    assert all(s["warm_start_from"] == "base" for s in stages[1:4])
+    kept = read_meta(out).details["soup"]["ingredients"]
+    assert [s["kept_in_soup"] for s in stages[1:4]] == [i["kept"] for i in kept]
+    assert stages[-1]["soup"] == "greedy" and stages[-1]["epochs_run"] == 0
