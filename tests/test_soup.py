@@ -116,3 +116,16 @@ def test_card_stages_of_a_soup(runs, tmp_path):
     kept = read_meta(out).details["soup"]["ingredients"]
     assert [s["kept_in_soup"] for s in stages[1:4]] == [i["kept"] for i in kept]
     assert stages[-1]["soup"] == "greedy" and stages[-1]["epochs_run"] == 0
+
+
+def test_card_stages_continue_from_a_shipped_model(prepared_fer, tmp_path):
+    from feredge.weights import WEIGHTS_DIR
+    from feredge.weights.package import card_paths
+
+    shipped = WEIGHTS_DIR / "feredge-n.safetensors"
+    train(config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "ft"), model="feredge-n", epochs=1,
+                                batch_size=16, lr=0.001, val_fraction=0.25, device="cpu", init=str(shipped)), "test"))
+    stages = training_stages(tmp_path / "ft" / "best.safetensors")
+    card = json.loads(card_paths("feredge-n")["json"].read_text())
+    assert stages[:-1] == card["stages"]
+    assert stages[-1]["run"] == "ft" and stages[-1]["warm_start_from"] == "shipped feredge-n"
