@@ -55,7 +55,7 @@ class TrainConfig:
     aux_weights: dict[str, float] = field(default_factory=dict)  # multi-task loss weights, emotion is 1
     emotion_weight: float = 1.0
     init: str = ""  # checkpoint whose weights start the run (fine-tuning / warm restart); "" = random init
-    teacher: str = ""  # checkpoint of a larger model to distil from ("" = no distillation)
+    teacher: str = ""  # checkpoint(s) to distil from, comma-separated: an ensemble of their mean logits ("" = none)
     distill_weight: float = 0.5  # share of the loss given to matching the teacher (with a teacher)
     distill_temperature: float = 4.0
     teacher_tta: str = "none"  # none: teacher sees each augmented batch; ten-crop: its ten-crop logits of the clean images, computed once

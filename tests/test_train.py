@@ -196,7 +196,8 @@ def test_distillation_from_a_teacher_with_another_input_spec(prepared_fer, tmp_p
     cfg = small_cfg(prepared_fer, tmp_path / "student", epochs=2, teacher=str(tmp_path / "teacher" / "best.safetensors"),
                     distill_weight=0.7)
     trainer = Trainer(cfg)
-    assert trainer.teacher_spec.size == 50 and not any(p.requires_grad for p in trainer.teacher.parameters())
+    teacher = trainer.teachers[0]
+    assert teacher.spec.size == 50 and not any(p.requires_grad for p in teacher.network.parameters())
     x = torch.rand(4, 1, 48, 48)
     logits = trainer.model(trainer._model_input(x, trainer.spec))
     assert trainer._distill(x, logits, None).item() >= 0
@@ -204,8 +205,10 @@ def test_distillation_from_a_teacher_with_another_input_spec(prepared_fer, tmp_p
 
 
 def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(prepared_fer, tmp_path):
-    """teacher_tta=ten-crop: the teacher's ten-crop logits of the clean training images are cached in the run
-    folder (reused on resume, recomputed for another teacher) and follow mixup like the labels."""
+    """teacher_tta=ten-crop: each teacher's ten-crop logits of the clean training images are cached in the run
+    folder (reused on resume and in an ensemble, computed for a new teacher), follow mixup like the labels,
+    and an ensemble of teachers distils from their mean."""
+    from feredge.artifact import file_sha256
     from feredge.train.inference import checkpoint_logits
     from feredge.train.trainer import TEACHER_CACHE
 
@@ -214,21 +217,28 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     out = tmp_path / "student"
     cfg = small_cfg(prepared_fer, out, epochs=2, teacher=str(tmp_path / "t1" / "best.safetensors"),
                     teacher_tta="ten-crop", mixup=0.4)
+    t1, t2 = tmp_path / "t1" / "best.safetensors", tmp_path / "t2" / "best.safetensors"
+    cache1, cache2 = (out / TEACHER_CACHE.format(file_sha256(t)[:16]) for t in (t1, t2))
     trainer = Trainer(cfg)
-    assert trainer.teacher is None  # the network is dropped once its logits exist
-    expected, _ = checkpoint_logits(tmp_path / "t1" / "best.safetensors", trainer.train.images.numpy(), "ten-crop", "cpu")
-    np.testing.assert_allclose(np.load(out / TEACHER_CACHE), expected, atol=1e-5)
+    assert trainer.teachers == []  # the networks are dropped once their logits exist
+    expected, _ = checkpoint_logits(t1, trainer.train.images.numpy(), "ten-crop", "cpu")
+    np.testing.assert_allclose(np.load(cache1), expected, atol=1e-5)
     x, target, soft = trainer._batch(torch.arange(8), torch.Generator().manual_seed(0))
     assert soft.shape == target.shape == (8, 7)
     torch.testing.assert_close(soft.sum(1), torch.ones(8))
     unmixed = torch.softmax(trainer.teacher_logits[:8] / cfg.distill_temperature, 1)
     assert not torch.allclose(soft, unmixed)  # mixup blended the teacher's targets with another image's
     train(cfg, stop_after=1)
-    stamp = os.stat(out / TEACHER_CACHE).st_mtime_ns
+    stamp = os.stat(cache1).st_mtime_ns
     train(cfg, resume=True)
-    assert os.stat(out / TEACHER_CACHE).st_mtime_ns == stamp
-    Trainer(dataclasses.replace(cfg, teacher=str(tmp_path / "t2" / "best.safetensors")))
-    assert os.stat(out / TEACHER_CACHE).st_mtime_ns != stamp
+    assert os.stat(cache1).st_mtime_ns == stamp
+    Trainer(dataclasses.replace(cfg, teacher=str(t2)))
+    assert cache2.is_file() and os.stat(cache1).st_mtime_ns == stamp
+    stamps = (os.stat(cache1).st_mtime_ns, os.stat(cache2).st_mtime_ns)
+    ensemble = Trainer(dataclasses.replace(cfg, teacher=f"{t1}, {t2}"))
+    assert (os.stat(cache1).st_mtime_ns, os.stat(cache2).st_mtime_ns) == stamps  # both reused, none recomputed
+    mean = (np.load(cache1) + np.load(cache2)) / 2
+    np.testing.assert_allclose(ensemble.teacher_logits.numpy(), mean, atol=1e-6)
     with pytest.raises(FeredgeError, match="teacher_tta=ten-crop: needs a teacher"):
         Trainer(dataclasses.replace(cfg, teacher=""))
 

@@ -33,7 +33,7 @@ from feredge.train.checkpoint import load_into, read_meta, read_state_dict, save
 from feredge.train.inference import predict_logits
 
 STATE_FILE = "last_state.pt"
-TEACHER_CACHE = "teacher_logits.npy"
+TEACHER_CACHE = "teacher_logits-{}.npy"  # one per teacher: the first 16 hex digits of its sha256
 
 
 @dataclass
@@ -44,6 +44,21 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+@dataclass
+class Teacher:
+    """A frozen network to distil from, with the input it expects."""
+
+    path: Path
+    network: torch.nn.Module
+    spec: InputSpec
+    crop: int | None
+
+
+def teacher_paths(teacher: str) -> list[str]:
+    """The checkpoints a ``teacher`` setting names: one path, or several separated by commas."""
+    return [p.strip() for p in teacher.split(",") if p.strip()]
 
 
 @dataclass
@@ -204,7 +219,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.tb = _tensorboard(self.out) if self.dist.main else None
-        self.teacher, self.teacher_spec, self.teacher_crop = self._load_teacher()
+        self.teachers = self._load_teachers()
         self.teacher_logits = self._offline_teacher_logits(train) if cfg.teacher and cfg.teacher_tta != "none" else None
 
     def _ema_copy(self) -> torch.nn.Module | None:
@@ -251,39 +266,45 @@ class Trainer:
                                "validation stays unseen")
         load_into(self.model, read_state_dict(Path(self.cfg.init)), self.cfg.init)
 
-    def _load_teacher(self):
-        """The frozen teacher network, its input spec and eval crop, when cfg.teacher names a checkpoint."""
+    def _load_teachers(self) -> list[Teacher]:
+        """The frozen teacher networks cfg.teacher names (comma-separated checkpoints; their logits are averaged,
+        an ensemble being a stronger teacher than any of its members)."""
         if not self.cfg.teacher:
             if self.cfg.teacher_tta != "none":
                 raise FeredgeError(f"teacher_tta={self.cfg.teacher_tta}: needs a teacher (--set teacher=CHECKPOINT)")
-            return None, None, None
+            return []
         from feredge.train.checkpoint import load_checkpoint
 
-        teacher, meta = load_checkpoint(Path(self.cfg.teacher))
-        if list(meta.classes) != self.classes:
-            raise FeredgeError(f"{self.cfg.teacher}: teacher classes {list(meta.classes)} differ from the data's {self.classes}")
-        teacher.to(self.device).eval().requires_grad_(False)
-        return teacher, meta.input_spec, meta.details.get("eval_crop")
+        teachers = []
+        for path in map(Path, teacher_paths(self.cfg.teacher)):
+            network, meta = load_checkpoint(path)
+            if list(meta.classes) != self.classes:
+                raise FeredgeError(f"{path}: teacher classes {list(meta.classes)} differ from the data's {self.classes}")
+            teachers.append(Teacher(path, network.to(self.device).eval().requires_grad_(False), meta.input_spec,
+                                    meta.details.get("eval_crop")))
+        return teachers
 
     def _offline_teacher_logits(self, train: Split) -> torch.Tensor:
-        """The teacher's ten-crop logits of the un-augmented training images, computed once per run.
+        """The teachers' mean ten-crop logits of the un-augmented training images, computed once per run.
 
         A ten-crop teacher is stronger than the teacher on one augmented view, and distilling from fixed
-        logits costs the student's time only (3x faster epochs on CPU for feredge-s → feredge-n). Cached in
-        the run folder, keyed by the teacher's and the images' sha256, so a resumed run reuses them and a
-        changed teacher or data does not.
+        logits costs the student's time only (3x faster epochs on CPU for feredge-s → feredge-n). Each
+        teacher's logits are cached in the run folder, keyed by its and the images' sha256, so a resumed run
+        reuses them, a changed teacher or data does not, and adding a teacher computes only its own.
         """
         images = np.ascontiguousarray(train.images)
-        cache, key = self.out / TEACHER_CACHE, {"teacher_sha256": artifact.file_sha256(Path(self.cfg.teacher)),
-                                                "tta": self.cfg.teacher_tta,
-                                                "images_sha256": hashlib.sha256(images.tobytes()).hexdigest()}
-        stamp = cache.with_suffix(".json")
-        if cache.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key:
-            logits = np.load(cache, allow_pickle=False)
-        else:
-            print(f"teacher {self.cfg.teacher}: {self.cfg.teacher_tta} logits of {len(train.labels)} training images "
+        images_sha = hashlib.sha256(images.tobytes()).hexdigest()
+        per_teacher = []
+        for teacher in self.teachers:
+            sha = artifact.file_sha256(teacher.path)
+            cache = self.out / TEACHER_CACHE.format(sha[:16])
+            key, stamp = {"teacher_sha256": sha, "tta": self.cfg.teacher_tta, "images_sha256": images_sha}, cache.with_suffix(".json")
+            if cache.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key:
+                per_teacher.append(np.load(cache, allow_pickle=False))
+                continue
+            print(f"teacher {teacher.path}: {self.cfg.teacher_tta} logits of {len(train.labels)} training images "
                   "(once per run)", flush=True)
-            logits = predict_logits(self.teacher, images, self.teacher_spec, self.cfg.teacher_tta, self.teacher_crop,
+            logits = predict_logits(teacher.network, images, teacher.spec, self.cfg.teacher_tta, teacher.crop,
                                     batch_size=256 if self.cuda else 32, device=str(self.device))  # CPU: 32 is 2x faster
             if self.dist.main:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -291,8 +312,9 @@ class Trainer:
                 np.save(buf, logits.astype(np.float32), allow_pickle=False)
                 artifact.atomic_write_bytes(cache, buf.getvalue())
                 artifact.atomic_write_text(stamp, json.dumps(key))
-        self.teacher = None  # no longer needed: free its memory
-        return torch.as_tensor(logits, dtype=torch.float32).to(self.device)
+            per_teacher.append(logits)
+        self.teachers = []  # no longer needed: free their memory
+        return torch.as_tensor(np.mean(per_teacher, 0), dtype=torch.float32).to(self.device)
 
     def _detector_views(self, train: Split) -> torch.Tensor | None:
         """Per training image, the affine that cuts the runtime's crop of the detector's box out of it
@@ -351,7 +373,8 @@ class Trainer:
         t = self.cfg.distill_temperature
         if soft is None:
             with torch.no_grad():
-                soft = F.softmax(self.teacher(self._model_input(x, self.teacher_spec)).float() / t, 1)
+                logits_t = torch.stack([tc.network(self._model_input(x, tc.spec)).float() for tc in self.teachers])
+                soft = F.softmax(logits_t.mean(0) / t, 1)
         return F.kl_div(F.log_softmax(logits.float() / t, 1), soft, reduction="batchmean") * t * t
 
     def _loss(self, x: torch.Tensor, target: torch.Tensor, soft: torch.Tensor | None,
