@@ -202,6 +202,14 @@ def test_distillation_from_a_teacher_with_another_input_spec(prepared_fer, tmp_p
     logits = trainer.model(trainer._model_input(x, trainer.spec))
     assert trainer._distill(x, logits, None).item() >= 0
     assert trainer.fit()["epochs"] == 2
+    pair = Trainer(dataclasses.replace(cfg, teacher=f"{cfg.teacher},{tmp_path / 'student' / 'best.safetensors'}"))
+    with torch.no_grad():  # online ensemble: KL against the softmax of the two teachers' mean logits
+        mean = torch.stack([t.network(pair._model_input(x, t.spec)) for t in pair.teachers]).mean(0)
+        logits = pair.model(pair._model_input(x, pair.spec))
+        t = cfg.distill_temperature
+        expected = torch.nn.functional.kl_div(torch.log_softmax(logits / t, 1), torch.softmax(mean / t, 1),
+                                              reduction="batchmean") * t * t
+        torch.testing.assert_close(pair._distill(x, logits, None), expected)
 
 
 def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(prepared_fer, tmp_path):
