@@ -126,6 +126,8 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
     test = evaluate_shipped(name, data, "val")
     plot_confusion(np.array(test["confusion_matrix"]), list(meta.classes), paths["confusion"],
                    f"{name} on FER2013 PublicTest: {test['accuracy']:.2%}")
+    selected = None if stages[-1].get("soup") else (
+        sum(st["epochs_run"] for st in stages[:-1]) + stages[-1]["selected_epoch"])  # counted over all stages
     deployed = fuse_for_deploy(model)  # what runs: RepVGG branches folded (other models: unchanged)
     s = meta.input_spec
     card = {
@@ -136,9 +138,8 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
         "labels": "FER2013 original labels" + (" + FER+ soft labels" if cfg["soft_labels"] else ""),
         "stages": stages,
         "epochs_run": sum(st["epochs_run"] for st in stages),
-        "selected_epoch": None if stages[-1].get("soup") else
-        sum(st["epochs_run"] for st in stages[:-1]) + stages[-1]["selected_epoch"],
-        "weights": _weights_line(stages),
+        "selected_epoch": selected,
+        "weights": _weights_line(stages[-1], selected),
         "seed": cfg["seed"], "hardware": hardware, "wall_time_s": sum(st["wall_time_s"] for st in stages),
         "validation_accuracy": val["accuracy"], "validation_mean_class_accuracy": val["mean_class_accuracy"],
         "publictest_single_pass_accuracy": test["accuracy"],
@@ -154,13 +155,11 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
     return card
 
 
-def _weights_line(stages: list[dict]) -> str:
-    last = stages[-1]
+def _weights_line(last: dict, selected: int | None) -> str:
     if last.get("soup"):
         return (f"weights: a {last['soup']} soup (average) of {last['recipe']['ingredients_kept']} fine-tunes, "
                 "the runs marked kept")
-    return (f"weights of epoch {sum(st['epochs_run'] for st in stages[:-1]) + last['selected_epoch']} "
-            "(best validation of the last stage)")
+    return f"weights of epoch {selected} (best validation of the last stage)"
 
 
 def _stage_row(i: int, st: dict) -> str:
