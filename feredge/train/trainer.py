@@ -51,6 +51,7 @@ class Teacher:
     """A frozen network to distil from, with the input it expects."""
 
     path: Path
+    sha256: str  # recorded in every checkpoint: a path such as the shipped model's is later replaced
     network: torch.nn.Module
     spec: InputSpec
     crop: int | None
@@ -220,6 +221,7 @@ class Trainer:
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.tb = _tensorboard(self.out) if self.dist.main else None
         self.teachers = self._load_teachers()
+        self.teacher_sha256 = {str(t.path): t.sha256 for t in self.teachers}
         self.teacher_logits = self._offline_teacher_logits(train) if cfg.teacher and cfg.teacher_tta != "none" else None
 
     def _ema_copy(self) -> torch.nn.Module | None:
@@ -280,8 +282,8 @@ class Trainer:
             network, meta = load_checkpoint(path)
             if list(meta.classes) != self.classes:
                 raise FeredgeError(f"{path}: teacher classes {list(meta.classes)} differ from the data's {self.classes}")
-            teachers.append(Teacher(path, network.to(self.device).eval().requires_grad_(False), meta.input_spec,
-                                    meta.details.get("eval_crop")))
+            teachers.append(Teacher(path, artifact.file_sha256(path), network.to(self.device).eval().requires_grad_(False),
+                                    meta.input_spec, meta.details.get("eval_crop")))
         return teachers
 
     def _offline_teacher_logits(self, train: Split) -> torch.Tensor:
@@ -296,7 +298,7 @@ class Trainer:
         images_sha = hashlib.sha256(images.tobytes()).hexdigest()
         per_teacher = []
         for teacher in self.teachers:
-            sha = artifact.file_sha256(teacher.path)
+            sha = teacher.sha256
             cache = self.out / TEACHER_CACHE.format(sha[:16])
             key, stamp = {"teacher_sha256": sha, "tta": self.cfg.teacher_tta, "images_sha256": images_sha}, cache.with_suffix(".json")
             if cache.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == key:
@@ -443,6 +445,7 @@ class Trainer:
                 "epoch": epoch + 1,
                 "metrics": {"val_accuracy": val["accuracy"], "val_mean_class_accuracy": val["mean_class_accuracy"]},
                 "config": dataclasses.asdict(self.cfg),
+                **({"teacher_sha256": self.teacher_sha256} if self.teacher_sha256 else {}),
                 "data": {"dataset": self.data_meta.get("dataset"), "path": self.cfg.data,
                          "validation": self.cfg.val_split or f"{self.cfg.val_fraction:.0%} of train, stratified, seed {self.cfg.seed}"},
             })

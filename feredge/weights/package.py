@@ -103,6 +103,8 @@ def training_stages(checkpoint: Path) -> list[dict]:
              "epochs_planned": cfg["epochs"],
              "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
              "wall_time_s": round(sum(r["seconds"] for r in log))}
+    if meta.details.get("teacher_sha256"):  # the teacher paths may since hold other files
+        stage["recipe"]["teacher_sha256"] = ",".join(h[:16] for h in meta.details["teacher_sha256"].values())
     if cfg.get("init") and Path(cfg["init"]).resolve().parent == WEIGHTS_DIR.resolve():
         stage["warm_start_from"] = f"shipped {Path(cfg['init']).stem}"
     return (training_stages(Path(cfg["init"])) if cfg.get("init") else []) + [stage]
