@@ -96,30 +96,30 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
     model = create_model(cfg.model, num_classes=len(metas[0].classes), **cfg.model_kwargs)
     train_images, val_images, val_labels = np.asarray(train.images), np.asarray(val.images), np.asarray(val.labels)
 
-    def score(state: dict[str, torch.Tensor]) -> dict:
+    def score(state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Validation metrics of ``state`` and the weights they were measured on (BN re-estimated if asked)."""
         load_into(model, state, str(out))
         if bn:
             recalibrate_bn(model, train_images, spec)
-        return metrics(predict_logits(model, val_images, spec, "none", crop), val_labels, list(metas[0].classes))
+        measured = {k: v.clone() for k, v in model.state_dict().items()}
+        return metrics(predict_logits(model, val_images, spec, "none", crop), val_labels, list(metas[0].classes)), measured
 
-    states = [{k: v.float() if v.dtype.is_floating_point else v for k, v in read_state_dict(p).items()} for p in paths]
-    alone = [score(s)["accuracy"] for s in states]
+    states = [read_state_dict(p) for p in paths]  # average() computes in float32, whatever the files store
+    alone = [score(s)[0]["accuracy"] for s in states]
     for p, a in zip(paths, alone):
         progress(f"ingredient {p}: validation {a:.2%}")
     order = sorted(range(len(paths)), key=lambda i: -alone[i])
     kept = [order[0]] if greedy else order
-    best = score(average([states[i] for i in kept]))
+    best, soup = score(average([states[i] for i in kept]))
     if greedy:
         for i in order[1:]:
-            trial = score(average([states[j] for j in kept + [i]]))
+            trial, weights = score(average([states[j] for j in kept + [i]]))
             accepted = trial["accuracy"] >= best["accuracy"]
             progress(f"+ {paths[i]}: soup of {len(kept) + 1} → {trial['accuracy']:.2%} "
                      f"({'kept' if accepted else 'left out'})")
             if accepted:
-                kept, best = kept + [i], trial
-    load_into(model, average([states[i] for i in kept]), str(out))
-    if bn:
-        recalibrate_bn(model, train_images, spec)
+                kept, best, soup = kept + [i], trial, weights
+    model.load_state_dict(soup)  # the weights ``best`` was measured on: no second average or BN pass
     ingredients = [{"checkpoint": str(p), "sha256": artifact.file_sha256(Path(p)), "val_accuracy": alone[i],
                     "kept": i in kept} for i, p in enumerate(paths)]
     info = dataclasses.replace(metas[0], versions={**metas[0].versions, "torch": torch.__version__}, details={
