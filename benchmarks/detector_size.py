@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from pipeline import face_crops  # noqa: E402
 
-from feredge.camera.detector import YuNetDetector  # noqa: E402
+from feredge.vision.detector import YuNetDetector  # noqa: E402
 
 
 def main() -> None:

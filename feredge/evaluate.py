@@ -20,7 +20,7 @@ from feredge.metrics import metrics, softmax
 def runner_logits(path: Path, images: np.ndarray, tta: str = "none", backend: str | None = None,
                   device: str = "cpu") -> tuple[np.ndarray, Artifact]:
     """Logits from an exported model (ONNX / TensorRT engine) via the runtime, with NumPy pre-processing."""
-    from feredge.runtime.base import load_runner
+    from feredge.runtime.loader import load_runner
 
     if tta == "ten-crop":
         raise FeredgeError(f"{path}: ten-crop TTA is available for checkpoints only; use --tta none or hflip")

@@ -83,9 +83,11 @@ def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path
 def explain_images(images: list[Path], checkpoint: Path, out: Path) -> list[Path]:
     """One grid per image: each detected face's crop with its Grad-CAM, labelled with the prediction."""
     torch = require("torch")
-    from feredge.camera.detector import YuNetDetector
+    from feredge.vision.detector import YuNetDetector
     from feredge.metrics import softmax
-    from feredge.predict import FACE_MARGIN, output_names, read_image
+    from feredge.predict import output_names
+    from feredge.vision.crop import FACE_MARGIN
+    from feredge.vision.images import read_image
     from feredge.runtime.preprocess import preprocess_frame_cv2
     from feredge.train.checkpoint import load_checkpoint
 

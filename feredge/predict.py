@@ -13,15 +13,10 @@ from feredge.errors import FeredgeError
 from feredge.artifact import InputSpec, atomic_write_bytes, atomic_write_text, check_folder
 from feredge.metrics import softmax
 from feredge.runtime.base import Runner
-from feredge.runtime.base import load_runner
+from feredge.runtime.loader import load_runner
+from feredge.vision.crop import FACE_MARGIN
+from feredge.vision.images import read_image
 from feredge.runtime.records import face_records
-
-#: Context added around the detector's box, as a fraction of its side. Chosen by benchmarks/in_the_wild.py
-#: on 1,500 faces of training's validation carve pasted into frames at 80–220 px, ±20°, found by YuNet:
-#: accuracy on found faces with margin 0 / 0.05 / 0.1 — feredge-s 66.5 / 65.7 / 65.3 %, feredge-n 66.4 /
-#: 66.1 / 63.5 % (benchmarks/results/in_the_wild-holdout.json).
-FACE_MARGIN = 0.0
-
 
 DEFAULT_OUT = Path("runs/predict")
 
@@ -74,39 +69,6 @@ class CpuFaceClassifier:
         """Nothing to free: the runner belongs to the caller."""
 
 
-#: Larger images are refused before decoding: 100 MP is already a 400 MB BGR frame.
-MAX_PIXELS = 100_000_000
-
-
-def read_image(path: Path) -> np.ndarray:
-    """A BGR uint8 frame; 16-bit and gray/alpha images are converted by value, not clipped."""
-    cv2 = require("cv2")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than {MAX_PIXELS // 1_000_000} MP; "
-                                   "downscale it first")
-    except Image.DecompressionBombError:
-        raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP (Pillow's decompression-bomb limit); "
-                           "downscale it first") from None
-    except (UnidentifiedImageError, OSError):
-        pass  # OpenCV may still read it (or say it cannot, below)
-    frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if frame is None:
-        raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
-    if frame.dtype == np.uint16:
-        frame = (frame // 257).astype(np.uint8)
-    elif frame.dtype != np.uint8:
-        raise FeredgeError(f"{path}: {frame.dtype} pixels; expected an 8- or 16-bit image")
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    elif frame.shape[2] == 4:
-        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    return frame
-
-
 def output_names(images: list[Path]) -> list[str]:
     """One annotated-file name per input; same-named images from different folders get -2, -3 …"""
     names, seen = [], {}
@@ -121,8 +83,8 @@ def predict_images(images: list[Path], model: Path | None = None, backend: str |
                    out: Path = DEFAULT_OUT, tta: bool = False, device: str = "cpu") -> list[dict]:
     """Detect faces in each image, classify their expression, write annotated copies and results.json."""
     cv2 = require("cv2")
-    from feredge.camera.detector import YuNetDetector
-    from feredge.camera.overlay import draw
+    from feredge.vision.detector import YuNetDetector
+    from feredge.vision.overlay import draw
 
     frames = [read_image(Path(p)) for p in images]  # every input checked before any output is written
     from feredge.weights import resolve

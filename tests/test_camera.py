@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from feredge.camera.tracker import Tracker, iou
+from feredge.vision.tracker import Tracker, iou
 from feredge.cli import cli
 
 cv2 = pytest.importorskip("cv2")
@@ -121,7 +121,7 @@ def test_tracker_ids_expiry_and_smoothing():
 
 
 def test_alignment_levels_a_tilted_eye_line():
-    from feredge.camera.detector import eye_angles
+    from feredge.vision.detector import eye_angles
     from feredge.runtime.preprocess import preprocess_frame_cv2
 
     theta = np.deg2rad(25)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from feredge.cli import cli
 from feredge.data.face_boxes import FILE, crop_views
 from feredge.data.store import Dataset, Split, load_split, save
-from feredge.predict import FACE_MARGIN
+from feredge.vision.crop import FACE_MARGIN
 from feredge.runtime.preprocess import preprocess_frame_cv2
 from feredge.train import tensor_ops as ops
 
@@ -48,7 +48,7 @@ def _faces_dataset(root: Path) -> Path:
     """The bundled group photo's three faces as 48×48 crops, plus one image of noise."""
     import cv2
 
-    from feredge.camera.detector import YuNetDetector
+    from feredge.vision.detector import YuNetDetector
 
     frame = cv2.imread(str(GROUP))
     boxes, _ = YuNetDetector().detect(frame)

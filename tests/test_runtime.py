@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from feredge.errors import FeredgeError
-from feredge.runtime.base import load_runner
+from feredge.runtime.loader import load_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}

@@ -151,7 +151,7 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     """Run every measurement; returns the report (rows + environment + semantics)."""
     from feredge.bench.tegrastats import summarize
     from feredge.predict import face_classifier
-    from feredge.runtime.base import backend_for, load_runner
+    from feredge.runtime.loader import backend_for, load_runner
 
     check_options(opts)
     device = resolve_device(opts.device, opts.replay_tegrastats)

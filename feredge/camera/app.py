@@ -110,12 +110,12 @@ def _largest(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, n: in
 def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     """Run until the source ends, ``max_frames``, 'q' in the window, or Ctrl-C; returns a summary."""
     cv2 = require("cv2")
-    from feredge.camera.detector import eye_angles, make_detector
-    from feredge.camera.overlay import draw_faces, draw_hud
-    from feredge.camera.source import FrameSource
-    from feredge.camera.tracker import Tracker
+    from feredge.vision.detector import eye_angles, make_detector
+    from feredge.vision.overlay import draw_faces, draw_hud
+    from feredge.vision.source import FrameSource
+    from feredge.vision.tracker import Tracker
     from feredge.predict import CpuFaceClassifier, face_classifier
-    from feredge.runtime.base import load_runner
+    from feredge.runtime.loader import load_runner
     from feredge.weights import resolve
 
     check_options(opts)

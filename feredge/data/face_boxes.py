@@ -43,7 +43,7 @@ def paste(face: np.ndarray, rng: np.random.Generator, width: int = 640, height: 
 
 def matched_box(boxes: np.ndarray, truth: np.ndarray, min_iou: float = 0.3) -> int | None:
     """Index of the detected box that overlaps the pasted face most (IoU ≥ ``min_iou``), else None."""
-    from feredge.camera.tracker import iou
+    from feredge.vision.tracker import iou
 
     if not len(boxes):
         return None
@@ -56,7 +56,7 @@ def detect_face_boxes(images: np.ndarray, seed: int = 0, progress: bool = True) 
     """YuNet's box on each face (N, H, W, C uint8) in that face's pixels; NaN rows where it found none."""
     from tqdm import tqdm
 
-    from feredge.camera.detector import YuNetDetector
+    from feredge.vision.detector import YuNetDetector
 
     rng = np.random.default_rng(seed)
     detector = YuNetDetector()

@@ -13,7 +13,7 @@ from feredge.artifact import Artifact
 from feredge.errors import FeredgeError
 
 BACKENDS = ("trt", "ort", "torch")
-_SUFFIX_TO_BACKEND = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".safetensors": "torch"}
+SUFFIX_TO_BACKEND = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".safetensors": "torch"}
 
 
 @dataclass(frozen=True)
@@ -82,30 +82,3 @@ class Runner(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def backend_for(path: Path) -> str | None:
-    """The backend a file's type implies (.onnx → ort, .engine/.plan → trt, .safetensors → torch)."""
-    return _SUFFIX_TO_BACKEND.get(Path(path).suffix)
-
-
-def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
-    """Pick a runner by ``backend`` or by the file type (.onnx → ONNX Runtime, .engine → TensorRT)."""
-    path = Path(path)
-    backend = backend or backend_for(path)
-    if backend is None:
-        raise FeredgeError(f"{path}: cannot tell the backend from the suffix '{path.suffix}'; expected a model "
-                           "file ending in " + ", ".join(sorted(_SUFFIX_TO_BACKEND)))
-    if backend == "ort":
-        from feredge.runtime.ort import OrtRunner
-
-        return OrtRunner(path, **kwargs)
-    if backend == "trt":
-        from feredge.runtime.trt import TrtRunner
-
-        return TrtRunner(path, **kwargs)
-    if backend == "torch":
-        from feredge.runtime.torch_runner import TorchRunner
-
-        return TorchRunner(path, **kwargs)
-    raise FeredgeError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")

@@ -19,7 +19,7 @@ from feredge.runtime.records import face_records
 
 class FerModel:
     def __init__(self, artifact: Path, threads: int = 1):
-        from feredge.runtime.base import load_runner
+        from feredge.runtime.loader import load_runner
 
         kwargs = {"threads": threads} if Path(artifact).suffix == ".onnx" else {}
         self.runner = load_runner(Path(artifact), **kwargs)
@@ -34,7 +34,7 @@ class FerModel:
 
 class FrameModel:
     def __init__(self, artifact: Path, threads: int = 1):
-        from feredge.camera.detector import YuNetDetector
+        from feredge.vision.detector import YuNetDetector
         from feredge.predict import CpuFaceClassifier
 
         self.fer = FerModel(artifact, threads)

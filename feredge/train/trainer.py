@@ -324,7 +324,7 @@ class Trainer:
         if not self.cfg.detector_crops:
             return None
         from feredge.data.face_boxes import crop_views
-        from feredge.predict import FACE_MARGIN
+        from feredge.vision.crop import FACE_MARGIN
 
         if train.face_boxes is None:
             raise FeredgeError(f"detector_crops={self.cfg.detector_crops}: {self.cfg.data} has no face boxes; run "

@@ -1,0 +1,75 @@
+"""Reading a picture into the BGR uint8 frame the detector and the crops expect: one reader for every
+command and the library, so every input gets the same checks."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from feredge._optional import require
+from feredge.errors import FeredgeError
+
+#: Larger images are refused before decoding: 100 MP is already a 400 MB BGR frame.
+MAX_PIXELS = 100_000_000
+
+
+def _check_with_pillow(path: Path) -> None:
+    """Size limit and completeness, which OpenCV does not report: it decodes half of a truncated JPEG
+    without a word, so the file is fully decoded once by Pillow, which raises on a short file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than "
+                                       f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
+                img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP (Pillow's decompression-bomb limit); "
+                           "downscale it first") from None
+    except UnidentifiedImageError:
+        return  # a format Pillow does not know: OpenCV may still read it (or say it cannot)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FeredgeError(f"{path}: damaged or truncated image ({exc}); expected a complete JPEG/PNG file") from None
+
+
+def to_bgr(frame: np.ndarray, where: str) -> np.ndarray:
+    """A decoded image as BGR uint8: 16-bit values scaled (not clipped), gray and alpha converted."""
+    cv2 = require("cv2")
+    if frame.dtype == np.uint16:
+        frame = (frame // 257).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise FeredgeError(f"{where}: {frame.dtype} pixels; expected an 8- or 16-bit image")
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """A BGR uint8 frame from an image file; a missing, damaged or truncated file is a one-line error."""
+    cv2 = require("cv2")
+    path = Path(path)
+    if not path.exists():
+        raise FeredgeError(f"{path}: file not found (expected a JPEG/PNG image)")
+    if path.is_dir():
+        raise FeredgeError(f"{path}: is a folder, expected an image file")
+    _check_with_pillow(path)
+    frame = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    if frame is None:
+        raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
+    return to_bgr(frame, str(path))
+
+
+def decode_image(encoded: bytes, where: str = "image") -> np.ndarray:
+    """A BGR uint8 frame from a file's bytes (what the `fer_frame` server model receives)."""
+    cv2 = require("cv2")
+    frame = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    if frame is None:
+        raise FeredgeError(f"{where}: cannot decode the bytes (expected a JPEG or PNG file's contents)")
+    return to_bgr(frame, where)
