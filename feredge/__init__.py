@@ -1,6 +1,46 @@
 """feredge: facial-expression recognition from PyTorch training to TensorRT on NVIDIA GPUs.
 
-Importing the package stays cheap: nothing heavy (torch, tensorrt, cuda) is imported here.
+    import feredge
+    faces = feredge.Recognizer()(frame)            # BGR frame → [Face(box, label, confidence, …)]
+    for item in feredge.stream("video.mp4"): ...   # frames with tracked, smoothed faces
+
+Importing the package stays cheap: the names below load their modules on first use, and nothing heavy
+(torch, tensorrt, cuda) is imported unless a model needs it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Recognizer": "feredge.recognizer",
+    "Face": "feredge.recognizer",
+    "stream": "feredge.stream",
+    "Stream": "feredge.stream",
+    "StreamFrame": "feredge.stream",
+    "read_image": "feredge.vision.images",
+    "FeredgeError": "feredge.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from feredge.errors import FeredgeError
+    from feredge.recognizer import Face, Recognizer
+    from feredge.stream import Stream, StreamFrame, stream
+    from feredge.vision.images import read_image
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'feredge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -22,7 +22,7 @@ from feredge.errors import FeredgeError
 
 FORMAT = "feredge-artifact-v1"
 KINDS = ("checkpoint", "onnx", "engine", "calib-cache")
-PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-calib")
+ARTIFACT_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-calib")
 #: Checkpoint sidecars written before this module existed: ``best.json`` beside ``best.safetensors``.
 LEGACY_CHECKPOINT_FORMAT = "feredge-checkpoint-v1"
 
@@ -102,8 +102,9 @@ class Artifact:
                 raise ArtifactError(f"{where}: missing field '{key}'")
         if d["kind"] not in KINDS:
             raise ArtifactError(f"{where}: field 'kind' is {d['kind']!r}, expected one of {', '.join(KINDS)}")
-        if d["precision"] not in PRECISIONS:
-            raise ArtifactError(f"{where}: field 'precision' is {d['precision']!r}, expected one of {', '.join(PRECISIONS)}")
+        if d["precision"] not in ARTIFACT_PRECISIONS:
+            raise ArtifactError(f"{where}: field 'precision' is {d['precision']!r}, expected one of "
+                                f"{', '.join(ARTIFACT_PRECISIONS)}")
         classes = d["classes"]
         if not (isinstance(classes, list) and classes and all(isinstance(c, str) and c for c in classes)):
             raise ArtifactError(f"{where}: field 'classes' must be a non-empty list of names")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +18,11 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
+#: What `predict`, `eval`, `export`, `serve` and `train` use when no model is named (README, "Choosing a model").
 DEFAULT_MODEL = "feredge-s"
+#: --device of every command: auto = cuda when a usable GPU is there, else cpu.
+DEVICE = "auto"
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -68,7 +74,7 @@ class TrainConfig:
     deterministic: bool = False
     amp: bool = True  # only on CUDA
     channels_last: bool = True  # NHWC; measured faster on CUDA and on AVX2 CPUs (feredge-s: 93 -> 109 img/s, benchmarks/train_throughput.py)
-    device: str = ""  # "" = cuda when available, else cpu
+    device: str = ""  # "" = auto (cuda when available, else cpu); --device auto is stored as ""
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 for smoke tests
     limit_train: int = 0  # use only the first N (stratified) training images; 0 = all
 
@@ -100,7 +106,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler": (lambda v: v in ("onecycle", "cosine", "plateau", "step"), "onecycle, cosine, plateau or step"),
     "teacher_tta": (lambda v: v in ("none", "ten-crop"), "none or ten-crop"),
     "select_metric": (lambda v: v in ("accuracy", "mean_class_accuracy"), "accuracy or mean_class_accuracy"),
-    "device": (lambda v: re.fullmatch(r"|cpu|cuda(:\d+)?", v) is not None, "cpu, cuda or cuda:N"),
+    "device": (lambda v: re.fullmatch(r"|auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N"),
 }
 
 
@@ -148,6 +154,8 @@ def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
         check = _RANGES.get(key)
         if check and not check[0](value):
             raise FeredgeError(f"{where}: field '{key}' is {value!r}, expected {check[1]}")
+        if key == "device" and value == DEVICE:
+            value = ""  # the trainer resolves "" (cuda when available), so a saved run keeps one spelling
         setattr(cfg, key, value)
     return cfg
 
@@ -177,3 +185,55 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if others:
         raise FeredgeError(f"{path}: '{others[0]}' is outside the [train] table; put every field inside [train]")
     return data["train"]
+
+
+def cuda_usable() -> bool:
+    """True when a CUDA GPU answers through feredge's CUDA binding (cuda-python or pycuda; no torch needed)."""
+    try:
+        from feredge.runtime.cuda import device_identity
+
+        device_identity()
+        return True
+    except Exception:  # no CUDA binding, no driver or no GPU: all mean "not usable here"
+        return False
+
+
+def resolve_device(device: str) -> str:
+    """--device as a library sees it: auto → cuda when usable, else cpu; anything else unchanged."""
+    if device == DEVICE:
+        return "cuda" if cuda_usable() else "cpu"
+    return device
+
+
+def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
+    """--set key=value pairs; values parsed as JSON when they can be (numbers, booleans, lists)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise FeredgeError(f"--set {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def train_config(options: dict[str, Any], recipe: str | None = None, config_file: Path | None = None,
+                 sets: Sequence[str] = (), resume: bool = False) -> TrainConfig:
+    """A run's settings from every source, each overriding the ones before it: the run's saved settings
+    (with ``resume``), the recipe, the config file, ``--set`` pairs, then the options given explicitly
+    (``options``: TrainConfig fields, None for options not given)."""
+    from feredge.train.recipes import recipe as get_recipe
+
+    values: dict[str, Any] = {}
+    if resume and options.get("out"):
+        from feredge.train.trainer import run_config
+
+        values.update(run_config(Path(options["out"])))
+    values.update(get_recipe(recipe) if recipe else {})
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(parse_set(sets))
+    values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
+    return config_from_dict(values, str(config_file or "options"))

@@ -13,8 +13,13 @@ import numpy as np
 
 from feredge import artifact
 from feredge.artifact import Artifact
+from feredge.config import DEVICE, resolve_device
 from feredge.errors import FeredgeError
 from feredge.metrics import metrics, softmax
+
+DEFAULT_OUT = Path("runs/eval")
+#: What `write_report` puts in the folder; any of them there means earlier results (feredge.outputs).
+FILES = ("report.json", "confusion.png")
 
 
 def runner_logits(path: Path, images: np.ndarray, tta: str = "none", backend: str | None = None,
@@ -39,18 +44,33 @@ def split_logits(runner, images: np.ndarray, tta: str = "none") -> np.ndarray:
     return logits
 
 
-def model_logits(path: Path, images: np.ndarray, tta: str = "none", device: str = "",
+def runner_device(path: Path, device: str) -> str:
+    """Where an exported file runs: auto → cuda for engines, and for ONNX where a GPU is usable and this
+    ONNX Runtime has its CUDA provider; else cpu. An explicit device is kept."""
+    if device != DEVICE:
+        return device
+    if Path(path).suffix in (".engine", ".plan"):
+        return "cuda"
+    if resolve_device(device) == "cuda":
+        from feredge._optional import require
+
+        if "CUDAExecutionProvider" in require("onnxruntime").get_available_providers():
+            return "cuda"
+    return "cpu"
+
+
+def model_logits(path: Path, images: np.ndarray, tta: str = "none", device: str = DEVICE,
                  batch_size: int = 256) -> tuple[np.ndarray, Artifact]:
     """Checkpoints through torch (ten-crop TTA and eval crops need it), everything else through the runtime."""
     if Path(path).suffix == ".safetensors":
         from feredge.train.inference import checkpoint_logits
 
-        return checkpoint_logits(Path(path), images, tta, device, batch_size)
-    return runner_logits(Path(path), images, tta, device=device or "cpu")
+        return checkpoint_logits(Path(path), images, tta, "" if device == DEVICE else device, batch_size)
+    return runner_logits(Path(path), images, tta, device=runner_device(path, device))
 
 
 def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: str = "none",
-                         device: str = "", batch_size: int = 256) -> tuple[dict, np.ndarray]:
+                         device: str = DEVICE, batch_size: int = 256) -> tuple[dict, np.ndarray]:
     """Evaluate one model (checkpoint, ONNX or engine), or an ensemble (mean of softmax outputs), on a split."""
     from feredge.data.store import load_split, read_meta
 
@@ -79,3 +99,19 @@ def write_report(report: dict, out: Path, title: str) -> tuple[Path, Path]:
     json_path = artifact.atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     png = plot_confusion(np.array(report["confusion_matrix"]), list(report["per_class"]), out / "confusion.png", title)
     return json_path, png
+
+
+def run(models: list[str], data: Path, split: str = "val", tta: str = "none", ensemble: bool = False,
+        out: Path | None = None, overwrite: bool = False, device: str = DEVICE) -> tuple[dict, Path, Path]:
+    """`feredge eval`: model files or shipped names (none: the default model) on a split, written to a
+    fresh folder (or, with ``overwrite``, the given one); returns the report and its two files."""
+    from feredge.outputs import output_folder
+    from feredge.weights import resolve
+
+    out = output_folder(out, DEFAULT_OUT, FILES, overwrite)  # before minutes of inference, not after
+    paths = [resolve(m, "checkpoint") for m in models] or [resolve(None, "checkpoint")]
+    if len(paths) > 1 and not ensemble:
+        raise FeredgeError(f"{len(paths)} models given (--model); pass --ensemble to average them")
+    report, _ = evaluate_checkpoints(paths, data, split, tta, device)
+    json_path, png = write_report(report, out, f"{', '.join(p.stem for p in paths)} on {split} (tta {tta})")
+    return report, json_path, png

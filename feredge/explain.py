@@ -8,11 +8,13 @@ model's confident errors say more about it than its average.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
+from feredge.metrics import softmax
 
 
 def target_layer(model):
@@ -80,46 +82,51 @@ def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path
     return save(fig, path, dpi=110)
 
 
-def explain_images(images: list[Path], checkpoint: Path, out: Path) -> list[Path]:
-    """One grid per image: each detected face's crop with its Grad-CAM, labelled with the prediction."""
+def explain_images(images: list[Path], checkpoint: Path, out: Path,
+                   log: Callable[[str], None] = print) -> list[Path]:
+    """One grid per image: each detected face's crop (the Recognizer's, exactly what the model saw) with its
+    Grad-CAM, labelled with the prediction. An image without faces is reported; none at all is an error."""
     torch = require("torch")
-    from feredge.vision.detector import YuNetDetector
-    from feredge.metrics import softmax
     from feredge.predict import output_names
-    from feredge.vision.crop import FACE_MARGIN
+    from feredge.recognizer import Recognizer
     from feredge.vision.images import read_image
-    from feredge.runtime.preprocess import preprocess_frame_cv2
-    from feredge.train.checkpoint import load_checkpoint
 
-    model, info = load_checkpoint(checkpoint)
-    spec, classes = info.input_spec, list(info.classes)
     frames = [read_image(Path(p)) for p in images]
-    detector, written = YuNetDetector(), []
-    for path, frame, name in zip(images, frames, output_names(images)):
-        boxes, _ = detector.detect(frame)
-        if not len(boxes):
-            continue
-        x = preprocess_frame_cv2(frame, boxes, spec.size, spec.channels, spec.mean, spec.std, FACE_MARGIN)
-        cams, logits = grad_cam(model, torch.from_numpy(x))
-        probs = softmax(logits)
-        tiles = [[(overlay(x[i], cams[i], spec), f"face {i}: {classes[int(p.argmax())]} {p.max():.0%}")
-                  for i, p in enumerate(probs)]]
-        written.append(_grid(tiles, [""], Path(out) / name.replace(".annotated.jpg", ".gradcam.png"),
-                             f"Grad-CAM of {info.model} on {Path(path).name}"))
+    written = []
+    with Recognizer(checkpoint, backend="torch", device="cpu") as rec:
+        model, info = rec.runner.model, rec.info
+        spec, classes = info.input_spec, list(info.classes)
+        for path, frame, name in zip(images, frames, output_names(images)):
+            boxes, _, landmarks = rec.detect(frame)
+            if not len(boxes):
+                log(f"{path}: no faces found, nothing to explain")
+                continue
+            x = rec.crops(frame, boxes, landmarks)
+            cams, logits = grad_cam(model, torch.from_numpy(x))
+            probs = softmax(logits)
+            tiles = [[(overlay(x[i], cams[i], spec), f"face {i}: {classes[int(p.argmax())]} {p.max():.0%}")
+                      for i, p in enumerate(probs)]]
+            written.append(_grid(tiles, [""], Path(out) / name.replace(".annotated.jpg", ".gradcam.png"),
+                                 f"Grad-CAM of {info.model} on {Path(path).name}"))
+    if images and not written:
+        raise FeredgeError(f"no faces found in {', '.join(map(str, images))}: no heat-map written")
     return written
 
 
 def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class: int = 6) -> Path:
     """A grid: one row per true class, its ``per_class`` most confident mistakes with heat-maps."""
     torch = require("torch")
-    from feredge.data.store import load_split
-    from feredge.metrics import softmax
+    from feredge.data.store import load_split, read_meta
     from feredge.runtime.preprocess import preprocess_faces
-    from feredge.train.checkpoint import load_checkpoint
+    from feredge.models.checkpoint import load_checkpoint
     from feredge.train.inference import predict_logits
 
     model, info = load_checkpoint(checkpoint)
     spec, classes = info.input_spec, list(info.classes)
+    data_classes = list(read_meta(data)["classes"])
+    if data_classes != classes:
+        raise FeredgeError(f"{checkpoint}: trained on classes {classes}, but {data} has {data_classes}; a grid "
+                           "of mistakes would be mislabelled")
     part = load_split(data, split)
     images, labels = np.asarray(part.images), np.asarray(part.labels)
     probs = softmax(predict_logits(model, images, spec, "none", info.details.get("eval_crop")))

@@ -47,8 +47,11 @@ def test_video_file_end_to_end(video, tmp_path):
     assert all(len(line["faces"]) >= 3 for line in lines)  # a 4th, half-cut face enters at the left edge later
     assert all({1, 2, 3} <= {f["track_id"] for f in line["faces"]} for line in lines)  # stable ids while panning
     face = lines[-1]["faces"][0]
-    assert set(face) == {"box", "track_id", "label", "confidence", "probabilities", "smoothed"}
-    assert abs(sum(face["smoothed"].values()) - 1) < 1e-3 and face["label"] == max(face["smoothed"], key=face["smoothed"].get)
+    assert set(face) == {"box", "detector_score", "track_id", "label", "confidence", "probabilities",
+                         "smoothed_label", "smoothed_confidence", "smoothed_probabilities"}
+    smoothed, raw = face["smoothed_probabilities"], face["probabilities"]
+    assert abs(sum(smoothed.values()) - 1) < 1e-3 and face["smoothed_label"] == max(smoothed, key=smoothed.get)
+    assert face["label"] == max(raw, key=raw.get) and face["confidence"] == max(raw.values())  # this frame's own
     assert lines[1]["timestamp"] == pytest.approx(0.1, abs=1e-3)
     cap = cv2.VideoCapture(str(out_video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
@@ -65,7 +68,7 @@ def test_detect_every_third_frame_tracks_between(video, tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["detected"] for line in lines] == [True, False, False, True, False, False, True]
     assert all(len(line["faces"]) >= 3 for line in lines)
-    assert all(f["probabilities"] == f["smoothed"] for line in lines for f in line["faces"])  # --smooth 1
+    assert all(f["probabilities"] == f["smoothed_probabilities"] for line in lines for f in line["faces"])  # --smooth 1
 
 
 def test_image_folder(tmp_path):
@@ -98,6 +101,8 @@ def test_haar_fallback_or_a_clear_reason(tmp_path):
     (["--source", "rtsp://127.0.0.1:1/none"], "cannot open this stream source"),
     (["--detect-every", "0"], "--detect-every 0: expected a positive integer"),
     (["--smooth", "0"], "--smooth 0.0: expected 0 < α ≤ 1"),
+    (["--detect-max-side", "0"], "--detect-max-side 0: expected a positive number of pixels"),
+    (["--max-frames", "-1"], "--max-frames -1: expected 0 (until the source ends) or a positive count"),
 ])
 def test_bad_sources_and_options_are_one_line(args, message):
     result = _run(args)

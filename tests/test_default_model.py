@@ -23,7 +23,7 @@ def test_budget_and_default_is_shipped():
 def test_shipped_files_fit_and_agree(name):
     from feredge.models.profile import count_params
     from feredge.runtime.ort import OrtRunner
-    from feredge.train.checkpoint import load_checkpoint
+    from feredge.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(shipped(name, "checkpoint"))
     assert count_params(model) <= 5_000_000 and meta.model == name

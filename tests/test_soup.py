@@ -15,7 +15,7 @@ from feredge.cli import cli
 from feredge.config import config_from_dict
 from feredge.errors import FeredgeError
 from feredge.models import create_model
-from feredge.train.checkpoint import load_checkpoint, read_meta
+from feredge.models.checkpoint import load_checkpoint, read_meta
 from feredge.train.soup import make_soup, recalibrate_bn
 from feredge.train.trainer import train
 from feredge.weights.package import training_stages

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from feredge.cli import cli
 from feredge.config import TrainConfig, config_from_dict
 from feredge.errors import CheckpointError, FeredgeError
-from feredge.train.checkpoint import load_checkpoint
+from feredge.models.checkpoint import load_checkpoint
 from feredge.train.trainer import Trainer, train
 
 SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}

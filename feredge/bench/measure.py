@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 
-from feredge.metrics import softmax
 
 PERCENTILES = (50, 90, 99)
 
@@ -83,9 +82,10 @@ def synthetic_frame(faces: int, height: int = 720, width: int = 1280, seed: int 
     return frame, np.asarray(boxes, np.float32)
 
 
-def e2e_run(classify, classes: list[str], frame: np.ndarray, boxes: np.ndarray) -> Callable[[], None]:
-    """One frame: pre-process every face, infer as one batch, and turn logits into labels."""
+def e2e_run(recognizer, frame: np.ndarray, boxes: np.ndarray) -> Callable[[], None]:
+    """One frame through the Recognizer, as every command runs it: every face pre-processed, inferred as one
+    batch, turned into labelled faces (the boxes are given: detection is excluded)."""
     def run() -> None:
-        labels = [classes[i] for i in softmax(classify(frame, boxes)).argmax(1)]
+        labels = [face.label for face in recognizer.faces(frame, boxes)]
         assert len(labels) == len(boxes)
     return run

@@ -11,6 +11,11 @@ from pathlib import Path
 from feredge import artifact
 from feredge.errors import FeredgeError
 
+#: What `write` puts in a bench folder; any of them there means earlier results (feredge.outputs).
+FILES = ("report.json", "report.csv", "report.md", "latency_vs_accuracy.png")
+#: The fields `compare` pairs rows on and divides.
+_COMPARED = ("model", "precision", "measure", "batch", "p50_ms")
+
 COLUMNS = [  # (header, key, format)
     ("artifact", "name", "{}"), ("backend", "backend", "{}"), ("precision", "precision", "{}"),
     ("measure", "measure", "{}"), ("batch/faces", "batch", "{}"), ("p50 ms", "p50_ms", "{:.3f}"),
@@ -99,7 +104,25 @@ def load(path: Path) -> dict:
         raise FeredgeError(f"{path}: cannot read a bench report ({exc.__class__.__name__})") from None
     if not isinstance(report, dict) or report.get("format") != "feredge-bench-v1":
         raise FeredgeError(f"{path}: not a feredge bench report (field 'format' should be 'feredge-bench-v1')")
+    rows = report.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise FeredgeError(f"{path}: field 'rows' holds no measurements; expected a report of a finished bench")
+    for i, row in enumerate(rows):
+        missing = [k for k in _COMPARED if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise FeredgeError(f"{path}: rows[{i}] has no field '{missing[0]}'")
+        p50 = row["p50_ms"]
+        if isinstance(p50, bool) or not isinstance(p50, (int, float)) or not p50 > 0:
+            raise FeredgeError(f"{path}: rows[{i}] field 'p50_ms' is {p50!r}, expected a latency > 0 ms")
+    if not isinstance(report.get("environment"), dict):
+        raise FeredgeError(f"{path}: field 'environment' is missing or not an object")
     return report
+
+
+def compare_files(a: Path, b: Path) -> tuple[str, list[str], list[list[str]]]:
+    """`bench --compare A B`: a title, the header and the rows of the two reports side by side."""
+    header, rows = compare(load(a), load(b))
+    return f"A = {a}   B = {b}", header, rows
 
 
 def compare(a: dict, b: dict) -> tuple[list[str], list[list[str]]]:
@@ -115,7 +138,7 @@ def compare(a: dict, b: dict) -> tuple[list[str], list[list[str]]]:
 
     def where(rep: dict) -> str:
         env = rep["environment"]
-        return (env.get("jetson") or {}).get("board") or env.get("gpu") or env["cpu"]
+        return (env.get("jetson") or {}).get("board") or env.get("gpu") or env.get("cpu", "?")
 
     index_b = {key(r): r for r in b["rows"]}
     header = ["model", "A/B precision", "measure", "batch/faces", f"A p50 ms ({where(a)})", f"B p50 ms ({where(b)})",

@@ -7,7 +7,7 @@ ships, through the path that ships), so a number in a report is a number a user 
 from __future__ import annotations
 
 import resource
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -16,10 +16,13 @@ import numpy as np
 from feredge import artifact
 from feredge.bench import measure
 from feredge.bench.environment import environment, is_jetson
+from feredge.config import DEVICE, cuda_usable
+from feredge.config import DEVICES as COMMON_DEVICES
 from feredge.errors import FeredgeError
+from feredge.export import EXPORT_PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "int8")
-DEVICES = ("auto", "cpu", "cuda", "jetson")
+DEVICES = (*COMMON_DEVICES, "jetson")
+DEFAULT_OUT = Path("runs/bench")
 
 
 @dataclass
@@ -29,14 +32,15 @@ class BenchOptions:
     precisions: tuple[str, ...] = ("fp32",)
     batches: tuple[int, ...] = (1, 8, 32)
     faces: tuple[int, ...] = (1, 4, 16)
-    device: str = "auto"
+    device: str = DEVICE
     data: Path | None = None
     split: str = "val"
     window: measure.Window = field(default_factory=measure.Window)
     cuda_graph: bool = True
-    out: Path = Path("runs/bench")
+    out: Path | None = None  # None: runs/bench, or runs/bench-2, -3 … when that holds a report
     replay_tegrastats: Path | None = None
     threads: int = 0
+    overwrite: bool = False  # replace the report already in an explicit --out
 
 
 def check_options(opts: BenchOptions) -> None:
@@ -47,10 +51,9 @@ def check_options(opts: BenchOptions) -> None:
         raise FeredgeError(f"--device {opts.device}: expected one of {', '.join(DEVICES)}")
     if opts.window.duration_s <= 0 or opts.window.warmup_ms < 0:
         raise FeredgeError("--duration-s must be > 0 and --warmup-ms ≥ 0")
-    unknown = [p for p in opts.precisions if p not in PRECISIONS]
+    unknown = [p for p in opts.precisions if p not in EXPORT_PRECISIONS]
     if unknown:
-        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(PRECISIONS)}")
-    artifact.check_folder(opts.out)
+        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(EXPORT_PRECISIONS)}")
     if "int8" in opts.precisions and opts.data is None and any(a.endswith(".safetensors") for a in opts.artifacts):
         raise FeredgeError("--precision int8 exports a checkpoint with calibration: pass --data DIR")
 
@@ -60,21 +63,11 @@ def resolve_device(device: str, replay: Path | None) -> str:
     if device == "jetson" and not is_jetson() and replay is None:
         raise FeredgeError("--device jetson: this machine is not a Jetson (no /etc/nv_tegra_release); run on the "
                            "board, or pass --replay-tegrastats FILE to analyse a recorded log")
-    if device != "auto":
+    if device != DEVICE:
         return device
     if is_jetson():
         return "jetson"
-    return "cuda" if _has_gpu() else "cpu"
-
-
-def _has_gpu() -> bool:
-    try:
-        from feredge.runtime.cuda import device_identity
-
-        device_identity()
-        return True
-    except Exception:  # no CUDA binding or no GPU
-        return False
+    return "cuda" if cuda_usable() else "cpu"
 
 
 def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
@@ -150,13 +143,12 @@ def _telemetry(device: str, replay: Path | None):
 def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     """Run every measurement; returns the report (rows + environment + semantics)."""
     from feredge.bench.tegrastats import summarize
-    from feredge.predict import face_classifier
-    from feredge.runtime.loader import backend_for, load_runner
+    from feredge.recognizer import Recognizer
 
     check_options(opts)
     device = resolve_device(opts.device, opts.replay_tegrastats)
     # A replayed Jetson log on another machine: the telemetry is the log's, the timing runs on what is here.
-    runtime_device = "cuda" if device == "cuda" or (device == "jetson" and (is_jetson() or _has_gpu())) else "cpu"
+    runtime_device = "cuda" if device == "cuda" or (device == "jetson" and (is_jetson() or cuda_usable())) else "cpu"
     telemetry = _telemetry(device, opts.replay_tegrastats)
     env = environment(device)
     if device == "jetson" and env.get("jetson", {}).get("clocks_pinned") is False:
@@ -164,11 +156,8 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     rows = []
     for path in resolve_artifacts(opts, log):
         rss0 = _rss_mb()
-        kwargs = {"device": runtime_device}
-        if opts.threads and (opts.backend or backend_for(path)) == "ort":
-            kwargs["threads"] = opts.threads
-        with load_runner(path, opts.backend, **kwargs) as runner:
-            info = runner.info
+        with Recognizer(path, backend=opts.backend, device=runtime_device, threads=opts.threads) as rec:
+            runner, info = rec.runner, rec.info
             base = {"artifact": str(path), "model": info.model, "backend": runner.backend,
                     "precision": info.precision, "size_mb": path.stat().st_size / 1e6,
                     "sha256": artifact.file_sha256(path)}
@@ -187,20 +176,16 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
                     power = summarize(sampler.stop(), sum(times) / 1000, len(times) * batch)
                     row["telemetry"] = {**power, "source": "replayed log" if opts.replay_tegrastats else "tegrastats"}
                 rows.append(row)
-            classify = face_classifier(runner, info.input_spec, mirror=False)
-            try:
-                for faces in opts.faces:
-                    if faces > runner.max_batch:
-                        continue
-                    log(f"{path.name} [{runner.backend}] end to end, 720p frame with {faces} faces …")
-                    frame, boxes = measure.synthetic_frame(faces)
-                    times = measure.timed_window(measure.e2e_run(classify, list(info.classes), frame, boxes), opts.window)
-                    rows.append({**base, "measure": "e2e", "batch": faces, "faces": faces,
-                                 "semantics": "host 1280x720 BGR frame → pre-process all faces → copy → infer (one "
-                                              "batch) → copy → labels; detection excluded",
-                                 **measure.stats(times, 1), **acc})
-            finally:
-                classify.close()
+            for faces in opts.faces:
+                if faces > runner.max_batch:
+                    continue
+                log(f"{path.name} [{runner.backend}] end to end, 720p frame with {faces} faces …")
+                frame, boxes = measure.synthetic_frame(faces)
+                times = measure.timed_window(measure.e2e_run(rec, frame, boxes), opts.window)
+                rows.append({**base, "measure": "e2e", "batch": faces, "faces": faces,
+                             "semantics": "host 1280x720 BGR frame → Recognizer: pre-process all faces → copy → "
+                                          "infer (one batch) → copy → labels; detection excluded",
+                             **measure.stats(times, 1), **acc})
             for row in rows:
                 if row["artifact"] == str(path):
                     row["host_mem_mb"] = _rss_mb() - rss0

@@ -13,10 +13,10 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
-from feredge.metrics import softmax
-from feredge.runtime.records import face_records
+from feredge.stream import STAGES as STREAM_STAGES
+from feredge.vision.detector import DETECT_MAX_SIDE
 
-STAGES = ("capture", "detect", "preprocess", "infer", "draw")
+STAGES = (*STREAM_STAGES, "draw")
 
 
 @dataclass
@@ -24,10 +24,10 @@ class CameraOptions:
     source: str = "0"
     model: str | None = None
     backend: str | None = None
-    device: str = "cpu"
+    device: str | None = None  # None: auto (cuda when the backend can use one)
     detector: str = "yunet"
     detect_every: int = 1
-    detect_max_side: int = 640
+    detect_max_side: int = DETECT_MAX_SIDE
     display: bool = False
     json_path: Path | None = None
     record: Path | None = None
@@ -41,43 +41,22 @@ class CameraOptions:
 
 
 def check_options(opts: CameraOptions) -> None:
-    if opts.detect_every < 1:
-        raise FeredgeError(f"--detect-every {opts.detect_every}: expected a positive integer")
-    if opts.max_faces < 1:
-        raise FeredgeError(f"--max-faces {opts.max_faces}: expected a positive integer")
-    if not 0 < opts.smooth <= 1:
-        raise FeredgeError(f"--smooth {opts.smooth}: expected 0 < α ≤ 1 (1 = no smoothing)")
-    for flag, path in (("--json", opts.json_path), ("--record", opts.record)):
+    """The options a library call would only reject after the model is loaded, named as the CLI writes them."""
+    for flag, value, ok, expected in (
+            ("--detect-every", opts.detect_every, opts.detect_every >= 1, "a positive integer"),
+            ("--detect-max-side", opts.detect_max_side, opts.detect_max_side >= 1, "a positive number of pixels"),
+            ("--max-faces", opts.max_faces, opts.max_faces >= 1, "a positive integer"),
+            ("--smooth", opts.smooth, 0 < opts.smooth <= 1, "0 < α ≤ 1 (1 = no smoothing)"),
+            ("--max-frames", opts.max_frames, opts.max_frames >= 0, "0 (until the source ends) or a positive count")):
+        if not ok:
+            raise FeredgeError(f"{flag} {value}: expected {expected}")
+    for flag, path in (("--jsonl", opts.json_path), ("--record", opts.record)):
         if path is not None and Path(path).is_dir():
             raise FeredgeError(f"{path}: is a folder; {flag} takes a file name")
         if path is not None and Path(path).exists() and not opts.overwrite:
             raise FeredgeError(f"{path}: exists; pass --overwrite to replace it ({flag})")
         if path is not None and not Path(path).parent.is_dir():
             raise FeredgeError(f"{path}: its folder does not exist ({flag})")
-
-
-class RemoteFer:
-    """The model behind `feredge serve`: pre-processed faces go over HTTP to model ``fer`` as one request;
-    its description must match the local file used for pre-processing (same input, same classes)."""
-
-    def __init__(self, url: str, info):
-        th = require("tritonclient.http")
-        self.th, self.client = th, th.InferenceServerClient(url)
-        try:
-            meta = self.client.get_model_metadata("fer")
-        except Exception as exc:  # connection refused, DNS, HTTP errors: all say the server is not usable
-            raise FeredgeError(f"--server {url}: no `feredge serve` model 'fer' there ({str(exc)[:120]})") from None
-        s = info.input_spec
-        dims = [int(d) for d in meta["inputs"][0]["shape"][1:]]
-        width = int(meta["outputs"][0]["shape"][-1])
-        if dims != [s.channels, s.size, s.size] or width != len(info.classes):
-            raise FeredgeError(f"--server {url}: serves input {dims} → {width} classes, but --model expects "
-                               f"{[s.channels, s.size, s.size]} → {len(info.classes)}; pass the served model as --model")
-
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        inp = self.th.InferInput("input", list(x.shape), "FP32")
-        inp.set_data_from_numpy(np.ascontiguousarray(x, np.float32))
-        return self.client.infer("fer", [inp]).as_numpy("probabilities")
 
 
 class Recorder:
@@ -100,120 +79,77 @@ class Recorder:
             self.writer.release()
 
 
-def _largest(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, n: int):
-    if len(boxes) <= n:
-        return boxes, scores, landmarks
-    keep = np.argsort(-(boxes[:, 2] * boxes[:, 3]))[:n]
-    return boxes[keep], scores[keep], landmarks[keep]
-
-
 def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     """Run until the source ends, ``max_frames``, 'q' in the window, or Ctrl-C; returns a summary."""
     cv2 = require("cv2")
-    from feredge.vision.detector import eye_angles, make_detector
+    from feredge.recognizer import Recognizer
+    from feredge.stream import Stream
     from feredge.vision.overlay import draw_faces, draw_hud
-    from feredge.vision.source import FrameSource
-    from feredge.vision.tracker import Tracker
-    from feredge.predict import CpuFaceClassifier, face_classifier
-    from feredge.runtime.loader import load_runner
-    from feredge.weights import resolve
 
     check_options(opts)
-    runner = load_runner(resolve(opts.model), opts.backend, device=opts.device)
-    if opts.align and runner.gpu_io:
-        runner.close()
-        raise FeredgeError("--align rotates crops on the CPU path; the GPU pipeline crops unrotated: use "
-                           "--no-align with a GPU runner")
-    spec, classes = runner.info.input_spec, list(runner.info.classes)
-    remote = RemoteFer(opts.server, runner.info) if opts.server else None
-    gpu = face_classifier(runner, spec, mirror=False) if runner.gpu_io and remote is None else None
-    cpu = CpuFaceClassifier(runner, spec, mirror=False)  # its crops feed the local runner or the server
-    detector = make_detector(opts.detector, opts.detect_max_side)
-    tracker = Tracker(max_unseen=opts.track_max_unseen, alpha=opts.smooth)
-    source = FrameSource(opts.source)
-    recorder = Recorder(opts.record, source.fps) if opts.record else None
+    rec = Recognizer(opts.model, backend=opts.backend, device=opts.device, detector=opts.detector,
+                     detect_max_side=opts.detect_max_side, max_faces=opts.max_faces, align=opts.align,
+                     server=opts.server)
+    try:
+        frames = Stream(opts.source, rec, detect_every=opts.detect_every, smooth=opts.smooth,
+                        track_max_unseen=opts.track_max_unseen, max_frames=opts.max_frames)
+    except BaseException:
+        rec.close()
+        raise
+    recorder = Recorder(opts.record, frames.fps) if opts.record else None
     jsonl = open(opts.json_path, "w") if opts.json_path else None
     totals = {s: 0.0 for s in STAGES}
-    frames, faces_seen, fps, stop_reason = 0, 0, 0.0, ""
-    boxes = np.zeros((0, 4), np.float32)
-    ids: list[int] = []
-    angles = np.zeros(0)
-    reported_drops = 0
+    count, faces_seen, fps, stop_reason = 0, 0, 0.0, ""
     try:
-        t_wait = time.perf_counter()
-        for frame in source:
+        t_prev = time.perf_counter()
+        for item in frames:
             t0 = time.perf_counter()
-            ms = {"capture": (t0 - t_wait) * 1000}
-            image = frame.image
-            if frames % opts.detect_every == 0:
-                found, _scores, landmarks = _largest(*detector.detect(image), detector.landmarks, opts.max_faces)
-                boxes = found
-                ids = tracker.update(boxes)
-                angles = eye_angles(landmarks) if opts.align and len(boxes) else np.zeros(len(boxes))
-            t1 = time.perf_counter()
-            ms["detect"] = (t1 - t0) * 1000
-            probs = np.zeros((0, len(classes)), np.float32)
-            t2 = t3 = time.perf_counter()
-            if len(boxes) and gpu is not None:
-                probs = softmax(gpu(image, boxes))
-                t2 = t3 = time.perf_counter()
-            elif len(boxes):
-                x = cpu.crops(image, boxes, angles)
-                t2 = time.perf_counter()
-                probs = remote.probabilities(x) if remote is not None else softmax(runner.infer_all(x))
-                t3 = time.perf_counter()
-            ms["preprocess"], ms["infer"] = (t2 - t1) * 1000, (t3 - t2) * 1000
-            smoothed = tracker.smooth(ids, probs) if len(probs) else probs
-            labels = [classes[i] for i in smoothed.argmax(1)] if len(smoothed) else []
+            ms = dict(item.ms)
             if opts.display or recorder is not None:
-                draw_faces(image, boxes, ids, labels, smoothed.max(1) if len(smoothed) else [])
-                draw_hud(image, fps, ms)
-            ms["draw"] = (time.perf_counter() - t3) * 1000
+                draw_faces(item.image, np.array([f.box for f in item.faces]).reshape(-1, 4),
+                           [f.track_id for f in item.faces], [f.smoothed_label for f in item.faces],
+                           [float(f.smoothed.max()) for f in item.faces])
+                draw_hud(item.image, fps, ms)
             if recorder is not None:
-                recorder.write(image)
-            dropped = source.stats.dropped[reported_drops:]
-            reported_drops += len(dropped)
+                recorder.write(item.image)
+            ms["draw"] = (time.perf_counter() - t0) * 1000
             if jsonl is not None:
                 jsonl.write(json.dumps({
-                    "frame": frame.index, "timestamp": round(frame.timestamp, 4), "dropped_before": dropped,
-                    "detected": frames % opts.detect_every == 0,
-                    "ms": {k: round(v, 3) for k, v in ms.items()},
-                    "faces": face_records(boxes, probs, classes, track_ids=ids, smoothed=smoothed)}) + "\n")
-            frames += 1
-            faces_seen += len(boxes)
+                    "frame": item.index, "timestamp": round(item.timestamp, 4), "dropped_before": item.dropped_before,
+                    "detected": item.detected, "ms": {k: round(v, 3) for k, v in ms.items()},
+                    "faces": [f.to_dict() for f in item.faces]}) + "\n")
+            count += 1
+            faces_seen += len(item.faces)
             for k, v in ms.items():
                 totals[k] += v
-            elapsed = time.perf_counter() - t_wait
-            fps = 1.0 / elapsed if fps == 0 else 0.9 * fps + 0.1 / max(elapsed, 1e-9)
-            t_wait = time.perf_counter()
+            now = time.perf_counter()
+            elapsed, t_prev = now - t_prev, now
+            fps = 1.0 / max(elapsed, 1e-9) if fps == 0 else 0.9 * fps + 0.1 / max(elapsed, 1e-9)
             if opts.display:
-                cv2.imshow("feredge", image)
+                cv2.imshow("feredge", item.image)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     stop_reason = "stopped from the window"
                     break
-            if opts.max_frames and frames >= opts.max_frames:
-                stop_reason = f"--max-frames {opts.max_frames}"
-                break
+        if opts.max_frames and count >= opts.max_frames:
+            stop_reason = f"--max-frames {opts.max_frames}"
     except KeyboardInterrupt:
         stop_reason = "interrupted (Ctrl-C)"
     finally:
-        source.close()
+        frames.close()
+        rec.close()
         if jsonl is not None:
             jsonl.close()
         if recorder is not None:
             recorder.close()
-        if gpu is not None:
-            gpu.close()
-        runner.close()
         if opts.display:
             cv2.destroyAllWindows()
-    stats = source.stats
-    summary = {"frames": frames, "faces": faces_seen, "source": opts.source, "kind": source.kind,
+    stats = frames.stats
+    summary = {"frames": count, "faces": faces_seen, "source": opts.source, "kind": frames.kind,
                "stopped": stop_reason or stats.ended, "dropped": len(stats.dropped), "corrupt": stats.corrupt,
                "reconnects": stats.reconnects,
-               "mean_ms": {k: round(v / max(frames, 1), 3) for k, v in totals.items()},
+               "mean_ms": {k: round(v / max(count, 1), 3) for k, v in totals.items()},
                "json": str(opts.json_path) if opts.json_path else None,
                "record": str(opts.record) if opts.record else None}
     if stats.ended.endswith("disconnected"):
-        log(f"{opts.source}: the {source.kind} went away after {frames} frames; everything written is flushed")
+        log(f"{opts.source}: the {frames.kind} went away after {count} frames; everything written is flushed")
     return summary

@@ -1,8 +1,15 @@
-"""Seeded, reproducible splits: stratified hold-outs and subject-wise partitions."""
+"""Seeded, reproducible splits: stratified hold-outs, subject-wise partitions and the training run's
+validation carve (one function, so training, soups and calibration carve alike)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from feredge.config import TrainConfig
+from feredge.data.store import Split, load
+from feredge.errors import FeredgeError
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,3 +36,20 @@ def subject_partition(subjects: list[str], fractions: dict[str, float], seed: in
         owner[unique[pos]] = names[int(np.searchsorted(bounds, (rank + 0.5) / len(unique)))]
     subj = np.array(subjects)
     return {n: np.flatnonzero(np.array([owner[s] == n for s in subj])) for n in names}
+
+
+def train_val_splits(cfg: TrainConfig) -> tuple[Split, Split, dict]:
+    """Training split and validation split (carved from training unless cfg.val_split names one), and meta."""
+    ds = load(Path(cfg.data))
+    if "train" not in ds.splits:
+        raise FeredgeError(f"{cfg.data}: no 'train' split")
+    train = ds.splits["train"]
+    if cfg.limit_train:
+        keep, _ = stratified_holdout(np.asarray(train.labels), 1 - min(cfg.limit_train / len(train), 1.0), cfg.seed)
+        train = train.subset(keep)
+    if cfg.val_split:
+        if cfg.val_split not in ds.splits:
+            raise FeredgeError(f"{cfg.data}: no split {cfg.val_split!r} for validation")
+        return train, ds.splits[cfg.val_split], ds.meta
+    keep, hold = stratified_holdout(np.asarray(train.labels), cfg.val_fraction, cfg.seed)
+    return train.subset(keep), train.subset(hold), ds.meta

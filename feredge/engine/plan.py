@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from feredge.artifact import Artifact
 from feredge.errors import FeredgeError
-
-PRECISIONS = ("fp32", "fp16", "int8")
+from feredge.export import EXPORT_PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -41,8 +40,8 @@ def parse_version(version: str) -> tuple[int, int]:
 def build_plan(trt_version: str, precision: str, implicit_int8: bool = False, weakly_typed: bool = False,
                dla: bool = False) -> BuildPlan:
     """Network and builder flags for ``precision`` on TensorRT ``trt_version``."""
-    if precision not in PRECISIONS:
-        raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision not in EXPORT_PRECISIONS:
+        raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(EXPORT_PRECISIONS)}")
     major, minor = parse_version(trt_version)
     onnx_kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
     if (major, minor) < (8, 5):

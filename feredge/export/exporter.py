@@ -49,6 +49,7 @@ class ExportOptions:
     trt_version: str = "8.6.1"  # for the calibration cache header when TensorRT is not installed
     workspace_mb: int = 1024
     dla_core: int | None = None
+    triton: bool = False  # also write a Triton model repository (+ DeepStream config) under out/triton
 
 
 def _path(out: Path, stem: str, fmt: str) -> Path:
@@ -220,14 +221,15 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     parity check and the accuracy gate: an interrupted or refused export leaves nothing that looks usable.
     """
     from feredge.export.onnx import export_onnx, parity
-    from feredge.train.checkpoint import load_checkpoint
+    from feredge.models.checkpoint import load_checkpoint
 
     check_options(opts)
     model, info = load_checkpoint(checkpoint)
     spec = info.input_spec
     stem = Path(checkpoint).stem
     wanted = ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8", "calib-cache"] if opts.int8 else [])
-    _guard([_path(opts.out, stem, f) for f in wanted], opts.overwrite)
+    _guard([_path(opts.out, stem, f) for f in wanted] + ([Path(opts.out) / "triton" / "fer"] if opts.triton else []),
+           opts.overwrite)
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     report: dict = {"checkpoint": str(checkpoint), "model": info.model, "classes": list(info.classes),
                     "input_spec": spec.to_dict(), "batch": "dynamic" if opts.dynamic else opts.batch}
@@ -262,4 +264,17 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
         finally:
             report["files"] = {fmt: str(p) for fmt, p in paths.items()}
             artifact.atomic_write_text(report_path, json.dumps(report, indent=2))
+    if opts.triton:
+        report["triton"] = _triton(paths, opts)
+        artifact.atomic_write_text(report_path, json.dumps(report, indent=2))
     return report
+
+
+def _triton(paths: dict[str, Path], opts: ExportOptions) -> dict[str, str]:
+    """The Triton repository of the engine when one was built, else of the fp32 ONNX."""
+    from feredge.serve.repository import Batching, write_export_repository
+
+    served = paths.get("engine") or paths["fp32"]
+    files = write_export_repository(Path(opts.out) / "triton", served, Batching(max_batch=opts.batch or opts.max_batch),
+                                    opts.overwrite)
+    return {key: str(path) for key, path in files.items()}

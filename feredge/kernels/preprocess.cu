@@ -6,7 +6,8 @@
 //   side = max(w, h) * (1 + margin), square centred on the box;
 //   src = x0 + (j + 0.5) * side / S - 0.5 (pixel centres); neighbours outside the frame read as 0.
 // Grid: x covers the S*S output pixels of one face, y the faces (N, or 2N with mirroring).
-// No headers: the same source compiles with nvcc (CMake) and with NVRTC at run time.
+// No headers: the same source compiles with nvcc (CMake) and with NVRTC at run time, and with g++ for the
+// GPU-free arithmetic test (host_launch.cpp + host_compat.h, tests/test_kernel_host.py).
 // Arguments are scalars (no struct) so pycuda and cuda-python pass them the same way.
 
 __device__ __forceinline__ float3 fetch(const unsigned char* frame, int width, int height, int pitch, int x, int y) {
@@ -16,9 +17,13 @@ __device__ __forceinline__ float3 fetch(const unsigned char* frame, int width, i
 }
 
 __device__ __forceinline__ unsigned short to_half_bits(float v) {
+#ifdef FEREDGE_HOST_BUILD  // g++ build of the arithmetic test (host_compat.h): PTX asm has no host meaning
+    return feredge_cvt_rn_f16_f32(v);
+#else
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
     return h;
+#endif
 }
 
 extern "C" __global__ void fer_preprocess(

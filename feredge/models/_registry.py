@@ -1,4 +1,8 @@
-"""Models register by name (as in timm) with the input spec the runtime needs to feed them."""
+"""Models register by name (as in timm) with the input spec the runtime needs to feed them.
+
+The registry imports no architecture: `feredge.models` imports them all, so their decorators run
+before anything can ask the registry for a name.
+"""
 
 from __future__ import annotations
 
@@ -34,14 +38,12 @@ def register_model(name: str, input_spec: InputSpec, heads: dict[str, int] | Non
 
 
 def model_info(name: str) -> ModelInfo:
-    _load_all()
     if name not in _REGISTRY:
         raise FeredgeError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
 def list_models() -> list[str]:
-    _load_all()
     return sorted(_REGISTRY)
 
 
@@ -49,7 +51,3 @@ def create_model(name: str, num_classes: int = 7, **kwargs):
     """Build a registered model (torch needed); extra kwargs go to the architecture."""
     return model_info(name).builder(num_classes=num_classes, **kwargs)
 
-
-def _load_all() -> None:
-    """Import the architecture modules so their registrations run (needs torch)."""
-    from feredge.models import edge, mmnet, multitask_cnn, nano, resmasking, vgg  # noqa: F401

@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from feredge.errors import CheckpointError
 from feredge.models._registry import InputSpec, register_model
+from feredge.models.checkpoint import load_into, read_state_dict
 
 
 class Block(nn.Module):
@@ -75,11 +77,6 @@ class ResMasking(nn.Module):
 
 def load_trunk(trunk: nn.Module, path: Path) -> None:
     """Load ImageNet ResNet-34 weights from a local file (safetensors, or a state dict read weights-only)."""
-    from feredge.train.checkpoint import read_state_dict
-
-    from feredge.errors import CheckpointError
-    from feredge.train.checkpoint import load_into
-
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
     state.update({k: v for k, v in trunk.state_dict().items() if k.startswith("fc.")})
     try:

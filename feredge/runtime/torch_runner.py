@@ -16,7 +16,7 @@ class TorchRunner(Runner):
     def __init__(self, path: Path, device: str = "cpu", cuda_graph: bool = False):
         super().__init__(path)
         self.torch = require("torch")
-        from feredge.train.checkpoint import load_checkpoint
+        from feredge.models.checkpoint import load_checkpoint
 
         self.model, self.info = load_checkpoint(self.path)
         self.device = self.torch.device(device)

@@ -14,7 +14,6 @@ import numpy as np
 
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
-from feredge.runtime.records import face_records
 
 
 class FerModel:
@@ -34,20 +33,11 @@ class FerModel:
 
 class FrameModel:
     def __init__(self, artifact: Path, threads: int = 1):
-        from feredge.vision.detector import YuNetDetector
-        from feredge.predict import CpuFaceClassifier
+        from feredge.recognizer import Recognizer
 
-        self.fer = FerModel(artifact, threads)
-        self.detector = YuNetDetector()
-        self.classify = CpuFaceClassifier(self.fer.runner, self.fer.info.input_spec, mirror=False)
+        self.recognizer = Recognizer(artifact, device="cpu", threads=threads)
 
     def __call__(self, encoded: bytes) -> str:
-        import cv2
+        from feredge.vision.images import decode_image
 
-        frame = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise FeredgeError("image: cannot decode the bytes (expected a JPEG or PNG file's contents)")
-        boxes, scores = self.detector.detect(frame)
-        classes = list(self.fer.info.classes)
-        probs = softmax(self.classify(frame, boxes)) if len(boxes) else np.zeros((0, len(classes)))
-        return json.dumps({"faces": face_records(boxes, probs, classes, scores)})
+        return json.dumps({"faces": [f.to_dict() for f in self.recognizer(decode_image(encoded))]})

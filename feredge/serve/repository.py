@@ -83,11 +83,14 @@ def serving_paths() -> list[str]:
     return paths + [p for p in sys.path if p.endswith("site-packages") and p not in paths]
 
 
-def write_python_repository(root: Path, model: Path, b: Batching, threads: int = 1) -> Path:
-    """The repository `feredge serve` runs: ``fer`` and ``fer_frame`` on the Python backend."""
+def write_python_repository(root: Path, model: Path, b: Batching, threads: int = 1, overwrite: bool = False) -> Path:
+    """The repository `feredge serve` runs: ``fer`` and ``fer_frame`` on the Python backend (an existing
+    ``root`` is replaced only with ``overwrite``)."""
     b.check()
     info = _onnx_or_engine_info(model)
     root = Path(root)
+    if root.exists() and not overwrite:
+        raise FeredgeError(f"{root}: exists; pass --overwrite or choose another --workdir")
     if root.exists():
         shutil.rmtree(root)
     common = {"artifact": str(Path(model).resolve()), "threads": str(threads)}

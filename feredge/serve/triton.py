@@ -20,9 +20,14 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from feredge.errors import FeredgeError
 
+DEFAULT_WORKDIR = Path("runs/serve")
+#: What `serve` writes in its work folder; either there means an earlier server's files (feredge.outputs).
+WORKDIR_FILES = ("repository", "tritonserver.log")
+LOAD_TIMEOUT_S = 180.0
 INSTALL_HINT = ("pip install --no-deps nvidia-pytriton==0.7.0  (feredge uses only its tritonserver binary and "
                 "Python backend; its Python dependencies would pin numpy < 2)")
 
@@ -158,3 +163,33 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def serve(model: Path, batching, ports: Ports = Ports(), host: str = "127.0.0.1", workdir: Path | None = None,
+          overwrite: bool = False, load_timeout: float = LOAD_TIMEOUT_S,
+          echo: Callable[[str], None] = print) -> int:
+    """`feredge serve`: write the repository for ``model`` into a fresh work folder (or, with ``overwrite``,
+    the given one), run Triton until Ctrl-C or SIGTERM, stop it cleanly; returns its exit code."""
+    from feredge.outputs import output_folder
+    from feredge.serve.repository import write_python_repository
+
+    model = Path(model)
+    if model.suffix == ".safetensors":
+        raise FeredgeError(f"{model}: serve an exported model (.onnx or .engine); export it with `feredge export`")
+    ports.check(host)  # before anything is written: a busy port leaves no half-used work folder
+    workdir = output_folder(workdir, DEFAULT_WORKDIR, WORKDIR_FILES, overwrite, "--workdir")
+    repo = write_python_repository(workdir / "repository", model, batching, overwrite=overwrite)
+    server = TritonServer(repo, workdir, ports, host)
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # the wait returns once Triton stopped
+    try:
+        seconds = server.wait_ready(load_timeout)
+        echo(f"Triton ready in {seconds:.1f} s: http://{host}:{ports.http}  grpc {host}:{ports.grpc}  "
+             f"metrics http://{host}:{ports.metrics}/metrics  models: fer, fer_frame  log: {server.log_path}")
+        server.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        code = server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    echo(f"Triton stopped (exit code {code})")
+    return code

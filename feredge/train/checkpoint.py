@@ -1,86 +1,24 @@
-"""Checkpoints: safetensors weights plus a small JSON sidecar; nothing is unpickled.
+"""Saving checkpoints for training: safetensors weights plus their JSON sidecar, each written atomically.
 
-The sidecar (an `feredge.artifact.Artifact` of kind "checkpoint") names the model, its kwargs, classes,
-input spec, and in ``details`` the training config and metrics, so a checkpoint can be rebuilt and
-checked without the training code that produced it.
+Reading them back (`load_checkpoint`, `read_meta`, …) lives in `feredge.models.checkpoint`, beside the
+models, so nothing that only loads weights depends on the training code.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from feredge import artifact
 from feredge._optional import require
 from feredge.artifact import Artifact
-from feredge.errors import CheckpointError
 
 
-def save_checkpoint(model, path: Path, info: Artifact) -> Path:
-    """Write ``path`` (.safetensors) and its sidecar, each atomically; returns the weights path."""
+def save_checkpoint(model, path: Path, info: Artifact) -> str:
+    """Write ``path`` (.safetensors) and its sidecar, each atomically; returns the weights' sha256."""
     st = require("safetensors.torch")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    artifact.atomic_write_bytes(Path(path), st.save(state))
+    data = st.save(state)
+    artifact.atomic_write_bytes(Path(path), data)
     artifact.write(path, info)
-    return Path(path)
-
-
-def read_meta(path: Path) -> Artifact:
-    """The checkpoint's description; refuses anything but a checkpoint."""
-    info = artifact.read(path)
-    if info.kind != "checkpoint":
-        raise CheckpointError(f"{path}: is a {info.kind}, expected a training checkpoint (.safetensors)")
-    return info
-
-
-def read_state_dict(path: Path) -> dict:
-    """Tensors from a .safetensors file, or from a torch file loaded with weights_only=True."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
-    if path.suffix == ".safetensors":
-        try:
-            return require("safetensors.torch").load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-            raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from None
-    torch = require("torch")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad or unsafe file
-        raise CheckpointError(f"{path}: cannot be read as a weights-only state dict ({exc.__class__.__name__})") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
-
-
-def load_into(model, state: dict, where: str) -> None:
-    """Load ``state`` strictly, listing missing/unexpected keys and shape mismatches."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[0]})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
-        raise CheckpointError(f"{where}: weights do not match the model: {'; '.join(parts)}")
-    model.load_state_dict(state)
-
-
-def load_checkpoint(path: Path, expect_model: str | None = None):
-    """Rebuild the model named in the sidecar and load its weights; returns (model, meta)."""
-    from feredge.models import create_model
-
-    info = read_meta(path)
-    if expect_model is not None and info.model != expect_model:
-        raise CheckpointError(f"{path}: holds model {info.model!r}, expected {expect_model!r}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in info.model_kwargs.items()}
-    try:
-        model = create_model(info.model, num_classes=len(info.classes), **kwargs)
-    except TypeError as exc:
-        raise CheckpointError(f"{artifact.sidecar_path(path)}: field 'model_kwargs' does not fit {info.model} ({exc})") from None
-    load_into(model, read_state_dict(path), str(path))
-    model.eval()
-    return model, info
+    return hashlib.sha256(data).hexdigest()

@@ -51,7 +51,7 @@ def checkpoint_logits(path: Path, images: np.ndarray, tta: str, device: str = ""
     """Logits of a training checkpoint with torch (cuda when available unless ``device`` says otherwise)."""
     import torch
 
-    from feredge.train.checkpoint import load_checkpoint
+    from feredge.models.checkpoint import load_checkpoint
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, info = load_checkpoint(path)

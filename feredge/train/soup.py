@@ -21,11 +21,12 @@ from feredge.artifact import Artifact
 from feredge.config import config_from_dict
 from feredge.errors import FeredgeError
 from feredge.metrics import metrics
+from feredge.data.splits import train_val_splits
 from feredge.models import create_model
+from feredge.models.checkpoint import load_into, read_meta, read_state_dict
 from feredge.train import tensor_ops as ops
-from feredge.train.checkpoint import load_into, read_meta, read_state_dict, save_checkpoint
+from feredge.train.checkpoint import save_checkpoint
 from feredge.train.inference import predict_logits
-from feredge.train.trainer import train_val_splits
 
 # What every ingredient must share: the same network, the same starting point and the same validation carve.
 SHARED_CONFIG = ("model", "model_kwargs", "init", "data", "val_fraction", "val_split", "seed", "limit_train")

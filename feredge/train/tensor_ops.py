@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from feredge.models import InputSpec
+from feredge.artifact import InputSpec
 
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 

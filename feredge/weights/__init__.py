@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from feredge.config import DEFAULT_MODEL
 from feredge.errors import FeredgeError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-#: What `predict`, `eval` and `export` use when no model is named (see README, "Choosing a model").
-DEFAULT_MODEL = "feredge-s"
 _SUFFIX = {"onnx": ".onnx", "checkpoint": ".safetensors"}
 
 

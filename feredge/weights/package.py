@@ -31,7 +31,8 @@ def package(checkpoint: Path) -> tuple[Path, Path]:
 
     from feredge.export.compact import compact_fp16_storage
     from feredge.export.onnx import export_onnx, save_onnx
-    from feredge.train.checkpoint import load_checkpoint, save_checkpoint
+    from feredge.models.checkpoint import load_checkpoint
+    from feredge.train.checkpoint import save_checkpoint
 
     model, info = load_checkpoint(checkpoint)
     weights, onnx_path = WEIGHTS_DIR / f"{info.model}.safetensors", WEIGHTS_DIR / f"{info.model}.onnx"
@@ -76,7 +77,7 @@ def training_stages(checkpoint: Path) -> list[dict]:
     a soup contributes the stages its ingredients share, then each ingredient's own run, then itself.
     """
     from feredge.config import TrainConfig
-    from feredge.train.checkpoint import read_meta
+    from feredge.models.checkpoint import read_meta
 
     path = Path(checkpoint)
     if path.resolve().parent == WEIGHTS_DIR.resolve():
@@ -118,7 +119,7 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
     from feredge.models.nano import fuse_for_deploy
     from feredge.models.profile import count_macs, count_params
     from feredge.plots import plot_confusion
-    from feredge.train.checkpoint import load_checkpoint
+    from feredge.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(WEIGHTS_DIR / f"{name}.safetensors")
     paths = card_paths(name)
@@ -220,7 +221,7 @@ def main() -> None:
     parser.add_argument("--hardware", required=True)
     parser.add_argument("--notes", default="")
     args = parser.parse_args()
-    from feredge.train.checkpoint import read_meta
+    from feredge.models.checkpoint import read_meta
 
     stages = training_stages(args.checkpoint)
     for path in package(args.checkpoint):
