@@ -12,12 +12,12 @@ _HINTS = {
     "torchvision": "pip install 'feredge[train]'",
     "onnx": "pip install 'feredge[export]'",
     "onnxsim": "pip install 'feredge[export]'",
-    "onnxruntime": "pip install 'feredge[export]' (or onnxruntime-gpu)",
+    "onnxruntime": "pip install 'feredge[runtime]' (or onnxruntime-gpu)",
     "matplotlib": "pip install 'feredge[train]'",
     "safetensors": "pip install safetensors",
     "tensorrt": "install TensorRT from NVIDIA (JetPack ships it; on x86 `pip install tensorrt` from NVIDIA's index)",
     "pycuda": "pip install 'feredge[gpu]' (needs a CUDA toolkit) or use cuda-python",
-    "cv2": "pip install opencv-python-headless",
+    "cv2": "pip install 'feredge[runtime]'",
 }
 
 

@@ -17,13 +17,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from feredge import __version__
+from feredge._version import __version__
 from feredge.errors import FeredgeError
 
 FORMAT = "feredge-artifact-v1"
 KINDS = ("checkpoint", "onnx", "engine", "calib-cache")
 ARTIFACT_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-calib")
 #: Checkpoint sidecars written before this module existed: ``best.json`` beside ``best.safetensors``.
+#: What an engine's key must match on the machine that runs it.
+ENGINE_KEY_FIELDS = ("gpu_name", "compute_capability", "tensorrt")
 LEGACY_CHECKPOINT_FORMAT = "feredge-checkpoint-v1"
 
 
@@ -118,6 +120,15 @@ class Artifact:
         return cls(d["kind"], str(d["model"]), tuple(classes), InputSpec.from_dict(d["input_spec"], f"{where}: input_spec"),
                    d["precision"], d.get("model_kwargs", {}), d.get("sources", {}), d.get("engine_key"),
                    d.get("versions", {}), d.get("details", {}))
+
+    def check_engine_key(self, here: dict[str, str], where: str) -> None:
+        """An engine runs only on the GPU and TensorRT it was built for: refuse it elsewhere, naming what differs."""
+        stored = self.engine_key or {}
+        problems = [f"{k}: engine {stored.get(k)!r} vs here {here[k]!r}" for k in ENGINE_KEY_FIELDS
+                    if stored.get(k) != here[k]]
+        if problems:
+            raise ArtifactError(f"{where}: built for another machine ({'; '.join(problems)}); rebuild the "
+                                "engine on this machine")
 
     def check_outputs(self, width: int | str | None, where: str) -> None:
         """A model whose output width differs from the class list would label faces wrongly: refuse it."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from feredge import __version__
+from feredge._version import __version__
 from feredge.errors import FeredgeError
 
 

@@ -187,24 +187,6 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return data["train"]
 
 
-def cuda_usable() -> bool:
-    """True when a CUDA GPU answers through feredge's CUDA binding (cuda-python or pycuda; no torch needed)."""
-    try:
-        from feredge.runtime.cuda import device_identity
-
-        device_identity()
-        return True
-    except Exception:  # no CUDA binding, no driver or no GPU: all mean "not usable here"
-        return False
-
-
-def resolve_device(device: str) -> str:
-    """--device as a library sees it: auto → cuda when usable, else cpu; anything else unchanged."""
-    if device == DEVICE:
-        return "cuda" if cuda_usable() else "cpu"
-    return device
-
-
 def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
     """--set key=value pairs; values parsed as JSON when they can be (numbers, booleans, lists)."""
     out = {}

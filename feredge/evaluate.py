@@ -13,7 +13,7 @@ import numpy as np
 
 from feredge import artifact
 from feredge.artifact import Artifact
-from feredge.config import DEVICE, resolve_device
+from feredge.config import DEVICE
 from feredge.errors import FeredgeError
 from feredge.metrics import metrics, softmax
 
@@ -44,21 +44,6 @@ def split_logits(runner, images: np.ndarray, tta: str = "none") -> np.ndarray:
     return logits
 
 
-def runner_device(path: Path, device: str) -> str:
-    """Where an exported file runs: auto → cuda for engines, and for ONNX where a GPU is usable and this
-    ONNX Runtime has its CUDA provider; else cpu. An explicit device is kept."""
-    if device != DEVICE:
-        return device
-    if Path(path).suffix in (".engine", ".plan"):
-        return "cuda"
-    if resolve_device(device) == "cuda":
-        from feredge._optional import require
-
-        if "CUDAExecutionProvider" in require("onnxruntime").get_available_providers():
-            return "cuda"
-    return "cpu"
-
-
 def model_logits(path: Path, images: np.ndarray, tta: str = "none", device: str = DEVICE,
                  batch_size: int = 256) -> tuple[np.ndarray, Artifact]:
     """Checkpoints through torch (ten-crop TTA and eval crops need it), everything else through the runtime."""
@@ -66,7 +51,10 @@ def model_logits(path: Path, images: np.ndarray, tta: str = "none", device: str 
         from feredge.train.inference import checkpoint_logits
 
         return checkpoint_logits(Path(path), images, tta, "" if device == DEVICE else device, batch_size)
-    return runner_logits(Path(path), images, tta, device=runner_device(path, device))
+    from feredge.recognizer import resolve_device  # auto → where this backend can run: one rule for every command
+    from feredge.runtime.loader import backend_for
+
+    return runner_logits(Path(path), images, tta, device=resolve_device(device, backend_for(path) or ""))
 
 
 def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: str = "none",

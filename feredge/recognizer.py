@@ -72,9 +72,9 @@ class Face:
 
 
 def resolve_device(device: str | None, backend: str) -> str:
-    """``auto``/None → cuda where the backend can run there (TensorRT always; ONNX Runtime with its CUDA
+    """``auto``/None/"" → cuda where the backend can run there (TensorRT always; ONNX Runtime with its CUDA
     provider; torch with a CUDA build and a GPU), else cpu."""
-    if device not in (None, "auto"):
+    if device not in (None, "", "auto"):
         if device not in DEVICES and not str(device).startswith("cuda:"):
             raise FeredgeError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
         return str(device)

@@ -216,6 +216,22 @@ CASES = [
     ("soup --out not safetensors",
      lambda r, d, t: ["soup", str(r / "best.safetensors"), str(r / "last.safetensors"), "--out", str(t / "s.pt")],
      "--out must name a .safetensors file"),
+    ("predict on a missing image",
+     lambda r, d, t: ["predict", str(t / "missing.jpg"), "--out", str(t / "o")], "missing.jpg: file not found"),
+    ("predict on a truncated JPEG",
+     lambda r, d, t: ["predict", str(_truncated_jpeg(t)), "--out", str(t / "o")],
+     "half.jpg: damaged or truncated image"),
+    ("explain an image without faces",
+     lambda r, d, t: ["explain", str(_blank_jpeg(t)), "--model", str(r / "best.safetensors"), "--out", str(t / "o")],
+     "no faces found in"),
+    ("explain --data with the classes in another order",
+     lambda r, d, t: ["explain", "--data", str(_reordered_classes(d, t)), "--model", str(r / "best.safetensors"),
+                      "--out", str(t / "o")],
+     "a grid of mistakes would be mislabelled"),
+    ("run-camera --detect-max-side 0",
+     lambda r, d, t: ["run-camera", "--source", str(t), "--detect-max-side", "0"], "--detect-max-side 0: expected a positive"),
+    ("run-camera --max-frames -1",
+     lambda r, d, t: ["run-camera", "--source", str(t), "--max-frames", "-1"], "--max-frames -1: expected 0"),
     ("prepare twice Training and train",
      lambda r, d, t: ["data", "prepare", "fer2013", str(_two_train_folders(t)), "--out", str(t / "o")],
      "both hold split 'train'"),
@@ -246,6 +262,27 @@ def _bad_bytes_csv(tmp: Path) -> Path:
     images, labels = make_fer_images(1)
     pixels = " ".join(map(str, images[0].reshape(-1)))
     return _write(tmp / "fer.csv", f"emotion,pixels,Usage\n0,{pixels},Training\n".encode() + b"\xff,1,Training\n")
+
+
+def _truncated_jpeg(tmp: Path) -> Path:
+    src = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+    data = src.read_bytes()
+    return _write(tmp / "half.jpg", data[:len(data) // 2])
+
+
+def _blank_jpeg(tmp: Path) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(tmp / "blank.jpg")
+    return tmp / "blank.jpg"
+
+
+def _reordered_classes(data: Path, tmp: Path) -> Path:
+    dst = shutil.copytree(data, tmp / "reordered")
+    meta = json.loads((dst / "meta.json").read_text())
+    meta["classes"] = meta["classes"][::-1]
+    (dst / "meta.json").write_text(json.dumps(meta))
+    return dst
 
 
 def _two_train_folders(tmp: Path) -> Path:

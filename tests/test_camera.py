@@ -142,3 +142,25 @@ def test_alignment_levels_a_tilted_eye_line():
     plain = preprocess_frame_cv2(frame, box, 48, 1, (0.0,), (1.0,), 0.0, False)[0, 0]
     assert aligned[24, 8:40].min() > 0.5  # the line now runs along the middle row
     assert plain[24, 8:40].min() < 0.1
+
+
+def test_a_truncated_video_counts_every_frame_it_lost(video, tmp_path):
+    """The header announces FRAMES frames; the cut file holds fewer: every missing one is counted as corrupt."""
+    from feredge.vision.source import FrameSource
+
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    source = FrameSource(str(cut))
+    read = sum(1 for _ in source)
+    assert 0 < read < FRAMES and source.stats.read + source.stats.corrupt == FRAMES
+    assert "damaged or truncated" in source.stats.ended
+
+
+def test_a_missing_image_says_so_without_opencv_noise(tmp_path, capfd):
+    from feredge.errors import FeredgeError
+    from feredge.vision.images import read_image
+
+    with pytest.raises(FeredgeError, match="missing.jpg: file not found"):
+        read_image(tmp_path / "missing.jpg")
+    assert capfd.readouterr().err == ""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from feredge.engine.plan import BatchProfile, build_plan, engine_key, key_mismatch
+from feredge.artifact import Artifact, ArtifactError, InputSpec
+from feredge.engine.plan import BatchProfile, build_plan, engine_key
 from feredge.errors import FeredgeError
 
 
@@ -61,6 +62,8 @@ def test_engine_key_changes_with_every_field_and_detects_foreign_engines():
                          ("gpu_name", "RTX 4090"), ("compute_capability", "8.9"), ("trt_version", "10.7.0")):
         assert engine_key(**{**base, field: other})["digest"] != key["digest"], field
     here = {"gpu_name": "NVIDIA H100", "compute_capability": "9.0", "tensorrt": "10.3.0"}
-    problems = key_mismatch(key, here)
-    assert any("gpu_name" in p for p in problems) and any("compute_capability" in p for p in problems)
-    assert key_mismatch(key, {"gpu_name": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0"}) == []
+    info = Artifact("engine", "feredge-s", ("a", "b"), InputSpec(48, 1, (0.5,), (0.5,)), engine_key=key)
+    with pytest.raises(ArtifactError) as err:
+        info.check_engine_key(here, "m.engine")
+    assert "gpu_name: engine 'Orin' vs here 'NVIDIA H100'" in str(err.value) and "compute_capability" in str(err.value)
+    info.check_engine_key({"gpu_name": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0"}, "m.engine")

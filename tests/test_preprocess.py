@@ -124,7 +124,7 @@ def test_kernel_arguments_match_the_cuda_signature():
     array points at those values (what cuLaunchKernel copies)."""
     import ctypes
 
-    from feredge.runtime.cuda import kernel_params
+    from feredge.cuda import kernel_params
     from feredge.runtime.kernels import kernel_args
 
     args = kernel_args(0x1000, 641, 480, 1952, 0x2000, 3, 0.15, 48, 3, True, (0.5, 0.4, 0.3), (0.2, 0.25, 0.5), 0x3000)
@@ -162,7 +162,7 @@ def test_nvrtc_compiles_the_kernel(arch):
 def test_cuda_kernel_matches_reference(api_name):
     """Random frames and boxes (partly outside, 1-pixel, frame-sized), odd widths and pitches, gray/RGB, fp32/fp16."""
     from feredge.artifact import InputSpec
-    from feredge.runtime.cuda import CudaPythonApi, PycudaApi
+    from feredge.cuda import CudaPythonApi, PycudaApi
     from feredge.runtime.kernels import GpuPreprocessor
 
     pytest.importorskip("pycuda" if api_name == "pycuda" else "cuda.bindings")
@@ -203,7 +203,7 @@ def test_cuda_kernel_matches_reference(api_name):
 def test_mapped_frame_is_read_in_place():
     """Zero-copy input (how Jetson avoids the frame upload): the kernel reads a mapped host buffer directly."""
     from feredge.artifact import InputSpec
-    from feredge.runtime.cuda import cuda_api
+    from feredge.cuda import cuda_api
     from feredge.runtime.kernels import GpuPreprocessor
 
     api = cuda_api()

@@ -54,13 +54,64 @@ def test_resume_matches_uninterrupted(prepared_fer, tmp_path, ema):
     assert len(json.loads((tmp_path / "split" / "log.json").read_text())) == 2
 
 
+@pytest.mark.parametrize("killed", ["write_state", "promote"])
+def test_kill_during_a_save_resumes_to_the_uninterrupted_result(prepared_fer, tmp_path, monkeypatch, killed):
+    """A kill after epoch 2's weights are written but before its state (write_state), or after its state but
+    before the weights move into place (promote), leaves the files of one epoch; --resume ends bit for bit
+    where an uninterrupted run does."""
+    import feredge.train.run_folder as run_folder
+
+    train(small_cfg(prepared_fer, tmp_path / "full", epochs=2))
+    real, calls = getattr(run_folder, killed), []
+
+    def kill_on_second_save(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    out = tmp_path / "split"
+    monkeypatch.setattr(run_folder, killed, kill_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_cfg(prepared_fer, out, epochs=2))
+    monkeypatch.setattr(run_folder, killed, real)
+    assert (out / run_folder.STAGED).is_file()  # epoch 2's weights, not yet in place
+    assert json.loads((out / "last.safetensors.json").read_text())["details"]["epoch"] == 1
+    train(small_cfg(prepared_fer, out, epochs=2), resume=True)
+    a, b = load_file(str(tmp_path / "full" / "last.safetensors")), load_file(str(out / "last.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert json.loads((out / "last.safetensors.json").read_text())["details"]["epoch"] == 2
+    assert [r["epoch"] for r in json.loads((out / "log.json").read_text())] == [1, 2]
+    assert not (out / run_folder.STAGED).exists()
+
+
+def test_resume_refuses_weights_of_another_epoch(prepared_fer, tmp_path):
+    """Epoch 2's weights beside epoch 1's state (what a kill mid-save left before saves were staged) would
+    retrain epoch 2 from epoch-2 weights: refused, whether the state records the weights' sha256 or not."""
+    out = tmp_path / "run"
+    cfg = small_cfg(prepared_fer, out, epochs=2)
+    train(cfg, stop_after=1)
+    first_state = (out / "last_state.pt").read_bytes()
+    train(cfg, resume=True)
+    (out / "last_state.pt").write_bytes(first_state)
+    refused = r"last.safetensors: weights \(epoch 2\) are not the ones last_state.pt \(epoch 1\) was saved with"
+    with pytest.raises(FeredgeError, match=refused):
+        train(cfg, resume=True)
+    state = torch.load(out / "last_state.pt", weights_only=True)
+    del state["weights_sha256"]  # as an older feredge wrote it: the epochs still tell
+    torch.save(state, out / "last_state.pt")
+    with pytest.raises(FeredgeError, match=refused):
+        train(cfg, resume=True)
+
+
 def test_ema_weights_are_validated_and_saved(prepared_fer, tmp_path):
     """With ema the saved weights are the running average, not the last step's, and validation scores them."""
     trainer = Trainer(small_cfg(prepared_fer, tmp_path / "run", epochs=2, ema=0.9, lr=0.1))
     trainer.fit()
     saved = load_file(str(tmp_path / "run" / "last.safetensors"))
     trained = trainer.model.state_dict()
-    averaged = trainer.ema.state_dict()
+    averaged = trainer.ema.module.state_dict()
     weights = [k for k in saved if saved[k].dtype.is_floating_point and saved[k].dim() > 1]
     assert all(torch.equal(saved[k], averaged[k].contiguous()) for k in weights)
     assert any(not torch.allclose(saved[k], trained[k]) for k in weights)
@@ -218,7 +269,7 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     and an ensemble of teachers distils from their mean."""
     from feredge.artifact import file_sha256
     from feredge.train.inference import checkpoint_logits
-    from feredge.train.trainer import TEACHER_CACHE
+    from feredge.train.distill import TEACHER_CACHE
 
     for name, seed in (("t1", 0), ("t2", 1)):
         train(small_cfg(prepared_fer, tmp_path / name, epochs=1, seed=seed, val_fraction=0.25))

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from feredge import __version__
+from feredge._version import __version__
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
@@ -72,7 +72,7 @@ def gpu_info() -> dict:
         name, driver, cc = (p.strip() for p in smi.splitlines()[0].split(","))
         info.update(gpu=name, driver=driver, compute_capability=cc)
     try:
-        from feredge.runtime.cuda import device_identity
+        from feredge.cuda import device_identity
 
         name, cc = device_identity()
         info.setdefault("gpu", name)

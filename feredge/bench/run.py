@@ -16,7 +16,7 @@ import numpy as np
 from feredge import artifact
 from feredge.bench import measure
 from feredge.bench.environment import environment, is_jetson
-from feredge.config import DEVICE, cuda_usable
+from feredge.config import DEVICE
 from feredge.config import DEVICES as COMMON_DEVICES
 from feredge.errors import FeredgeError
 from feredge.export import EXPORT_PRECISIONS
@@ -68,6 +68,17 @@ def resolve_device(device: str, replay: Path | None) -> str:
     if is_jetson():
         return "jetson"
     return "cuda" if cuda_usable() else "cpu"
+
+
+def cuda_usable() -> bool:
+    """True when a CUDA GPU answers through feredge's CUDA binding (cuda-python or pycuda; no torch needed)."""
+    try:
+        from feredge.cuda import device_identity
+
+        device_identity()
+        return True
+    except Exception:  # no CUDA binding, no driver or no GPU: all mean "not usable here"
+        return False
 
 
 def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
@@ -140,8 +151,21 @@ def _telemetry(device: str, replay: Path | None):
     return None
 
 
+def run(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, dict[str, Path]]:
+    """`feredge bench`: measure into a fresh (or, with ``overwrite``, the given) folder and write the
+    report there in every format; returns the report and its files."""
+    from feredge.bench.report import FILES, write
+    from feredge.outputs import output_folder
+
+    check_options(opts)  # before the folder is chosen: a bad option is reported as itself
+    opts = replace(opts, out=output_folder(opts.out, DEFAULT_OUT, FILES, opts.overwrite))
+    report = bench(opts, log)
+    return report, write(report, opts.out)
+
+
 def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
-    """Run every measurement; returns the report (rows + environment + semantics)."""
+    """Run every measurement with ``opts.out`` chosen (checkpoints are exported there); returns the report
+    (rows + environment + semantics)."""
     from feredge.bench.tegrastats import summarize
     from feredge.recognizer import Recognizer
 

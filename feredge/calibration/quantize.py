@@ -7,7 +7,11 @@ TensorRT-format calibration cache for the implicit path of TensorRT 8.5/8.6.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,24 @@ from feredge.errors import FeredgeError
 
 METHODS = ("entropy", "minmax", "percentile")
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "Concat", "Mul"]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hold back what onnxruntime.quantization says while it works: its calibrators print progress to
+    stdout and it logs advice ("consider pre-processing") on the root logger as warnings. Errors still
+    reach the user (logged at ERROR or raised)."""
+    root = logging.getLogger()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    root.addFilter(keep)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _method(name: str):
@@ -73,10 +95,11 @@ def quantize_qdq(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = "
     overrides = {name: [{"scale": np.array(max(amax, 1e-8) / 127.0, np.float32), "zero_point": np.array(0, np.int8)}]
                  for name, amax in ranges.items()}
     extra = {**_extra(method, percentile), "TensorQuantOverrides": overrides}
-    q.quantize_static(str(fp32_onnx), str(out), _reader(inputs, input_name, batch, "quantizing"),
-                      quant_format=q.QuantFormat.QDQ, activation_type=q.QuantType.QInt8,
-                      weight_type=q.QuantType.QInt8, per_channel=True, calibrate_method=_method("minmax"),
-                      op_types_to_quantize=QUANTIZED_OPS, extra_options=extra)
+    with _quiet():
+        q.quantize_static(str(fp32_onnx), str(out), _reader(inputs, input_name, batch, "quantizing"),
+                          quant_format=q.QuantFormat.QDQ, activation_type=q.QuantType.QInt8,
+                          weight_type=q.QuantType.QInt8, per_channel=True, calibrate_method=_method("minmax"),
+                          op_types_to_quantize=QUANTIZED_OPS, extra_options=extra)
     return Path(out)
 
 
@@ -89,7 +112,7 @@ def activation_ranges(fp32_onnx: Path, inputs: np.ndarray, method: str = "entrop
         extra["percentile"] = percentile
     if method == "entropy":
         extra.update(num_bins=2048, num_quantized_bins=128)  # TensorRT's entropy calibrator settings
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
         calibrator = q.create_calibrator(str(fp32_onnx), None, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                          calibrate_method=_method(method), extra_options=extra)
         calibrator.collect_data(_reader(inputs, input_name, batch, f"ranges ({method})"))

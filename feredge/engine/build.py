@@ -20,7 +20,7 @@ def trt_version() -> str:
 
 def gpu_identity() -> tuple[str, str]:
     """(GPU name, compute capability) of device 0, through pycuda or cuda-python."""
-    from feredge.runtime.cuda import device_identity
+    from feredge.cuda import device_identity
 
     return device_identity()
 

@@ -90,12 +90,6 @@ def engine_key(onnx_sha256: str, precision: str, profile: BatchProfile, gpu_name
     return fields
 
 
-def key_mismatch(stored: dict, current: dict) -> list[str]:
-    """Fields on which an engine's stored key differs from this machine (GPU, TensorRT)."""
-    return [f"{k}: engine {stored.get(k)!r} vs here {current[k]!r}"
-            for k in ("gpu_name", "compute_capability", "tensorrt") if stored.get(k) != current[k]]
-
-
 def engine_artifact(source: Artifact, onnx_sha256: str, key: dict, plan: BuildPlan) -> Artifact:
     """The sidecar of an engine built from the ONNX described by ``source``: the builder writes exactly this."""
     precision = "int8-calib" if plan.calibration_cache else "int8-qdq" if plan.precision == "int8" else plan.precision

@@ -33,7 +33,7 @@ struct float3 {
 inline float3 make_float3(float x, float y, float z) { return float3{x, y, z}; }
 
 // PTX cvt.rn.f16.f32: round to nearest, ties to even, with fp16 subnormals (no flush to zero), overflow to ±inf
-// (|v| >= 65520, the midpoint above 65504) and NaN to the canonical NaN 0x7fff.
+// (|v| >= 65520, the midpoint above 65504) and NaN to 0x7fff (CUDART_NAN_FP16, as cuda_fp16.hpp's host path).
 inline unsigned short feredge_cvt_rn_f16_f32(float v) {
     uint32_t x;
     memcpy(&x, &v, sizeof x);

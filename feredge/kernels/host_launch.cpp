@@ -2,7 +2,7 @@
 // sequentially so tests/test_kernel_host.py can compare the kernel's arithmetic with the NumPy reference, no GPU.
 //   g++ -std=c++17 -O2 -ffp-contract=off -shared -fPIC host_launch.cpp -o libferedge_host.so
 // Arguments arrive as cuLaunchKernel's kernelParams (one pointer per argument), built by the same Python code
-// (feredge.runtime.cuda.kernel_params) that feeds the GPU, so the argument order and types are checked too.
+// (feredge.cuda.kernel_params) that feeds the GPU, so the argument order and types are checked too.
 #include "host_compat.h"
 #include "preprocess.cu"
 

@@ -80,7 +80,7 @@ class GpuPreprocessor:
     """
 
     def __init__(self, api=None):
-        from feredge.runtime.cuda import KernelImageError, cuda_api
+        from feredge.cuda import KernelImageError, cuda_api
 
         self.cuda = api or cuda_api()
         try:

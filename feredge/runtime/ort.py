@@ -73,7 +73,7 @@ class OrtRunner(Runner):
         # capturable stays False: ONNX Runtime launches on its own stream, which a graph of ours cannot hold
         self.cuda = self.stream = None
         if self.gpu_io:
-            from feredge.runtime.cuda import cuda_api
+            from feredge.cuda import cuda_api
 
             self.cuda = cuda_api()
             self.stream = self.cuda.stream()

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
-from feredge.engine.plan import key_mismatch
 from feredge.errors import FeredgeError
 from feredge import artifact
 from feredge.runtime.base import Runner, TensorSpec
-from feredge.runtime.cuda import cuda_api
+from feredge.cuda import cuda_api
 
 
 class TrtRunner(Runner):
@@ -54,12 +53,9 @@ class TrtRunner(Runner):
         self._host: dict[str, np.ndarray] = {}
 
     def _check_key(self, trt) -> None:
-        key = self.info.engine_key
         name, cc = self.cuda.identity()
-        problems = key_mismatch(key, {"gpu_name": name, "compute_capability": cc, "tensorrt": trt.__version__})
-        if problems:
-            raise FeredgeError(f"{self.path}: engine was built elsewhere ({'; '.join(problems)}); "
-                               "rebuild it with `feredge export --engine` on this machine")
+        self.info.check_engine_key({"gpu_name": name, "compute_capability": cc, "tensorrt": trt.__version__},
+                                   str(self.path))
 
     def input_spec(self) -> TensorSpec:
         return TensorSpec(self.input_name, tuple(self.engine.get_tensor_shape(self.input_name)), self.input_dtype.name)

@@ -28,6 +28,7 @@ DEFAULT_WORKDIR = Path("runs/serve")
 #: What `serve` writes in its work folder; either there means an earlier server's files (feredge.outputs).
 WORKDIR_FILES = ("repository", "tritonserver.log")
 LOAD_TIMEOUT_S = 180.0
+HOST = "127.0.0.1"  # loopback: opening the server to the network is the user's explicit choice (--host 0.0.0.0)
 INSTALL_HINT = ("pip install --no-deps nvidia-pytriton==0.7.0  (feredge uses only its tritonserver binary and "
                 "Python backend; its Python dependencies would pin numpy < 2)")
 
@@ -86,7 +87,7 @@ def backend_dir(root: Path, workdir: Path) -> Path:
 class TritonServer:
     """``with TritonServer(repo, ports, …) as server:`` — started, ready, and stopped on exit."""
 
-    def __init__(self, repository: Path, workdir: Path, ports: Ports = Ports(), host: str = "127.0.0.1",
+    def __init__(self, repository: Path, workdir: Path, ports: Ports = Ports(), host: str = HOST,
                  log: Path | None = None):
         ports.check(host)
         self.repository, self.ports, self.host = Path(repository), ports, host
@@ -108,7 +109,7 @@ class TritonServer:
     def url(self) -> str:
         return f"{self.host}:{self.ports.http}"
 
-    def wait_ready(self, timeout: float = 120.0) -> float:
+    def wait_ready(self, timeout: float = LOAD_TIMEOUT_S) -> float:
         """Seconds until /v2/health/ready answers 200; a server that exits or times out is an error with its log."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
@@ -165,7 +166,7 @@ class TritonServer:
         self.stop()
 
 
-def serve(model: Path, batching, ports: Ports = Ports(), host: str = "127.0.0.1", workdir: Path | None = None,
+def serve(model: Path, batching, ports: Ports = Ports(), host: str = HOST, workdir: Path | None = None,
           overwrite: bool = False, load_timeout: float = LOAD_TIMEOUT_S,
           echo: Callable[[str], None] = print) -> int:
     """`feredge serve`: write the repository for ``model`` into a fresh work folder (or, with ``overwrite``,

@@ -9,6 +9,7 @@ by index, so the JSONL output says which frames were not analysed.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -56,6 +57,9 @@ class FrameSource:
     """Iterate ``Frame``s from ``spec``; ``close()`` (or the end of the source) stops the reader thread."""
 
     def __init__(self, spec: str, ring: int = 4, reconnect_s: tuple[float, ...] = (0.5, 1, 2, 4, 8)):
+        # FFmpeg prints a line per damaged packet ("[mjpeg @ 0x…] overread 8"); corrupt frames are counted
+        # and reported instead. Read when a capture opens; a value the user set is kept.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         self.cv2 = require("cv2")
         self.spec, self.kind = str(spec), describe(str(spec))
         self.live = self.kind in ("camera", "stream", "gstreamer")
@@ -125,14 +129,16 @@ class FrameSource:
             ok, image = self.cap.read()
             if not ok or image is None:
                 if not self.live:
-                    position = int(self.cap.get(self.cv2.CAP_PROP_POS_FRAMES))
                     total = int(self.cap.get(self.cv2.CAP_PROP_FRAME_COUNT))
-                    if 0 < total and position < total - 1 and failures < 10:  # a corrupt frame inside the file
+                    if 0 < total and index < total and failures < 10:  # a corrupt frame inside the file
                         failures += 1
                         self.stats.corrupt += 1
                         index += 1
                         continue
-                    self.stats.ended = "end of file"
+                    missing = max(0, total - index) if total > 0 else 0
+                    self.stats.corrupt += missing  # a truncated file ends before the frames its header announced
+                    self.stats.ended = "end of file" + (f" (read {self.stats.read} of the {total} frames its header "
+                                                        "announces: damaged or truncated)" if self.stats.corrupt else "")
                     return
                 if not self._reconnect():
                     self.stats.ended = f"{self.kind} disconnected"
