@@ -55,6 +55,7 @@ class TrainConfig:
     translate: float = 0.1  # fraction of the side
     scale: tuple[float, float] = (0.9, 1.1)
     erasing: float = 0.25  # probability of one random-erasing rectangle
+    camera_augment: float = 0.0  # share of images given camera-like exposure, contrast, blur, low resolution, noise
     detector_crops: float = 0.0  # share of images cut to the face detector's crop (needs `feredge data face-boxes`)
     ten_crop: bool = False  # train on all ten crops folded into the batch (vgg-a recipe)
     weighted_sampler: bool = False
@@ -92,6 +93,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mixup": (lambda v: v >= 0, "a number ≥ 0"),
     "cutmix": (lambda v: v >= 0, "a number ≥ 0"),
     "erasing": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "camera_augment": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "detector_crops": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "val_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "distill_weight": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
@@ -210,7 +212,7 @@ def train_config(options: dict[str, Any], recipe: str | None = None, config_file
 
     values: dict[str, Any] = {}
     if resume and options.get("out"):
-        from feredge.train.trainer import run_config
+        from feredge.train.run_folder import run_config
 
         values.update(run_config(Path(options["out"])))
     values.update(get_recipe(recipe) if recipe else {})

@@ -103,3 +103,12 @@ def run(models: list[str], data: Path, split: str = "val", tta: str = "none", en
     report, _ = evaluate_checkpoints(paths, data, split, tta, device)
     json_path, png = write_report(report, out, f"{', '.join(p.stem for p in paths)} on {split} (tta {tta})")
     return report, json_path, png
+
+
+def table(report: dict) -> tuple[str, list[str], list[list[str]]]:
+    """The terminal table of a report: title, header, one row per class."""
+    title = (f"top-1 {report['accuracy']:.4f}  mean-class {report['mean_class_accuracy']:.4f}  "
+             f"(n={report['n']}, tta {report['tta']})")
+    return title, ["class", "precision", "recall", "f1", "support"], [
+        [c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])]
+        for c, m in report["per_class"].items()]

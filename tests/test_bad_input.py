@@ -27,7 +27,7 @@ def run(prepared_fer, tmp_path_factory) -> Path:
                                       "--batch-size", "16", "--device", "cpu", "--set", "val_fraction=0.25",
                                       "--set", f"model_kwargs={json.dumps(SMALL)}"])
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, ["export", str(out / "best.safetensors"), "--out", str(out / "exp")])
+    result = CliRunner().invoke(cli, ["export", "--model", str(out / "best.safetensors"), "--out", str(out / "exp")])
     assert result.exit_code == 0, result.output
     return out
 
@@ -79,13 +79,13 @@ def _toml(path: Path, text: str) -> Path:
 # (id, builder(run, prepared, tmp) -> argv, expected fragment of the one-line error)
 CASES = [
     ("eval truncated safetensors",
-     lambda r, d, t: ["eval", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:100])), "--data", str(d)],
+     lambda r, d, t: ["eval", "--model", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:100])), "--data", str(d)],
      "not a readable .safetensors file"),
     ("eval garbage safetensors",
-     lambda r, d, t: ["eval", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b"\xff" * 64)), "--data", str(d)],
+     lambda r, d, t: ["eval", "--model", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b"\xff" * 64)), "--data", str(d)],
      "not a readable .safetensors file"),
     ("export truncated safetensors",
-     lambda r, d, t: ["export", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:-50])), "--out", str(t / "e")],
+     lambda r, d, t: ["export", "--model", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:-50])), "--out", str(t / "e")],
      "not a readable .safetensors file"),
     ("predict truncated safetensors",
      lambda r, d, t: ["predict", "--model", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b[:100])),
@@ -97,17 +97,17 @@ CASES = [
                       f"init={_copy_ckpt(r, t / 'c.safetensors', lambda b: b[:100])}"],
      "not a readable .safetensors file"),
     ("eval checkpoint without sidecar",
-     lambda r, d, t: ["eval", str(shutil.copy(r / "best.safetensors", t / "lone.safetensors")), "--data", str(d)],
+     lambda r, d, t: ["eval", "--model", str(shutil.copy(r / "best.safetensors", t / "lone.safetensors")), "--data", str(d)],
      "lone.safetensors.json: missing"),
     ("eval intact copy (control row)",
-     lambda r, d, t: ["eval", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b)), "--data", str(d), "--device", "cpu",
+     lambda r, d, t: ["eval", "--model", str(_copy_ckpt(r, t / "c.safetensors", lambda b: b)), "--data", str(d), "--device", "cpu",
                       "--out", str(t / "ev")],
      None),
     ("eval sidecar without classes",
-     lambda r, d, t: ["eval", str(_edit_sidecar(_copy_ckpt(r, t / "c.safetensors", lambda b: b), lambda m: m.pop("classes"))),
+     lambda r, d, t: ["eval", "--model", str(_edit_sidecar(_copy_ckpt(r, t / "c.safetensors", lambda b: b), lambda m: m.pop("classes"))),
                       "--data", str(d)],
      "c.safetensors.json: missing field 'classes'"),
-    ("eval missing file", lambda r, d, t: ["eval", str(t / "nope.onnx"), "--data", str(d)], "nope.onnx: model file not found"),
+    ("eval missing file", lambda r, d, t: ["eval", "--model", str(t / "nope.onnx"), "--data", str(d)], "nope.onnx: model file not found"),
     ("resume from truncated last_state.pt",
      lambda r, d, t: ["train", "--data", str(d), "--out", str(_truncated_state(r, t)), "--device", "cpu", "--resume",
                       "--epochs", "1", "--batch-size", "16", "--set", "val_fraction=0.25",
@@ -128,15 +128,15 @@ CASES = [
      lambda r, d, t: ["data", "info", str(_prepared_copy(d, t / "m", lambda p: (p / "meta.json").write_bytes(b"\xff\xfe{")))],
      "not UTF-8"),
     ("truncated images.npy",
-     lambda r, d, t: ["eval", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
+     lambda r, d, t: ["eval", "--model", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
          d, t / "m", lambda p: (p / "val" / "images.npy").write_bytes((p / "val" / "images.npy").read_bytes()[:200])))],
      "not a readable .npy array"),
     ("images.npy of float32",
-     lambda r, d, t: ["eval", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
+     lambda r, d, t: ["eval", "--model", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
          d, t / "m", lambda p: np.save(p / "val" / "images.npy", np.load(p / "val" / "images.npy").astype(np.float32))))],
      "expected uint8 [N, 48, 48, 1]"),
     ("images.npy of another shape",
-     lambda r, d, t: ["eval", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
+     lambda r, d, t: ["eval", "--model", str(r / "best.safetensors"), "--device", "cpu", "--data", str(_prepared_copy(
          d, t / "m", lambda p: np.save(p / "val" / "images.npy", np.load(p / "val" / "images.npy")[:, :40])))],
      "expected uint8 [N, 48, 48, 1]"),
     ("CSV with a non-UTF-8 byte",
@@ -157,37 +157,44 @@ CASES = [
                       "--out", str(t / "p")],
      "outputs 7 scores but field 'classes' names 5"),
     ("ONNX without feredge metadata",
-     lambda r, d, t: ["eval", str(_onnx_with_meta(r, t / "m.onnx", lambda m: m.clear())), "--data", str(d)],
+     lambda r, d, t: ["eval", "--model", str(_onnx_with_meta(r, t / "m.onnx", lambda m: m.clear())), "--data", str(d)],
      "no feredge metadata"),
     ("export --calib-size 0",
-     lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--int8", "--calib-data", str(d),
+     lambda r, d, t: ["export", "--model", str(r / "best.safetensors"), "--out", str(t / "e"), "--int8", "--calib-data", str(d),
                       "--calib-size", "0"],
      "--calib-size 0: expected a positive number"),
-    ("export --batch -1", lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--batch", "-1"],
+    ("export --batch -1", lambda r, d, t: ["export", "--model", str(r / "best.safetensors"), "--out", str(t / "e"), "--batch", "-1"],
      "--batch -1: expected a positive batch size"),
-    ("export --batch 0", lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--batch", "0"],
+    ("export --batch 0", lambda r, d, t: ["export", "--model", str(r / "best.safetensors"), "--out", str(t / "e"), "--batch", "0"],
      "--batch 0: expected a positive batch size"),
     ("export --implicit-int8 without --engine",
-     lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(t / "e"), "--implicit-int8"],
+     lambda r, d, t: ["export", "--model", str(r / "best.safetensors"), "--out", str(t / "e"), "--implicit-int8"],
      "--implicit-int8 builds the engine from the calibration cache"),
     ("export --out is a file",
-     lambda r, d, t: ["export", str(r / "best.safetensors"), "--out", str(_write(t / "f", b""))], "--out is a file"),
+     lambda r, d, t: ["export", "--model", str(r / "best.safetensors"), "--out", str(_write(t / "f", b""))], "--out is a file"),
     ("predict --out is a file", lambda r, d, t: ["predict", "--out", str(_write(t / "f", b""))], "--out is a file"),
     ("train --out is a file",
      lambda r, d, t: ["train", "--data", str(d), "--out", str(_write(t / "f", b"")), "--device", "cpu"], "--out is a file"),
     ("prepare --out is a file",
      lambda r, d, t: ["data", "prepare", "fer2013", str(t), "--out", str(_write(t / "f", b""))], "--out is a file"),
     ("eval --out is a file",
-     lambda r, d, t: ["eval", str(r / "best.safetensors"), "--data", str(d), "--out", str(_write(t / "f", b""))],
+     lambda r, d, t: ["eval", "--model", str(r / "best.safetensors"), "--data", str(d), "--out", str(_write(t / "f", b""))],
      "--out is a file"),
     ("explain --out is a file",
      lambda r, d, t: ["explain", "--data", str(d), "--model", str(r / "best.safetensors"), "--out", str(_write(t / "f", b""))],
      "--out is a file"),
     ("bench --out is a file", lambda r, d, t: ["bench", "--out", str(_write(t / "f", b""))], "--out is a file"),
-    ("run-camera --json is a folder",
-     lambda r, d, t: ["run-camera", "--source", str(t), "--json", str(t), "--overwrite"], "--json takes a file name"),
+    ("run-camera --jsonl is a folder",
+     lambda r, d, t: ["run-camera", "--source", str(t), "--jsonl", str(t), "--overwrite"], "--jsonl takes a file name"),
+    ("bench --compare a report without rows",
+     lambda r, d, t: ["bench", "--compare", str(_bench_report(t / "a.json", [])), str(_bench_report(t / "b.json"))],
+     "a.json: field 'rows' holds no measurements"),
+    ("bench --compare a row with zero latency",
+     lambda r, d, t: ["bench", "--compare", str(_bench_report(t / "a.json")), str(_bench_report(t / "b.json", p50=0.0))],
+     "b.json: rows[0] field 'p50_ms' is 0.0, expected a latency > 0 ms"),
     ("train --device gpu0",
-     lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--device", "gpu0"], "expected cpu, cuda or cuda:N"),
+     lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--device", "gpu0"],
+     "expected auto, cpu, cuda or cuda:N"),
     ("train val_fraction=1",
      lambda r, d, t: ["train", "--data", str(d), "--out", str(t / "o"), "--set", "val_fraction=1"],
      "field 'val_fraction' is 1.0, expected a fraction in (0, 1)"),
@@ -216,6 +223,28 @@ CASES = [
     ("soup --out not safetensors",
      lambda r, d, t: ["soup", str(r / "best.safetensors"), str(r / "last.safetensors"), "--out", str(t / "s.pt")],
      "--out must name a .safetensors file"),
+    ("prepare --skip-bad a folder whose images are all bad",
+     lambda r, d, t: ["data", "prepare", "fer2013", str(_tree_of(t, {"train/happy/a.png": b"not a png",
+                                                                      "train/sad/b.jpg": b"\xff\xd8 cut"})),
+                      "--out", str(t / "o"), "--skip-bad"],
+     "src/train: no usable images, all 2 were bad"),
+    ("prepare a fer2013 tree with a contempt folder",
+     lambda r, d, t: ["data", "prepare", "fer2013", str(_tree_of(t, {"train/happy/a.png": _png(),
+                                                                      "train/contempt/b.png": _png()})),
+                      "--out", str(t / "o")],
+     "src/train/contempt: 'contempt' is not a FER2013 class (known: angry, disgust, fear, happy, sad, surprise, neutral)"),
+    ("data info on a prepared folder whose meta.json lists no splits",
+     lambda r, d, t: ["data", "info", str(_prepared_copy(d, t / "m", lambda p: _edit_json(p / "meta.json",
+                                                                                          lambda m: m.pop("splits"))))],
+     "meta.json: no splits"),
+    ("data info on a prepared folder without its split folders",
+     lambda r, d, t: ["data", "info", str(_prepared_copy(d, t / "m", lambda p: [shutil.rmtree(p / s) for s in ("train", "val")]))],
+     "train/images.npy: missing (meta.json lists split 'train')"),
+    ("soup ingredient whose sidecar lacks its config",
+     lambda r, d, t: ["soup", str(_edit_sidecar(_copy_ckpt(r, t / "c.safetensors", lambda b: b),
+                                                lambda m: m["details"].pop("config"))),
+                      str(r / "last.safetensors"), "--out", str(t / "s.safetensors")],
+     "c.safetensors.json: missing field 'details.config'"),
     ("predict on a missing image",
      lambda r, d, t: ["predict", str(t / "missing.jpg"), "--out", str(t / "o")], "missing.jpg: file not found"),
     ("predict on a truncated JPEG",
@@ -236,6 +265,14 @@ CASES = [
      lambda r, d, t: ["data", "prepare", "fer2013", str(_two_train_folders(t)), "--out", str(t / "o")],
      "both hold split 'train'"),
 ]
+
+
+def _bench_report(path: Path, rows: list | None = None, p50: float = 1.0) -> Path:
+    """A bench report.json as `feredge bench` writes it, with ``rows`` (default: one row of latency ``p50``)."""
+    row = {"artifact": "m.onnx", "model": "m", "precision": "fp32", "measure": "model", "batch": 1, "p50_ms": p50}
+    report = {"format": "feredge-bench-v1", "environment": {"cpu": "x"}, "rows": [row] if rows is None else rows}
+    path.write_text(json.dumps(report))
+    return path
 
 
 def _edit_sidecar(ckpt: Path, edit) -> Path:
@@ -398,3 +435,28 @@ def test_interrupted_prepare_keeps_the_old_dataset(prepared_fer, fer_tree, tmp_p
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["p"]  # no staging folder left behind
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (48, 48), 100).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _tree_of(tmp: Path, files: dict[str, bytes]) -> Path:
+    """``tmp/src`` holding ``files`` (relative path → bytes)."""
+    for rel, data in files.items():
+        (tmp / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "src" / rel).write_bytes(data)
+    return tmp / "src"
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+

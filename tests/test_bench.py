@@ -70,8 +70,9 @@ def _bench(args, out):
 
 def test_cpu_bench_through_the_runtime_with_replayed_telemetry(small_onnx, prepared_fer, tmp_path):
     exp = small_onnx / "exp"
-    report = _bench([str(exp / "best.onnx"), str(exp / "best.fp16.onnx"), "--device", "jetson", "--batch", "1 4",
-                     "--faces", "2", "--data", str(prepared_fer), "--replay-tegrastats", str(LOG)], tmp_path / "a")
+    report = _bench(["--model", str(exp / "best.onnx"), "--model", str(exp / "best.fp16.onnx"), "--device", "jetson",
+                     "--batch", "1", "4", "--faces", "2", "--data", str(prepared_fer), "--replay-tegrastats", str(LOG)],
+                    tmp_path / "a")
     rows = report["rows"]
     assert [(r["precision"], r["measure"], r["batch"]) for r in rows] == [
         ("fp32", "model", 1), ("fp32", "model", 4), ("fp32", "e2e", 2),
@@ -91,10 +92,12 @@ def test_cpu_bench_through_the_runtime_with_replayed_telemetry(small_onnx, prepa
 
 def test_checkpoint_is_exported_once_then_reused(small_onnx, tmp_path):
     ckpt = small_onnx / "run" / "best.safetensors"
-    first = _bench([str(ckpt), "--precision", "fp32 fp16", "--batch", "1", "--faces", "1", "--device", "cpu"], tmp_path)
+    first = _bench(["--model", str(ckpt), "--precision", "fp32 fp16", "--batch", "1", "--faces", "1", "--device", "cpu"],
+                   tmp_path)
     assert [r["precision"] for r in first["rows"] if r["measure"] == "model"] == ["fp32", "fp16"]
     stamp = (tmp_path / "exports" / "best.onnx").stat().st_mtime_ns
-    _bench([str(ckpt), "--precision", "fp32 fp16", "--batch", "1", "--faces", "1", "--device", "cpu"], tmp_path)
+    _bench(["--model", str(ckpt), "--precision", "fp32", "fp16", "--batch", "1", "--faces", "1", "--device", "cpu",
+            "--overwrite"], tmp_path)
     assert (tmp_path / "exports" / "best.onnx").stat().st_mtime_ns == stamp
 
 
@@ -108,12 +111,32 @@ def test_compare_pairs_fp16_with_int8_rows():
     assert "A p50 ms (A)" in header
 
 
+@pytest.mark.parametrize("args", [["--batch", "1", "8", "32"], ["--batch", "1 8 32"], ["--batch", "1,8,32"],
+                                  ["--batch=1,8", "32"]])
+def test_multi_value_options_unquoted_quoted_or_comma_separated(args):
+    from feredge.cli import bench_cmd
+
+    ctx = bench_cmd.make_context("bench", [*args, "--faces", "2", "4", "--precision", "fp32", "fp16", "--device", "cpu"])
+    assert ctx.params["batches"] == (1, 8, 32) and ctx.params["faces"] == (2, 4)
+    assert ctx.params["precisions"] == ("fp32", "fp16") and ctx.params["device"] == "cpu"
+
+
+def test_multi_value_defaults_come_from_bench_options():
+    from feredge.bench.run import BenchOptions
+    from feredge.cli import bench_cmd
+
+    params = bench_cmd.make_context("bench", []).params
+    assert (params["batches"], params["faces"], params["precisions"]) == (BenchOptions.batches, BenchOptions.faces,
+                                                                          BenchOptions.precisions)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--device", "jetson"], "this machine is not a Jetson"),
     (["--batch", "0"], "--batch 0: expected positive integers"),
     (["--batch", "one"], "expected integers"),
     (["--precision", "fp8"], "--precision fp8"),
     (["--compare", "nope.json", "nope.json"], "cannot read a bench report"),
+    (["--batch", "1", "8", "extra"], "'1 8 extra': expected integers"),
 ])
 def test_bench_errors_are_one_line(args, message, tmp_path, monkeypatch):
     import feredge.bench.run as run

@@ -39,7 +39,7 @@ def _run(args: list[str]):
 
 def test_video_file_end_to_end(video, tmp_path):
     out_json, out_video = tmp_path / "faces.jsonl", tmp_path / "annotated.avi"
-    result = _run(["--source", str(video), "--json", str(out_json), "--record", str(out_video)])
+    result = _run(["--source", str(video), "--jsonl", str(out_json), "--record", str(out_video)])
     assert result.exit_code == 0, result.output
     assert f"{FRAMES} frames" in result.output and "end of file" in result.output and "dropped 0" in result.output
     lines = [json.loads(line) for line in out_json.read_text().splitlines()]
@@ -56,13 +56,13 @@ def test_video_file_end_to_end(video, tmp_path):
     cap = cv2.VideoCapture(str(out_video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
     cap.release()
-    again = _run(["--source", str(video), "--json", str(out_json)])
+    again = _run(["--source", str(video), "--jsonl", str(out_json)])
     assert again.exit_code != 0 and "exists; pass --overwrite" in again.output
 
 
 def test_detect_every_third_frame_tracks_between(video, tmp_path):
     out = tmp_path / "f.jsonl"
-    result = _run(["--source", str(video), "--json", str(out), "--detect-every", "3", "--max-frames", "7",
+    result = _run(["--source", str(video), "--jsonl", str(out), "--detect-every", "3", "--max-frames", "7",
                    "--detector", "yunet", "--smooth", "1"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -79,7 +79,7 @@ def test_image_folder(tmp_path):
         cv2.imwrite(str(folder / f"{i}.jpg"), base)
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "f.jsonl"
-    result = _run(["--source", str(folder), "--json", str(out), "--align"])
+    result = _run(["--source", str(folder), "--jsonl", str(out), "--align"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 3 and all(len(line["faces"]) == 3 for line in lines)
@@ -88,7 +88,7 @@ def test_image_folder(tmp_path):
 def test_haar_fallback_or_a_clear_reason(tmp_path):
     """OpenCV 5 dropped the Haar cascades from its wheels; with 4.x the fallback runs."""
     out = tmp_path / "f.jsonl"
-    result = _run(["--source", str(GROUP.parent), "--json", str(out), "--detector", "haar"])
+    result = _run(["--source", str(GROUP.parent), "--jsonl", str(out), "--detector", "haar"])
     if hasattr(cv2, "CascadeClassifier"):
         assert result.exit_code == 0, result.output
         assert len(json.loads(out.read_text().splitlines()[0])["faces"]) >= 1

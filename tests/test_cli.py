@@ -34,3 +34,54 @@ def test_train_without_data_is_a_clear_error():
     assert r.exit_code != 0 and "unknown recipe 'nope'" in r.output
     r = CliRunner().invoke(cli, ["train", "--set", "epochs"])
     assert r.exit_code != 0 and "expected key=value" in r.output
+
+
+def test_models_without_torch_is_a_one_line_install_hint():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\nfrom click.testing import CliRunner\nfrom feredge.cli import cli\n"
+            "r = CliRunner().invoke(cli, ['models'])\nprint(r.exit_code, repr(r.output))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, output = proc.stdout.split(" ", 1)
+    assert code == "1" and "pip install 'feredge[train]'" in output and "Traceback" not in output
+    assert output.count("\\n") == 1  # one line
+
+
+def test_train_help_says_which_source_wins_and_the_summary_is_short():
+    r = CliRunner().invoke(cli, ["train", "--help"])
+    assert "each source overriding the ones before it" in r.output
+    for name in ("--epochs", "--lr", "--batch-size", "--seed"):
+        line = next(li for li in r.output.splitlines() if li.strip().startswith(name))
+        assert len(line.split(None, 2)) == 3, line  # every option has help text
+    top = CliRunner().invoke(cli, ["--help"]).output
+    assert "Train a registered model on a prepared dataset." in top
+
+
+def test_every_option_has_help_and_device_defaults_to_auto():
+    import click
+
+    from feredge.config import DEVICE
+
+    def commands(group, prefix=()):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, (*prefix, name))
+            else:
+                yield (*prefix, name), command
+
+    for path, command in commands(cli):
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{' '.join(path)} {param.opts[0]} has no help text"
+            if param.name == "device":
+                assert param.default == DEVICE, path
+    assert "--jsonl" in CliRunner().invoke(cli, ["run-camera", "--help"]).output
+
+
+def test_model_is_an_option_everywhere():
+    for command in ("eval", "export", "bench", "predict", "run-camera", "serve", "explain"):
+        out = CliRunner().invoke(cli, [command, "--help"]).output
+        assert "--model" in out, command
+    assert "CHECKPOINTS" not in CliRunner().invoke(cli, ["eval", "--help"]).output

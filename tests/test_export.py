@@ -137,7 +137,7 @@ def test_engine_without_tensorrt_keeps_onnx(checkpoint, tmp_path):
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass
-    r = CliRunner().invoke(cli, ["export", str(checkpoint), "--out", str(tmp_path), "--engine"])
+    r = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path), "--engine"])
     assert r.exit_code != 0 and "tensorrt" in r.output.lower()
     assert (tmp_path / "best.onnx").is_file()
     report = json.loads((tmp_path / "best.export.json").read_text())
@@ -145,9 +145,9 @@ def test_engine_without_tensorrt_keeps_onnx(checkpoint, tmp_path):
 
 
 def test_cli_export_static_batch(checkpoint, tmp_path):
-    r = CliRunner().invoke(cli, ["export", str(checkpoint), "--out", str(tmp_path), "--batch", "4"])
+    r = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path), "--batch", "4"])
     assert r.exit_code == 0, r.output
     dim = onnx.load(str(tmp_path / "best.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_value == 4
-    bad = CliRunner().invoke(cli, ["export", str(checkpoint), "--out", str(tmp_path), "--batch", "4", "--dynamic"])
+    bad = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path), "--batch", "4", "--dynamic"])
     assert bad.exit_code != 0 and "choose one" in bad.output

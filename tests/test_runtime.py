@@ -146,11 +146,11 @@ def test_eval_accepts_exported_onnx(small_onnx, prepared_fer, tmp_path):
     onnx_path, ckpt = small_onnx
     reports = {}
     for name, model in (("onnx", onnx_path), ("ckpt", ckpt)):
-        r = CliRunner().invoke(cli, ["eval", str(model), "--data", str(prepared_fer), "--tta", "hflip",
+        r = CliRunner().invoke(cli, ["eval", "--model", str(model), "--data", str(prepared_fer), "--tta", "hflip",
                                      "--out", str(tmp_path / name), "--device", "cpu"])
         assert r.exit_code == 0, r.output
         reports[name] = json.loads((tmp_path / name / "report.json").read_text())
     assert reports["onnx"]["confusion_matrix"] == reports["ckpt"]["confusion_matrix"]
-    r = CliRunner().invoke(cli, ["eval", str(onnx_path), "--data", str(prepared_fer), "--tta", "ten-crop",
+    r = CliRunner().invoke(cli, ["eval", "--model", str(onnx_path), "--data", str(prepared_fer), "--tta", "ten-crop",
                                  "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "ten-crop TTA is available for checkpoints only" in r.output

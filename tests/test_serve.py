@@ -179,7 +179,7 @@ def test_run_camera_through_the_server_matches_local(server, tmp_path):
     runs = {}
     for name, extra in (("local", []), ("remote", ["--server", server.url])):
         out = tmp_path / f"{name}.jsonl"
-        result = CliRunner().invoke(cli, ["run-camera", "--source", str(GROUP.parent), "--json", str(out),
+        result = CliRunner().invoke(cli, ["run-camera", "--source", str(GROUP.parent), "--jsonl", str(out),
                                           "--model", "feredge-s", *extra])
         assert result.exit_code == 0, result.output
         runs[name] = [json.loads(line) for line in out.read_text().splitlines()]

@@ -207,13 +207,13 @@ def test_cli_train_eval_and_ensemble(prepared_fer, tmp_path):
                                 "--seed", "1" if name == "a" else "2"])
         assert r.exit_code == 0, r.output
     for tta in ("none", "hflip", "ten-crop"):
-        r = runner.invoke(cli, ["eval", str(tmp_path / "a" / "best.safetensors"), "--data", str(prepared_fer),
+        r = runner.invoke(cli, ["eval", "--model", str(tmp_path / "a" / "best.safetensors"), "--data", str(prepared_fer),
                                 "--tta", tta, "--out", str(tmp_path / f"e_{tta}"), "--device", "cpu"])
         assert r.exit_code == 0, r.output
         rep = json.loads((tmp_path / f"e_{tta}" / "report.json").read_text())
         assert rep["n"] == 42 and rep["tta"] == tta
         assert (tmp_path / f"e_{tta}" / "confusion.png").stat().st_size > 1000
-    ckpts = [str(tmp_path / n / "best.safetensors") for n in ("a", "b")]
+    ckpts = [a for n in ("a", "b") for a in ("--model", str(tmp_path / n / "best.safetensors"))]
     r = runner.invoke(cli, ["eval", *ckpts, "--data", str(prepared_fer), "--out", str(tmp_path / "e2")])
     assert r.exit_code != 0 and "--ensemble" in r.output
     r = runner.invoke(cli, ["eval", "--ensemble", *ckpts, "--data", str(prepared_fer), "--out", str(tmp_path / "e3"),

@@ -101,9 +101,23 @@ def _read_row(row: list[str], where: str, lineno: int, rows: dict, problems: Pro
     linenos.append(lineno)
 
 
-def read_folders(root: Path, problems: Problems, size: int | None = None) -> tuple[dict[str, Split], dict[str, list[str]]]:
-    """Read ``root/<split>/<emotion>/*``; returns splits and, per split, each image's relative path."""
+def _class_index(class_dir: Path) -> int:
+    """The class of an emotion folder; FER2013 has no contempt class (CK+ has, and keeps it on request)."""
+    name = canonical_name(class_dir.name, str(class_dir))
+    if name not in CLASSES:
+        raise DataError(f"{class_dir}: '{class_dir.name}' is not a FER2013 class (known: {', '.join(CLASSES)}); "
+                        "remove the folder or rename it to one of them")
+    return CLASSES.index(name)
+
+
+def read_folders(root: Path, problems: Problems, size: int | None = None,
+                 inputs: tuple[Path, ...] = ()) -> tuple[dict[str, Split], dict[str, list[str]]]:
+    """Read ``root/<split>/<emotion>/*``; returns splits and, per split, each image's relative path.
+
+    ``inputs`` are other files of the command (the FER+ vote CSV) that may sit in the tree: used, not ignored.
+    """
     root = Path(root)
+    used = {Path(p).resolve() for p in inputs}
     if not root.is_dir():
         raise DataError(f"{root}: folder not found (expected <split>/<emotion>/*.jpg)")
     split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name.lower() in FOLDER_TO_SPLIT)
@@ -117,18 +131,19 @@ def read_folders(root: Path, problems: Problems, size: int | None = None) -> tup
                             "keep one of them")
         by_split[name] = d
     for other in sorted(root.iterdir()):
-        if other not in split_dirs and not other.name.startswith("."):
+        if other not in split_dirs and not other.name.startswith(".") and other.resolve() not in used:
             problems.ignore(other, f"not a split folder (expected {', '.join(sorted(FOLDER_TO_SPLIT))})")
     splits, keys = {}, {}
     for split_dir in split_dirs:
-        images, labels, paths = [], [], []
+        images, labels, paths, bad_before = [], [], [], len(problems.items)
         class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir())
         if not class_dirs:
             raise DataError(f"{split_dir}: empty (expected one folder per emotion)")
         for stray in sorted(p for p in split_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
-            problems.ignore(stray, "a file beside the emotion folders")
+            if stray.resolve() not in used:
+                problems.ignore(stray, "a file beside the emotion folders")
         for class_dir in class_dirs:
-            label = CLASSES.index(canonical_name(class_dir.name, str(class_dir)))
+            label = _class_index(class_dir)
             files = list_images(class_dir, problems)
             if not files:
                 raise DataError(f"{class_dir}: no images (expected *.jpg or *.png)")
@@ -140,6 +155,9 @@ def read_folders(root: Path, problems: Problems, size: int | None = None) -> tup
                     continue
                 labels.append(label)
                 paths.append(file.relative_to(root).as_posix())
+        if not images:
+            raise DataError(f"{split_dir}: no usable images, all {len(problems.items) - bad_before} were bad "
+                            f"(e.g. {problems.items[-1]}); nothing to prepare")
         name = FOLDER_TO_SPLIT[split_dir.name.lower()]
         splits[name] = Split(np.stack(images), np.array(labels, dtype=np.int64))
         keys[name] = paths
@@ -213,7 +231,7 @@ def prepare(source: Path, problems: Problems, ferplus: Path | None = None, ferpl
         if size and size != SIDE:
             _resize(splits, size)
     else:
-        splits, keys = read_folders(source, problems, size)
+        splits, keys = read_folders(source, problems, size, inputs=(ferplus,) if ferplus is not None else ())
     meta: dict = {"source": str(source), "split_origin": {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}}
     if ferplus is not None:
         meta.update(attach_ferplus(splits, keys, read_ferplus_votes(ferplus), ferplus_majority))

@@ -15,6 +15,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it owner-only; a dataset is as readable as any folder
         _write(dataset, staging)
         if out.exists():
             old = staging.with_name(staging.name.replace(".staging-", ".old-"))
@@ -94,6 +96,12 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
         if staging.exists():
             shutil.rmtree(staging)
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write(dataset: Dataset, out: Path) -> None:
@@ -121,8 +129,37 @@ def _write(dataset: Dataset, out: Path) -> None:
 
 
 def read_meta(root: Path) -> dict:
-    return read_format_json(Path(root) / "meta.json", "feredge-prepared-v1", DataError,
+    """meta.json, checked for the fields every reader relies on and for the split folders it names."""
+    path = Path(root) / "meta.json"
+    meta = read_format_json(path, "feredge-prepared-v1", DataError,
                             f"{root}: not a prepared dataset (no meta.json); run `feredge data prepare` first")
+    _check_meta(meta, path)
+    return meta
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    """A hand-edited or foreign meta.json fails here in one line instead of deep inside a command."""
+    again = "prepare the dataset again"
+    if not isinstance(meta.get("dataset"), str):
+        raise DataError(f"{path}: field 'dataset' is missing or not a name; {again}")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise DataError(f"{path}: field 'classes' is missing or not a list of class names; {again}")
+    shape = meta.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise DataError(f"{path}: field 'image_shape' is {shape!r}, expected [height, width, channels]; {again}")
+    splits = meta.get("splits")
+    if not (isinstance(splits, dict) and splits):
+        raise DataError(f"{path}: no splits (field 'splits' is {splits!r}, expected one entry per split "
+                        f"such as train, val); {again}")
+    for name, info in splits.items():
+        counted = isinstance(info, dict) and isinstance(info.get("count"), int)
+        if not (counted and isinstance(info.get("class_counts"), list) and len(info["class_counts"]) == len(classes)):
+            raise DataError(f"{path}: split '{name}' needs a 'count' and one 'class_counts' entry per class; {again}")
+        for key in ("images", "labels"):
+            if not (path.parent / name / f"{key}.npy").is_file():
+                raise DataError(f"{path.parent / name / f'{key}.npy'}: missing (meta.json lists split '{name}'); "
+                                f"the prepared dataset is incomplete; {again}")
 
 
 def load_split(root: Path, split: str, mmap: bool = True) -> Split:

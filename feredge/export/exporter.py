@@ -270,6 +270,26 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     return report
 
 
+def summary(report: dict) -> tuple[list[str], tuple[str, list[str], list[list[str]]] | None, list[str]]:
+    """What `feredge export` prints: the parity line, the accuracy table (title, header, rows) when the
+    gate ran, and one line per written file."""
+    p = report["parity"]
+    head = [f"parity vs PyTorch on {p['n']} {p['images']} images: max |Δlogit| {p['max_abs_diff']:.2e}, "
+            f"top-1 agreement {p['top1_agreement']:.4f}"]
+    table, tail = None, []
+    if "accuracy" in report:
+        acc = report["accuracy"]
+        table = (f"accuracy on {acc['n']} images ({acc['split']}, ONNX Runtime)", ["format", "top-1", "mean-class", "MB"],
+                 [[f, f"{acc[f]['accuracy']:.4f}", f"{acc[f]['mean_class_accuracy']:.4f}",
+                   f"{acc[f]['size_bytes'] / 1e6:.2f}"] for f in ("fp32", "fp16", "int8", "int8_ort_cpu_kernels") if f in acc])
+        if "int8" in acc:
+            tail.append("int8: exact Q/DQ arithmetic (what TensorRT computes); int8_ort_cpu_kernels: ONNX Runtime's "
+                        "fused int8 CPU kernels on this machine")
+    tail += [f"{fmt:<12} {path}" for fmt, path in report["files"].items()]
+    tail += [f"triton {key:<6} {path}" for key, path in report.get("triton", {}).items()]
+    return head, table, tail
+
+
 def _triton(paths: dict[str, Path], opts: ExportOptions) -> dict[str, str]:
     """The Triton repository of the engine when one was built, else of the fp32 ONNX."""
     from feredge.serve.repository import Batching, write_export_repository

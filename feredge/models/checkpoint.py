@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feredge import artifact
 from feredge._optional import require
-from feredge.artifact import Artifact
+from feredge.artifact import Artifact, sidecar_path
+from feredge.artifact import read as read_artifact
 from feredge.errors import CheckpointError
 from feredge.models._registry import create_model
 
 
 def read_meta(path: Path) -> Artifact:
     """The checkpoint's description; refuses anything but a checkpoint."""
-    info = artifact.read(path)
+    info = read_artifact(path)
     if info.kind != "checkpoint":
         raise CheckpointError(f"{path}: is a {info.kind}, expected a training checkpoint (.safetensors)")
     return info
@@ -71,7 +71,7 @@ def load_checkpoint(path: Path, expect_model: str | None = None):
     try:
         model = create_model(info.model, num_classes=len(info.classes), **kwargs)
     except TypeError as exc:
-        raise CheckpointError(f"{artifact.sidecar_path(path)}: field 'model_kwargs' does not fit {info.model} ({exc})") from None
+        raise CheckpointError(f"{sidecar_path(path)}: field 'model_kwargs' does not fit {info.model} ({exc})") from None
     load_into(model, read_state_dict(path), str(path))
     model.eval()
     return model, info

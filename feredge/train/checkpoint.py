@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from feredge import artifact
 from feredge._optional import require
-from feredge.artifact import Artifact
+from feredge.artifact import Artifact, atomic_write_bytes
+from feredge.artifact import write as write_sidecar
 
 
 def save_checkpoint(model, path: Path, info: Artifact) -> str:
@@ -19,6 +19,6 @@ def save_checkpoint(model, path: Path, info: Artifact) -> str:
     st = require("safetensors.torch")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     data = st.save(state)
-    artifact.atomic_write_bytes(Path(path), data)
-    artifact.write(path, info)
+    atomic_write_bytes(Path(path), data)
+    write_sidecar(path, info)
     return hashlib.sha256(data).hexdigest()

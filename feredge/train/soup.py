@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from feredge import artifact
-from feredge.artifact import Artifact
+from feredge.artifact import Artifact, file_sha256, sidecar_path
 from feredge.config import config_from_dict
 from feredge.errors import FeredgeError
 from feredge.metrics import metrics
@@ -68,6 +67,10 @@ def recalibrate_bn(model: torch.nn.Module, images: np.ndarray, spec, batch_size:
 
 def _check_ingredients(paths: list[Path]) -> list[Artifact]:
     metas = [read_meta(p) for p in paths]
+    for path, meta in zip(paths, metas):
+        if not isinstance(meta.details.get("config"), dict):
+            raise FeredgeError(f"{sidecar_path(Path(path))}: missing field 'details.config' (the training "
+                               "settings); soup ingredients must be checkpoints saved by `feredge train`")
     first = metas[0]
     for path, meta in zip(paths[1:], metas[1:]):
         if meta.classes != first.classes or meta.input_spec != first.input_spec:
@@ -121,7 +124,7 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
             if accepted:
                 kept, best, soup = kept + [i], trial, weights
     model.load_state_dict(soup)  # the weights ``best`` was measured on: no second average or BN pass
-    ingredients = [{"checkpoint": str(p), "sha256": artifact.file_sha256(Path(p)), "val_accuracy": alone[i],
+    ingredients = [{"checkpoint": str(p), "sha256": file_sha256(Path(p)), "val_accuracy": alone[i],
                     "kept": i in kept} for i, p in enumerate(paths)]
     info = dataclasses.replace(metas[0], versions={**metas[0].versions, "torch": torch.__version__}, details={
         **metas[0].details, "epoch": None,

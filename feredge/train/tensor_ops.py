@@ -69,6 +69,45 @@ def random_affine(x: torch.Tensor, rotate: float, translate: float, scale: tuple
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def random_camera(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """What camera frames do to a face that FER2013's curated crops rarely show, on a fraction p of the
+    images (float NCHW in [0, 1]), each effect drawn independently per image:
+    exposure (gamma 0.6–1.6) and contrast (×0.6–1.4 about the mean), then with probability ½ each a blur
+    (Gaussian σ 0.3–1.5 px), a low-resolution round trip (down to 40–80 % of the side, then back: what a
+    small face in a wide frame gives) and sensor noise (σ 0–0.04). Blur and resolution draw one value per
+    batch (a single convolution / resize), the rest one per image."""
+    n, c, h, w = x.shape
+    dev = x.device
+    rnd = lambda lo, hi: torch.rand(n, generator=gen, device=dev) * (hi - lo) + lo  # noqa: E731
+    coin = lambda q: torch.rand(n, generator=gen, device=dev) < q  # noqa: E731
+    apply = coin(p)
+    gamma, contrast = rnd(math.log(0.6), math.log(1.6)).exp(), rnd(0.6, 1.4)
+    sigma, shrink, noise = rnd(0.3, 1.5), rnd(0.4, 0.8), rnd(0.0, 0.04)
+    blur, lowres, noisy = apply & coin(0.5), apply & coin(0.5), apply & coin(0.5)
+    view = lambda t: t.view(-1, 1, 1, 1)  # noqa: E731
+    y = x.clamp(0, 1).pow(view(torch.where(apply, gamma, torch.ones_like(gamma))))
+    mean = y.mean((1, 2, 3), keepdim=True)
+    y = (mean + (y - mean) * view(torch.where(apply, contrast, torch.ones_like(contrast)))).clamp(0, 1)
+    if blur.any():  # separable Gaussian, 7 taps, one σ per batch: a plain convolution, cheap on a CPU too
+        idx = blur.nonzero()[:, 0]
+        taps = torch.arange(-3, 4, device=dev, dtype=x.dtype)
+        k = torch.exp(-taps ** 2 / (2 * float(sigma[idx].mean()) ** 2))
+        k = (k / k.sum()).repeat(c, 1)
+        part = F.pad(y[idx], (3, 3, 3, 3), mode="replicate")
+        part = F.conv2d(part, k.view(c, 1, 1, 7), groups=c)
+        y[idx] = F.conv2d(part, k.view(c, 1, 7, 1), groups=c)
+    if lowres.any():  # one size per batch keeps it a single resize
+        idx = lowres.nonzero()[:, 0]
+        side = max(4, round(h * float(shrink[idx].mean())))
+        small = F.interpolate(y[idx], size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+        y[idx] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    if noisy.any():
+        idx = noisy.nonzero()[:, 0]
+        grain = torch.randn(y[idx].shape, generator=gen, device=dev, dtype=y.dtype) * view(noise[idx])
+        y[idx] = (y[idx] + grain).clamp(0, 1)
+    return torch.where(view(apply), y, x)  # the others exactly as they came
+
+
 def random_erase(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     """Zero one random rectangle (2–33 % of the area, aspect 0.3–3.3) in a fraction p of the images."""
     n, _, h, w = x.shape

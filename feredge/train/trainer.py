@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from feredge import __version__
+from feredge._version import __version__
 from feredge.artifact import Artifact, InputSpec
 from feredge.config import TrainConfig
 from feredge.data.splits import train_val_splits
@@ -201,6 +201,8 @@ class Trainer:
         if cfg.ten_crop:
             x = ops.ten_crop(x, self.spec.size)
             target = target.repeat_interleave(10, 0)
+        if cfg.camera_augment > 0:
+            x = ops.random_camera(x, cfg.camera_augment, gen)
         if cfg.erasing > 0:
             x = ops.random_erase(x, cfg.erasing, gen)
         x, target = ops.mix(x, target, cfg.mixup, cfg.cutmix, gen)

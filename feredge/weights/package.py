@@ -66,7 +66,7 @@ def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "warmup_pct", "batch_size",
                "label_smoothing", "mixup", "cutmix", "hflip", "rotate", "translate", "scale", "erasing", "soft_labels",
-               "detector_crops", "ema")
+               "detector_crops", "camera_augment", "ema")
 DISTILL_KEYS = ("teacher", "teacher_tta", "distill_weight", "distill_temperature")
 
 

@@ -1,0 +1,109 @@
+"""The pieces every `feredge` command shares, so each option means one thing everywhere: the error
+boundary, multi-value options, and the --model / --device / --out / --overwrite / --json options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from feredge.config import DEFAULT_MODEL, DEVICE, DEVICES
+from feredge.errors import FeredgeError
+
+PATH = click.Path(path_type=Path)
+
+
+class Group(click.Group):
+    """Turns FeredgeError (bad user input) into a one-line message and a non-zero exit code; anything else
+    is a bug in feredge and keeps its traceback, under a line that says so."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FeredgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            if ctx.parent is None:
+                click.echo("feredge: internal error — a bug in feredge, not in your input; please report it "
+                           "with the traceback below", err=True)
+            raise
+
+
+class Values(click.Option):
+    """An option taking one or more values, written ``--batch 1 8 32``, ``--batch '1 8 32'`` or
+    ``--batch 1,8,32``: unquoted values run up to the next token that starts with '-'."""
+
+    def __init__(self, *args, item: type = str, **kwargs):
+        self.item = item
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        option = parser._long_opt[self.opts[0]]  # click has no public hook for an open-ended value count
+        store = option.process
+
+        def process(value, state) -> None:
+            values = [value]
+            while state.rargs and not state.rargs[0].startswith("-"):
+                values.append(state.rargs.pop(0))
+            store(" ".join(values), state)
+
+        option.process = process
+
+    def type_cast_value(self, ctx: click.Context, value) -> tuple:
+        items = str(value).replace(",", " ").split()
+        try:
+            return tuple(self.item(v) for v in items)
+        except ValueError:
+            kind = "integers" if self.item is int else f"{self.item.__name__} values"
+            raise click.BadParameter(f"{value!r}: expected {kind}, e.g. {self.default}", ctx, self) from None
+
+
+def values(name: str, dest: str, default: tuple, help: str, item: type = str):
+    """A `Values` option whose default (a tuple from the owning module) is shown as the user types it."""
+    return click.option(name, dest, cls=Values, item=item, default=" ".join(map(str, default)),
+                        help=f"{help}; several as {name} A B or {name} A,B")
+
+
+def model(what: str = "a .onnx / .engine / .safetensors file", multiple: bool = False, default: str = DEFAULT_MODEL):
+    """--model: a shipped model's name or a file; repeatable where a command takes several."""
+    note = "; repeat --model for several" if multiple else ""
+    return click.option("--model", "models" if multiple else "model", multiple=multiple,
+                        help=f"a shipped model's name or {what}{note} (default: {default})")
+
+
+def device(choices: tuple[str, ...] = DEVICES, auto: str = "cuda when usable, else cpu"):
+    """--device, one default (feredge.config.DEVICE) for every command."""
+    return click.option("--device", type=click.Choice(choices), default=DEVICE,
+                        help=f"where the model runs (auto: {auto})")
+
+
+def out(default: Path, what: str = "earlier results"):
+    """--out of a command that picks a fresh folder by default (feredge.outputs.output_folder)."""
+    def apply(f):
+        f = click.option("--overwrite", is_flag=True, help="replace earlier results in an explicit --out")(f)
+        return click.option("--out", type=PATH, default=None, help=f"output folder (default: {default}, or "
+                            f"{default}-2, -3 … when that holds {what})")(f)
+    return apply
+
+
+as_json = click.option("--json", "as_json", is_flag=True, help="print JSON to stdout instead of a table")
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    """A table under its title; the title is a line of its own, never wrapped inside a path or word."""
+    from rich.console import Console
+    from rich.table import Table
+
+    grid = Table()
+    for c in columns:
+        grid.add_column(c, justify="left" if c == columns[0] else "right")
+    for r in rows:
+        grid.add_row(*[str(v) for v in r])
+    console = Console()
+    if not console.is_terminal:  # piped or logged: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    console.print(grid)

@@ -1,0 +1,99 @@
+"""Data and calibration inputs that must give the right result rather than an error: a FER+ vote file inside
+the source tree, dataset permissions, and a damaged calibration-set cache (rebuilt, saying so)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from feredge.calibration.dataset import calibration_set
+from feredge.cli import cli
+from feredge.data import prepare
+
+SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+
+
+def test_ferplus_votes_inside_the_source_folder_are_not_ignored(fer_tree, tmp_path):
+    """The README keeps ferplus_votes.csv in the FER2013 folder: given as --ferplus, it is used, not 'ignored'."""
+    src = shutil.copytree(fer_tree, tmp_path / "fer2013")
+    rows = ["path,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"]
+    rows += [f"{p.relative_to(src).as_posix()},1,9,0,0,0,0,0,0,0,0" for p in sorted(src.rglob("*.png"))]
+    (src / "ferplus_votes.csv").write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(cli, ["data", "prepare", "fer2013", str(src), "--ferplus", str(src / "ferplus_votes.csv"),
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "ignored" not in result.output and "ferplus matched" in result.output
+    assert json.loads((tmp_path / "o" / "meta.json").read_text())["ignored"] == []
+
+
+def test_prepared_dataset_has_the_permissions_of_any_new_folder(fer_tree, tmp_path):
+    """Staged in a mkdtemp folder (owner-only), the dataset must come out with the umask's permissions."""
+    old = os.umask(0o022)
+    try:
+        prepare("fer2013", fer_tree, tmp_path / "o")
+    finally:
+        os.umask(old)
+    out = tmp_path / "o"
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert all(p.stat().st_mode & 0o777 == 0o755 for p in out.rglob("*") if p.is_dir())
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in out.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:len(b) // 2], lambda b: b"\x00" * 40, lambda b: b"PK\x03\x04garbage"])
+def test_damaged_calibration_cache_is_rebuilt(prepared_fer, tmp_path, damage):
+    """Truncated, zeroed or garbage-zip caches are rebuilt with the same draw, and one line says so."""
+    first = calibration_set(prepared_fer, 14, seed=0, val_fraction=0.25, cache_dir=tmp_path)
+    (cache,) = tmp_path.glob("*.npz")
+    cache.write_bytes(damage(cache.read_bytes()))
+    lines: list[str] = []
+    again = calibration_set(prepared_fer, 14, seed=0, val_fraction=0.25, cache_dir=tmp_path, warn=lines.append)
+    assert np.array_equal(again.indices, first.indices) and again.digest == first.digest
+    assert len(lines) == 1 and str(cache) in lines[0] and "rebuilt it" in lines[0]
+    calibration_set(prepared_fer, 14, seed=0, val_fraction=0.25, cache_dir=tmp_path, warn=lines.append)
+    assert len(lines) == 1  # the rebuilt cache reads back clean
+
+
+def test_calibration_cache_with_other_indices_is_rebuilt(prepared_fer, tmp_path):
+    """A readable cache whose indices were changed is not trusted either."""
+    first = calibration_set(prepared_fer, 14, seed=0, val_fraction=0.25, cache_dir=tmp_path)
+    (cache,) = tmp_path.glob("*.npz")
+    with np.load(cache) as npz:
+        digest = npz["digest"]
+    np.savez(cache, indices=first.indices[::-1].copy(), digest=digest)
+    lines: list[str] = []
+    again = calibration_set(prepared_fer, 14, seed=0, val_fraction=0.25, cache_dir=tmp_path, warn=lines.append)
+    assert np.array_equal(again.indices, first.indices) and "checksum does not match" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(prepared_fer, tmp_path_factory) -> Path:
+    from feredge.config import config_from_dict
+    from feredge.train.trainer import train
+
+    out = tmp_path_factory.mktemp("calib") / "run"
+    train(config_from_dict(dict(data=str(prepared_fer), out=str(out), model_kwargs=SMALL, epochs=1, batch_size=16,
+                                val_fraction=0.25, device="cpu"), "test"))
+    return out / "best.safetensors"
+
+
+def test_int8_export_with_a_damaged_calibration_cache(checkpoint, prepared_fer, tmp_path, monkeypatch):
+    """The exporter's cache (calibration/cache under the working folder) damaged between two exports: the
+    second still succeeds, says in one line that it rebuilt the cache, and leaves a sound one behind."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["export", "--model", str(checkpoint), "--int8", "--calib-data", str(prepared_fer), "--calib-size", "14",
+            "--max-drop", "100"]
+    assert (first := CliRunner().invoke(cli, [*argv, "--out", "e1"])).exit_code == 0, first.output
+    (cache,) = (tmp_path / "calibration" / "cache").glob("*.npz")
+    cache.write_bytes(cache.read_bytes()[:50])
+    second = CliRunner().invoke(cli, [*argv, "--out", "e2"])
+    assert second.exit_code == 0, second.output
+    assert [line for line in second.output.splitlines() if "rebuilt it" in line] == \
+        [f"calibration cache {Path('calibration/cache') / cache.name}: not a readable calibration cache (BadZipFile); rebuilt it"]
+    with np.load(cache) as npz:
+        assert "indices" in npz.files and "digest" in npz.files

@@ -1,0 +1,128 @@
+"""One output rule for every command that writes: a second run into the same explicit output refuses
+(one line, earlier files unchanged byte for byte) and replaces it only with --overwrite; without an
+explicit folder a fresh one is picked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from feredge.cli import cli
+from feredge.outputs import output_file, output_folder
+
+SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+
+
+@pytest.fixture(scope="module")
+def run(prepared_fer, tmp_path_factory) -> Path:
+    """A tiny finished training run and its fp32 ONNX export."""
+    out = tmp_path_factory.mktemp("outputs") / "run"
+    result = CliRunner().invoke(cli, _train(prepared_fer, out))
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["export", "--model", str(out / "best.safetensors"), "--out", str(out / "exp")])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _train(data: Path, out: Path) -> list[str]:
+    return ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--device", "cpu",
+            "--set", "val_fraction=0.25", "--set", "max_steps_per_epoch=2", "--set", f"model_kwargs={json.dumps(SMALL)}"]
+
+
+def _fake_triton(monkeypatch) -> None:
+    """Triton itself is tested in test_serve.py; here only the work folder matters, so the server is a stub
+    that is ready at once and stops when asked."""
+    import feredge.serve.triton as triton
+
+    class Proc:
+        def wait(self) -> int:
+            return 0
+
+    class Server:
+        def __init__(self, repository, workdir, ports, host):
+            self.log_path, self.proc = Path(workdir) / "tritonserver.log", Proc()
+            self.log_path.write_text("stub\n")
+
+        def wait_ready(self, timeout: float) -> float:
+            return 0.0
+
+        def terminate(self) -> None:
+            pass
+
+        def stop(self) -> int:
+            return 0
+
+    monkeypatch.setattr(triton, "TritonServer", Server)
+    monkeypatch.setattr(triton.Ports, "check", lambda self, host: None)
+
+
+# name → argv builder(run, prepared data, source tree, out): out is the folder the output lands in
+CASES = {
+    "predict": lambda r, d, t, o: ["predict", str(GROUP), "--model", str(r / "exp" / "best.onnx"), "--out", str(o)],
+    "eval": lambda r, d, t, o: ["eval", "--model", str(r / "exp" / "best.onnx"), "--data", str(d), "--device", "cpu",
+                             "--out", str(o)],
+    "bench": lambda r, d, t, o: ["bench", "--model", str(r / "exp" / "best.onnx"), "--batch", "1", "--faces", "1",
+                              "--device", "cpu", "--warmup-ms", "1", "--duration-s", "0.02", "--out", str(o)],
+    "explain": lambda r, d, t, o: ["explain", "--model", str(r / "best.safetensors"), "--data", str(d), "--per-class", "1",
+                                "--out", str(o)],
+    "export": lambda r, d, t, o: ["export", "--model", str(r / "best.safetensors"), "--out", str(o)],
+    "export --format triton": lambda r, d, t, o: ["export", "--model", str(r / "best.safetensors"), "--format", "triton",
+                                               "--out", str(o)],
+    "soup": lambda r, d, t, o: ["soup", str(r / "best.safetensors"), str(r / "last.safetensors"), "--uniform",
+                             "--out", str(o / "soup.safetensors")],
+    "train": lambda r, d, t, o: _train(d, o),
+    "data prepare": lambda r, d, t, o: ["data", "prepare", "fer2013", str(t), "--out", str(o)],
+    "data face-boxes": lambda r, d, t, o: ["data", "face-boxes", str(o), "--split", "val"],
+    "serve": lambda r, d, t, o: ["serve", "--model", str(r / "exp" / "best.onnx"), "--workdir", str(o)],
+    "run-camera": lambda r, d, t, o: ["run-camera", "--source", str(GROUP.parent), "--model", str(r / "exp" / "best.onnx"),
+                                   "--jsonl", str(o / "frames.jsonl")],
+}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_second_run_refuses_without_overwrite(name, run, prepared_fer, fer_tree, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    if name == "data face-boxes":
+        shutil.copytree(prepared_fer, out)
+    if name in ("soup", "run-camera"):
+        out.mkdir()
+    if name == "serve":
+        _fake_triton(monkeypatch)
+    argv = CASES[name](run, prepared_fer, fer_tree, out)
+    first = CliRunner().invoke(cli, argv)
+    assert first.exit_code == 0, first.output
+    before = _files(out)
+    again = CliRunner().invoke(cli, argv)
+    assert again.exit_code != 0 and isinstance(again.exception, SystemExit), again.output
+    errors = [line for line in again.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "--overwrite" in errors[0], again.output
+    assert _files(out) == before, "a refused run changed earlier files"
+    replaced = CliRunner().invoke(cli, [*argv, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+
+
+def test_output_folder_picks_a_fresh_default_and_refuses_an_explicit_one(tmp_path):
+    default = tmp_path / "runs" / "eval"
+    assert output_folder(None, default, ["report.json"], False) == default
+    default.mkdir(parents=True)
+    (default / "report.json").write_text("{}")
+    assert output_folder(None, default, ["report.json"], False) == tmp_path / "runs" / "eval-2"
+    assert output_folder(None, default, ["report.json"], True) == default
+    (default / "other.txt").write_text("")
+    assert output_folder(default, default, ["*.png"], False) == default  # only markers count as earlier results
+    from feredge.errors import FeredgeError
+
+    with pytest.raises(FeredgeError, match=r"eval: holds earlier results \(report.json\); pass --overwrite or choose "
+                                           r"another --workdir"):
+        output_folder(default, default, ["report.json"], False, "--workdir")
+    with pytest.raises(FeredgeError, match="is a folder; --out takes a file name"):
+        output_file(default, True)
