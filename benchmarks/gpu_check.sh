@@ -16,7 +16,7 @@
 #                   (install checked for CPython 3.12, not installed; GPU tests collected and reported as skipped;
 #                   CPU part of the benchmark; a 1-epoch tiny CPU training; export + evaluation of it)
 # GPU machine:    OUT=... bash benchmarks/gpu_check.sh           (device tool: carry [".gpu-carry"])
-# Env: OUT (default runs/gpu-check), PYTHON (python3), GPU_CARRY (.gpu-carry), GPU_CHECK_BUDGET_S (540),
+# Env: OUT (default runs/gpu-check), PYTHON (python3), GPU_CARRY (.gpu-carry), GPU_CHECK_BUDGET_S (540; 1620 dry),
 #      GPU_CHECK_WORK (scratch folder; default a new one under /tmp).
 set -uo pipefail
 dry=0
@@ -36,7 +36,7 @@ mkdir -p "$work/logs" "$work/steps" "$work/site" "$work/site-pycuda"
 steps_py="$root/benchmarks/gpu_check_steps.py"
 base_path="$root:$work/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH="$base_path:$work/site-pycuda"  # pass 2 of the GPU tests drops site-pycuda
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1  # no progress bars in the logs
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1  # fewer progress bars (the trainer sets its own); logs keep their tails
 export dry work carry py base_path
 mode=$([[ $dry == 1 ]] && echo dry-run || echo gpu)
 echo "gpu_check ($mode): work $work, results $out, budget ${budget}s"

@@ -164,7 +164,8 @@ def export_eval_step(args: argparse.Namespace) -> int:
     for name, path in {"checkpoint": args.checkpoint, **models}.items():
         t1 = time.perf_counter()
         try:
-            m, _ = evaluate_checkpoints([path], args.data, "val", device=args.device if name == "checkpoint" else "")
+            device = args.device if name == "checkpoint" else "cpu"  # ONNX Runtime CPU for the ONNX files
+            m, _ = evaluate_checkpoints([path], args.data, "val", device=device)
             evaluated[name] = {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
                                "n": int(sum(sum(r) for r in m["confusion_matrix"])), "size_bytes": path.stat().st_size,
                                "seconds": time.perf_counter() - t1}

@@ -18,9 +18,9 @@ from feredge._version import __version__
 _LAZY = {
     "Recognizer": "feredge.recognizer",
     "Face": "feredge.recognizer",
-    "stream": "feredge.stream",
-    "Stream": "feredge.stream",
-    "StreamFrame": "feredge.stream",
+    "stream": "feredge.streaming",
+    "Stream": "feredge.streaming",
+    "StreamFrame": "feredge.streaming",
     "read_image": "feredge.vision.images",
     "FeredgeError": "feredge.errors",
 }
@@ -30,7 +30,7 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:
     from feredge.errors import FeredgeError
     from feredge.recognizer import Face, Recognizer
-    from feredge.stream import Stream, StreamFrame, stream
+    from feredge.streaming import Stream, StreamFrame, stream
     from feredge.vision.images import read_image
 
 

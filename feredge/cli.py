@@ -19,6 +19,7 @@ from feredge.config import DEVICE, TrainConfig
 from feredge.data import DATASETS
 from feredge.errors import FeredgeError
 from feredge.evaluate import DEFAULT_OUT as EVAL_OUT
+from feredge.explain import DEFAULT_OUT as EXPLAIN_OUT
 from feredge.export.exporter import ExportOptions
 from feredge.predict import DEFAULT_OUT as PREDICT_OUT
 from feredge.runtime.base import BACKENDS
@@ -28,8 +29,6 @@ from feredge.train.inference import TTA_MODES
 from feredge.train.recipes import RECIPES
 from feredge.vision.detector import DETECT_MAX_SIDE
 
-EXPLAIN_OUT = Path("runs/explain")  # explain.py writes these files; the names belong there once it says so
-EXPLAIN_FILES = ("*.gradcam.png", "mistakes-*.png")
 PATH = opt.PATH
 
 
@@ -346,21 +345,11 @@ def run_camera_cmd(**options) -> None:
 def explain_cmd(images, model, data, split, per_class, out, overwrite) -> None:
     """Grad-CAM heat-maps of where the model looked. Over each face in IMAGES, or (--data) over a split's most
     confident mistakes."""
-    from feredge.explain import explain_images, explain_split
-    from feredge.outputs import output_folder
-    from feredge.weights import resolve
+    from feredge.explain import explain
 
-    if not images and data is None:
-        raise FeredgeError("give IMAGES to explain, or --data DIR for a split's mistakes")
     if per_class < 1:
         raise FeredgeError(f"--per-class {per_class}: expected a positive integer")
-    out = output_folder(out, EXPLAIN_OUT, EXPLAIN_FILES, overwrite)
-    checkpoint = resolve(model, "checkpoint")
-    if checkpoint.suffix != ".safetensors":
-        raise FeredgeError(f"{checkpoint}: Grad-CAM needs a torch checkpoint (.safetensors or a shipped model's name)")
-    written = explain_images(list(images), checkpoint, out) if images else []
-    if data is not None:
-        written.append(explain_split(checkpoint, data, split, out, per_class))
+    written = explain(list(images), model, data, split, per_class, out, overwrite, log=lambda m: click.echo(m, err=True))
     for path in written:
         click.echo(path)
 

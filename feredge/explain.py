@@ -17,6 +17,32 @@ from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 
 
+DEFAULT_OUT = Path("runs/explain")
+#: What explain writes into its folder; any of them there means the folder holds earlier results.
+FILES = ("*.gradcam.png", "mistakes-*.png")
+
+
+def explain(images: list[Path], model: str | Path | None, data: Path | None, split: str, per_class: int,
+            out: Path | None, overwrite: bool, log: Callable[[str], None] = print) -> list[Path]:
+    """`feredge explain`: heat-maps over the faces in ``images`` and/or a grid of ``data``'s mistakes,
+    written into a fresh folder (or ``out``, which must not hold earlier results unless ``overwrite``)."""
+    from feredge.outputs import output_folder
+    from feredge.weights import resolve
+
+    if not images and data is None:
+        raise FeredgeError("give images to explain, or a prepared dataset for a split's mistakes")
+    if per_class < 1:
+        raise FeredgeError(f"per_class {per_class}: expected a positive integer")
+    checkpoint = resolve(model, "checkpoint")
+    if checkpoint.suffix != ".safetensors":
+        raise FeredgeError(f"{checkpoint}: Grad-CAM needs a torch checkpoint (.safetensors or a shipped model's name)")
+    folder = output_folder(out, DEFAULT_OUT, FILES, overwrite)
+    written = explain_images(list(images), checkpoint, folder, log) if images else []
+    if data is not None:
+        written.append(explain_split(checkpoint, data, split, folder, per_class))
+    return written
+
+
 def target_layer(model):
     """The last convolutional block: ``features[-1]`` where the model keeps its trunk in ``features``,
     else the last Conv2d."""

@@ -11,13 +11,12 @@ from typing import Sequence
 import numpy as np
 
 from feredge.artifact import Artifact
+from feredge.config import DEVICES
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 from feredge.vision.crop import FACE_MARGIN
 from feredge.vision.detector import DETECT_MAX_SIDE
 
-#: ``device`` values the Recognizer takes; "auto" (or None) is cuda when the backend can use one, else cpu.
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _round(p: np.ndarray, classes: Sequence[str]) -> dict[str, float]:

@@ -44,7 +44,7 @@ def test_cli_explain_image_and_split(prepared_fer, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "give IMAGES to explain, or --data DIR"),
+    ([], "give images to explain, or a prepared dataset"),
     ([str(GROUP), "--model", "feredge/weights/feredge-s.onnx"], "Grad-CAM needs a torch checkpoint"),
 ])
 def test_explain_errors(args, message):

@@ -13,7 +13,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
-from feredge.stream import STAGES as STREAM_STAGES
+from feredge.streaming import STAGES as STREAM_STAGES
 from feredge.vision.detector import DETECT_MAX_SIDE
 
 STAGES = (*STREAM_STAGES, "draw")
@@ -83,7 +83,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     """Run until the source ends, ``max_frames``, 'q' in the window, or Ctrl-C; returns a summary."""
     cv2 = require("cv2")
     from feredge.recognizer import Recognizer
-    from feredge.stream import Stream
+    from feredge.streaming import Stream
     from feredge.vision.overlay import draw_faces, draw_hud
 
     check_options(opts)
