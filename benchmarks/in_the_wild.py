@@ -23,7 +23,7 @@ from feredge.data.face_boxes import matched_box, paste  # noqa: E402
 from feredge.data.splits import stratified_holdout  # noqa: E402
 from feredge.data.store import load_split  # noqa: E402
 from feredge.runtime.loader import load_runner  # noqa: E402
-from feredge.runtime.preprocess import preprocess_faces, preprocess_frame_cv2  # noqa: E402
+from feredge.vision.preprocess import preprocess_faces, preprocess_frame_cv2  # noqa: E402
 from feredge.weights import resolve  # noqa: E402
 
 

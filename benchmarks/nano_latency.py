@@ -76,7 +76,7 @@ def fer_accuracy(classify, side: int, images: np.ndarray, labels: np.ndarray) ->
 def feredge_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
     """Through the runtime's own runner and pre-processing (what predict/eval use)."""
     from feredge.runtime.loader import load_runner
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
 
     runner = load_runner(path)
     logits = runner.infer_all(preprocess_faces(images, runner.info.input_spec))

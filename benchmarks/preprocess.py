@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from feredge.artifact import InputSpec
-from feredge.runtime.preprocess import preprocess_frame_cv2
+from feredge.vision.preprocess import preprocess_frame_cv2
 
 SPEC = InputSpec(48, 1, (0.5,), (0.25,))
 FACE_COUNTS = (1, 4, 16, 64)

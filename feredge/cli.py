@@ -23,7 +23,7 @@ from feredge.explain import DEFAULT_OUT as EXPLAIN_OUT
 from feredge.export.exporter import ExportOptions
 from feredge.predict import DEFAULT_OUT as PREDICT_OUT
 from feredge.runtime.base import BACKENDS
-from feredge.serve.repository import Batching
+from feredge.export.triton import Batching
 from feredge.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
 from feredge.train.inference import TTA_MODES
 from feredge.train.recipes import RECIPES
@@ -155,7 +155,7 @@ def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after,
     Settings are read in this order, each source overriding the ones before it: the run's saved
     settings (with --resume), then --recipe, then --config, then --set, then the options given here.
     """
-    from feredge.config import train_config
+    from feredge.train.settings import train_config
     from feredge.train.trainer import train
 
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}

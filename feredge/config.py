@@ -201,23 +201,3 @@ def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
-
-
-def train_config(options: dict[str, Any], recipe: str | None = None, config_file: Path | None = None,
-                 sets: Sequence[str] = (), resume: bool = False) -> TrainConfig:
-    """A run's settings from every source, each overriding the ones before it: the run's saved settings
-    (with ``resume``), the recipe, the config file, ``--set`` pairs, then the options given explicitly
-    (``options``: TrainConfig fields, None for options not given)."""
-    from feredge.train.recipes import recipe as get_recipe
-
-    values: dict[str, Any] = {}
-    if resume and options.get("out"):
-        from feredge.train.run_folder import run_config
-
-        values.update(run_config(Path(options["out"])))
-    values.update(get_recipe(recipe) if recipe else {})
-    if config_file:
-        values.update(load_config_file(config_file))
-    values.update(parse_set(sets))
-    values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
-    return config_from_dict(values, str(config_file or "options"))

@@ -35,7 +35,7 @@ def runner_logits(path: Path, images: np.ndarray, tta: str = "none", backend: st
 
 def split_logits(runner, images: np.ndarray, tta: str = "none") -> np.ndarray:
     """Logits of an open runner on uint8 face images, NumPy pre-processing, optional flip TTA (eval and bench)."""
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
 
     x = preprocess_faces(np.asarray(images), runner.info.input_spec)
     logits = runner.infer_all(x)

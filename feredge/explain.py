@@ -143,7 +143,7 @@ def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class
     """A grid: one row per true class, its ``per_class`` most confident mistakes with heat-maps."""
     torch = require("torch")
     from feredge.data.store import load_split, read_meta
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
     from feredge.models.checkpoint import load_checkpoint
     from feredge.train.inference import predict_logits
 

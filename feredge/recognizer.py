@@ -179,7 +179,7 @@ class Recognizer:
     def crops(self, frame: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """The model's float32 input batch (N, C, H, W) for these boxes: square crop, margin, resize,
         colour, normalisation — rotated so the eyes are level when ``align`` is on (needs ``landmarks``)."""
-        from feredge.runtime.preprocess import preprocess_frame_cv2
+        from feredge.vision.preprocess import preprocess_frame_cv2
         from feredge.vision.detector import eye_angles
 
         s = self.info.input_spec
@@ -230,7 +230,7 @@ class Recognizer:
         crops are BGR (OpenCV's order, as frames are) unless ``color="rgb"``. Each face is resized to the
         model's input (bilinear) and converted to its channels. With ``tta`` the mirrored face is averaged in.
         """
-        from feredge.runtime.preprocess import preprocess_faces
+        from feredge.vision.preprocess import preprocess_faces
 
         if color not in ("bgr", "rgb"):
             raise FeredgeError(f"color {color!r}: expected 'bgr' or 'rgb' (the channel order of 3-channel crops)")

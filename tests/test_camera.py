@@ -127,7 +127,7 @@ def test_tracker_ids_expiry_and_smoothing():
 
 def test_alignment_levels_a_tilted_eye_line():
     from feredge.vision.detector import eye_angles
-    from feredge.runtime.preprocess import preprocess_frame_cv2
+    from feredge.vision.preprocess import preprocess_frame_cv2
 
     theta = np.deg2rad(25)
     frame = np.zeros((200, 200, 3), np.uint8)

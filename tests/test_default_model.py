@@ -58,7 +58,7 @@ def test_int8_drop_on_fer2013_publictest(real_fer_prepared, tmp_path):
     from feredge.data.store import load_split
     from feredge.export.exporter import ExportOptions, export, onnx_accuracy
     from feredge.artifact import InputSpec
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
 
     report = export(default_checkpoint(), ExportOptions(out=tmp_path, int8=True, calib_data=real_fer_prepared,
                                                    calib_size=512, max_drop=1.0))

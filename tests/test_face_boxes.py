@@ -13,7 +13,7 @@ from feredge.cli import cli
 from feredge.data.face_boxes import FILE, crop_views
 from feredge.data.store import Dataset, Split, load_split, save
 from feredge.vision.crop import FACE_MARGIN
-from feredge.runtime.preprocess import preprocess_frame_cv2
+from feredge.vision.preprocess import preprocess_frame_cv2
 from feredge.train import tensor_ops as ops
 
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"

@@ -18,7 +18,7 @@ import pytest
 
 from feredge.cuda import kernel_params
 from feredge.runtime.kernels import KERNEL_DIR, kernel_args, launch_config
-from feredge.runtime.preprocess import crop_square, preprocess_frame
+from feredge.vision.preprocess import crop_square, preprocess_frame
 
 EPS = float(np.finfo(np.float32).eps)
 COORD_ULPS = 4  # |kernel − reference| sampling coordinate, in float32 ulps of the crop's largest coordinate

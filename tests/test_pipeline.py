@@ -30,7 +30,7 @@ SPEC_ARGS = (48, 1, (0.5,), (0.5,))
 def _frame_boxes_expected():
     """A random odd-width frame, boxes partly outside / 1 pixel, and CPU pre-processing + ONNX Runtime logits."""
     from feredge.runtime.ort import OrtRunner
-    from feredge.runtime.preprocess import preprocess_frame
+    from feredge.vision.preprocess import preprocess_frame
     from feredge.weights import shipped
 
     rng = np.random.default_rng(0)

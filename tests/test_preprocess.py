@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from feredge.runtime.kernels import launch_config
-from feredge.runtime.preprocess import crop_square, preprocess_faces, preprocess_frame
+from feredge.vision.preprocess import crop_square, preprocess_faces, preprocess_frame
 
 GRAY = dict(size=4, channels=1, mean=(0.0,), std=(1.0,))
 
@@ -71,7 +71,7 @@ def random_case(rng, odd=True):
 
 def test_opencv_path_agrees_with_reference():
     pytest.importorskip("cv2")
-    from feredge.runtime.preprocess import preprocess_frame_cv2
+    from feredge.vision.preprocess import preprocess_frame_cv2
 
     rng = np.random.default_rng(3)
     for _ in range(5):

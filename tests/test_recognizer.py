@@ -60,7 +60,7 @@ def test_face_fields_and_given_boxes(rec):
 def test_classify_accepts_the_documented_layouts_and_agrees_with_eval(rec, prepared_fer):
     from feredge.data.store import load_split
     from feredge.metrics import softmax
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
 
     faces = np.asarray(load_split(prepared_fer, "val").images)[:6]  # (6, 48, 48, 1) gray, as training stores them
     expected = softmax(rec.runner.infer(preprocess_faces(faces, rec.info.input_spec)))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from feredge.metrics import softmax
-from feredge.serve.repository import Batching, write_export_repository, write_python_repository
+from feredge.export.triton import Batching, write_export_repository
+from feredge.serve.repository import write_python_repository
 from feredge.weights import shipped
 
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"

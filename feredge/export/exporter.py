@@ -91,10 +91,9 @@ def _validation_images(data: Path | None, seed: int, val_fraction: float, n: int
 def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[str], optimize: bool = True) -> dict:
     """Accuracy with ONNX Runtime; ``optimize=False`` evaluates Q/DQ exactly as written (TensorRT's semantics)."""
     from feredge.metrics import metrics
-    from feredge.runtime.ort import OrtRunner
+    from feredge.export.onnx import ort_logits
 
-    with OrtRunner(path, optimize=optimize) as runner:
-        logits = runner.infer_all(x)
+    logits = ort_logits(path, x, optimize)
     m = metrics(logits, labels, classes)
     return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
             "size_bytes": Path(path).stat().st_size}
@@ -120,7 +119,7 @@ def _int8(fp32: Path, info: Artifact, stem: str, opts: ExportOptions, out: Path,
     from feredge.calibration.quantize import activation_ranges, quantize_qdq, unquantized_inputs
     from feredge.calibration.trt_cache import write_cache
     from feredge.export.onnx import save_onnx
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
 
     calib = calibration_set(opts.calib_data, opts.calib_size, opts.seed, opts.val_fraction)
     x = preprocess_faces(calib.images, info.input_spec)
@@ -155,7 +154,7 @@ def _trt_version_or(default: str) -> str:
 
 def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions, report: dict) -> str | None:
     """Measure every precision on held-out validation; the refusal message when INT8 loses > max_drop pp."""
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
 
     images, labels = _validation_images(opts.calib_data, opts.seed, opts.val_fraction)
     x = preprocess_faces(images, spec)
@@ -292,7 +291,7 @@ def summary(report: dict) -> tuple[list[str], tuple[str, list[str], list[list[st
 
 def _triton(paths: dict[str, Path], opts: ExportOptions) -> dict[str, str]:
     """The Triton repository of the engine when one was built, else of the fp32 ONNX."""
-    from feredge.serve.repository import Batching, write_export_repository
+    from feredge.export.triton import Batching, write_export_repository
 
     served = paths.get("engine") or paths["fp32"]
     files = write_export_repository(Path(opts.out) / "triton", served, Batching(max_batch=opts.batch or opts.max_batch),

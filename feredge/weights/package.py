@@ -53,7 +53,7 @@ def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray
     from feredge.data.store import load_split
     from feredge.metrics import metrics
     from feredge.runtime.ort import OrtRunner
-    from feredge.runtime.preprocess import preprocess_faces
+    from feredge.vision.preprocess import preprocess_faces
 
     part = load_split(data, split)
     images, labels = np.asarray(part.images), np.asarray(part.labels)

@@ -1,0 +1,27 @@
+"""A run's settings from every source at once, so the command line only gathers options: the saved run,
+the recipe, the config file, --set pairs and explicit options, each overriding the ones before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from feredge.config import TrainConfig, config_from_dict, load_config_file, parse_set
+from feredge.train.recipes import recipe as get_recipe
+from feredge.train.run_folder import run_config
+
+
+def train_config(options: dict[str, Any], recipe: str | None = None, config_file: Path | None = None,
+                 sets: Sequence[str] = (), resume: bool = False) -> TrainConfig:
+    """A run's settings from every source, each overriding the ones before it: the run's saved settings
+    (with ``resume``), the recipe, the config file, ``--set`` pairs, then the options given explicitly
+    (``options``: TrainConfig fields, None for options not given)."""
+    values: dict[str, Any] = {}
+    if resume and options.get("out"):
+        values.update(run_config(Path(options["out"])))
+    values.update(get_recipe(recipe) if recipe else {})
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(parse_set(sets))
+    values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
+    return config_from_dict(values, str(config_file or "options"))
