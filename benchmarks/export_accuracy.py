@@ -21,8 +21,8 @@ from feredge.calibration.quantize import METHODS, quantize_qdq
 from feredge.data.store import load_split, read_meta
 from feredge.export.exporter import onnx_accuracy, to_fp16
 from feredge.export.onnx import export_onnx
-from feredge.vision.preprocess import preprocess_faces
 from feredge.models.checkpoint import load_checkpoint
+from feredge.vision.preprocess import preprocess_faces
 from feredge.weights import default_checkpoint
 
 

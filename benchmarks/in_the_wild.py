@@ -18,11 +18,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from feredge.vision.detector import YuNetDetector, eye_angles  # noqa: E402
 from feredge.data.face_boxes import matched_box, paste  # noqa: E402
 from feredge.data.splits import stratified_holdout  # noqa: E402
 from feredge.data.store import load_split  # noqa: E402
 from feredge.runtime.loader import load_runner  # noqa: E402
+from feredge.vision.detector import YuNetDetector, eye_angles  # noqa: E402
 from feredge.vision.preprocess import preprocess_faces, preprocess_frame_cv2  # noqa: E402
 from feredge.weights import resolve  # noqa: E402
 

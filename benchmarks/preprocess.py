@@ -68,8 +68,8 @@ def time_gpu(api, frame: np.ndarray, boxes: np.ndarray, repeat: int) -> dict[str
 
 def gpu_api(name: str):
     """The requested CUDA API, or None (with the reason printed) when it or a GPU is missing."""
-    from feredge.errors import FeredgeError
     from feredge.cuda import cuda_api
+    from feredge.errors import FeredgeError
 
     try:
         return cuda_api(name)

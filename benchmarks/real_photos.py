@@ -29,7 +29,6 @@ from feredge import Recognizer  # noqa: E402
 from feredge.vision.crop import FACE_MARGIN  # noqa: E402
 from feredge.vision.images import read_image  # noqa: E402
 
-
 #: Classes with fewer photos than this in a half (fear has 13 in all) swing mean-class accuracy by several
 #: points per photo; the mean over the others is reported beside it as the steadier figure.
 STEADY = 30

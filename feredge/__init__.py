@@ -28,10 +28,13 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from feredge.errors import FeredgeError
-    from feredge.recognizer import Face, Recognizer
-    from feredge.streaming import Stream, StreamFrame, stream
-    from feredge.vision.images import read_image
+    from feredge.errors import FeredgeError as FeredgeError
+    from feredge.recognizer import Face as Face
+    from feredge.recognizer import Recognizer as Recognizer
+    from feredge.streaming import Stream as Stream
+    from feredge.streaming import StreamFrame as StreamFrame
+    from feredge.streaming import stream as stream
+    from feredge.vision.images import read_image as read_image
 
 
 def __getattr__(name: str) -> Any:

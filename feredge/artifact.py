@@ -46,7 +46,7 @@ class InputSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Any, where: str = "input_spec") -> "InputSpec":
+    def from_dict(cls, d: Any, where: str = "input_spec") -> InputSpec:
         """Validated: positive size, 1 or 3 channels, one mean/std per channel, no zero std."""
         if not isinstance(d, dict):
             raise ArtifactError(f"{where}: expected an object with size, channels, mean, std")
@@ -81,7 +81,7 @@ class Artifact:
     details: dict[str, Any] = field(default_factory=dict)  # per kind: training config/metrics, build plan, …
 
     def derive(self, kind: str, precision: str | None = None, sources: dict[str, str] | None = None,
-               engine_key: dict | None = None, versions: dict[str, str] | None = None, **details: Any) -> "Artifact":
+               engine_key: dict | None = None, versions: dict[str, str] | None = None, **details: Any) -> Artifact:
         """The description of a file made from this one (export, build): same model, classes and input."""
         return replace(self, kind=kind, precision=precision or self.precision, sources=sources or {},
                        engine_key=engine_key, versions={"feredge": __version__, **(versions or {})}, details=details)
@@ -92,7 +92,7 @@ class Artifact:
         return {"format": FORMAT, **d}
 
     @classmethod
-    def from_dict(cls, d: Any, where: str) -> "Artifact":
+    def from_dict(cls, d: Any, where: str) -> Artifact:
         """Validate a decoded description; ``where`` (a path) starts every error message."""
         if not isinstance(d, dict):
             raise ArtifactError(f"{where}: expected a JSON object describing the artifact")

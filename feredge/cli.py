@@ -12,7 +12,9 @@ from click.core import ParameterSource
 from feredge import cli_options as opt
 from feredge._version import __version__
 from feredge.bench.measure import Window
-from feredge.bench.run import DEFAULT_OUT as BENCH_OUT, DEVICES as BENCH_DEVICES, BenchOptions
+from feredge.bench.run import DEFAULT_OUT as BENCH_OUT
+from feredge.bench.run import DEVICES as BENCH_DEVICES
+from feredge.bench.run import BenchOptions
 from feredge.calibration.quantize import METHODS
 from feredge.camera.app import CameraOptions
 from feredge.config import DEVICE, TrainConfig
@@ -21,9 +23,9 @@ from feredge.errors import FeredgeError
 from feredge.evaluate import DEFAULT_OUT as EVAL_OUT
 from feredge.explain import DEFAULT_OUT as EXPLAIN_OUT
 from feredge.export.exporter import ExportOptions
+from feredge.export.triton import Batching
 from feredge.predict import DEFAULT_OUT as PREDICT_OUT
 from feredge.runtime.base import BACKENDS
-from feredge.export.triton import Batching
 from feredge.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
 from feredge.train.inference import TTA_MODES
 from feredge.train.recipes import RECIPES

@@ -6,10 +6,10 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from feredge.errors import FeredgeError
 
@@ -65,7 +65,8 @@ class TrainConfig:
     teacher: str = ""  # checkpoint(s) to distil from, comma-separated: an ensemble of their mean logits ("" = none)
     distill_weight: float = 0.5  # share of the loss given to matching the teacher (with a teacher)
     distill_temperature: float = 4.0
-    teacher_tta: str = "none"  # none: teacher sees each augmented batch; ten-crop: its ten-crop logits of the clean images, computed once
+    # none: the teacher sees each augmented batch; ten-crop: its ten-crop logits of the clean images, computed once
+    teacher_tta: str = "none"
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead; 0 = off
     val_fraction: float = 0.1  # carved from the training split, seeded and stratified
     val_split: str = ""  # use a prepared split for validation instead of carving one
@@ -74,7 +75,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     amp: bool = True  # only on CUDA
-    channels_last: bool = True  # NHWC; measured faster on CUDA and on AVX2 CPUs (feredge-s: 93 -> 109 img/s, benchmarks/train_throughput.py)
+    # NHWC; measured faster on CUDA and on AVX2 CPUs (feredge-s: 93 -> 109 img/s, benchmarks/train_throughput.py)
+    channels_last: bool = True
     device: str = ""  # "" = auto (cuda when available, else cpu); --device auto is stored as ""
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 for smoke tests
     limit_train: int = 0  # use only the first N (stratified) training images; 0 = all

@@ -67,7 +67,7 @@ class CudaApi(ABC):
     def timed(self, stream, work) -> float:
         """Milliseconds of GPU time ``work()`` enqueues on ``stream``, measured by CUDA events."""
 
-    def capture(self, stream, work) -> "CudaGraph":
+    def capture(self, stream, work) -> CudaGraph:
         """Record ``work()`` (async calls on ``stream``) into a CUDA graph; both APIs go through cuda.bindings
         because pycuda has no stream-capture API."""
         rt = _runtime()

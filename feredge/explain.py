@@ -7,15 +7,14 @@ model's confident errors say more about it than its average.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
-
 
 DEFAULT_OUT = Path("runs/explain")
 #: What explain writes into its folder; any of them there means the folder holds earlier results.
@@ -143,9 +142,9 @@ def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class
     """A grid: one row per true class, its ``per_class`` most confident mistakes with heat-maps."""
     torch = require("torch")
     from feredge.data.store import load_split, read_meta
-    from feredge.vision.preprocess import preprocess_faces
     from feredge.models.checkpoint import load_checkpoint
     from feredge.train.inference import predict_logits
+    from feredge.vision.preprocess import preprocess_faces
 
     model, info = load_checkpoint(checkpoint)
     spec, classes = info.input_spec, list(info.classes)

@@ -4,9 +4,9 @@ fused GPU pipeline is a branch inside it. No torch unless a torch checkpoint is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -16,7 +16,6 @@ from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 from feredge.vision.crop import FACE_MARGIN
 from feredge.vision.detector import DETECT_MAX_SIDE
-
 
 
 def _round(p: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
@@ -68,6 +67,11 @@ class Face:
             record.update(smoothed_label=self.classes[k], smoothed_confidence=round(float(self.smoothed[k]), 4),
                           smoothed_probabilities=_round(self.smoothed, self.classes))
         return record
+
+
+def as_box(row: Sequence[float]) -> tuple[float, float, float, float]:
+    x, y, w, h = (float(v) for v in row)
+    return x, y, w, h
 
 
 def resolve_device(device: str | None, backend: str) -> str:
@@ -179,8 +183,8 @@ class Recognizer:
     def crops(self, frame: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """The model's float32 input batch (N, C, H, W) for these boxes: square crop, margin, resize,
         colour, normalisation — rotated so the eyes are level when ``align`` is on (needs ``landmarks``)."""
-        from feredge.vision.preprocess import preprocess_frame_cv2
         from feredge.vision.detector import eye_angles
+        from feredge.vision.preprocess import preprocess_frame_cv2
 
         s = self.info.input_spec
         angles = eye_angles(landmarks) if self.align and landmarks is not None and len(boxes) else None
@@ -217,7 +221,7 @@ class Recognizer:
         """`Face` objects for boxes found (``detect``) or known beforehand, classified in one batch."""
         boxes = check_boxes(boxes)
         probs = self.probabilities(frame, boxes, landmarks)
-        return [Face(tuple(float(v) for v in boxes[i]), self.classes, probs[i],
+        return [Face(as_box(boxes[i]), self.classes, probs[i],
                      None if scores is None else float(scores[i]), None if landmarks is None else landmarks[i])
                 for i in range(len(boxes))]
 
@@ -250,7 +254,7 @@ class Recognizer:
             self._gpu = None
         self.runner.close()
 
-    def __enter__(self) -> "Recognizer":
+    def __enter__(self) -> Recognizer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -5,14 +5,14 @@ The same capture thread, ring, reconnect and tracker as `feredge run-camera`, wh
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from feredge.errors import FeredgeError
-from feredge.recognizer import Face, Recognizer
+from feredge.recognizer import Face, Recognizer, as_box
 
 #: Stages timed per frame, in order (run-camera's overlay and JSONL report them).
 STAGES = ("capture", "detect", "classify")
@@ -94,7 +94,7 @@ class Stream:
             probs = rec.probabilities(frame.image, boxes, landmarks)
             smoothed = self.tracker.smooth(ids, probs) if len(probs) else probs
             t2 = time.perf_counter()
-            faces = [Face(tuple(float(v) for v in boxes[i]), rec.classes, probs[i],
+            faces = [Face(as_box(boxes[i]), rec.classes, probs[i],
                           None if scores is None else float(scores[i]),
                           None if landmarks is None else landmarks[i], ids[i], smoothed[i])
                      for i in range(len(boxes))]
@@ -116,7 +116,7 @@ class Stream:
         self.source.close()
         self._close_recognizer()
 
-    def __enter__(self) -> "Stream":
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc) -> None:

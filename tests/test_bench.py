@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from feredge.bench.report import compare, pareto
-from feredge.bench.tegrastats import parse_log, parse_line, summarize
+from feredge.bench.tegrastats import parse_line, parse_log, summarize
 from feredge.cli import cli
 
 LOG = Path(__file__).with_name("data") / "tegrastats_variants.log"

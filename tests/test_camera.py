@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from feredge.vision.tracker import Tracker, iou
 from feredge.cli import cli
+from feredge.vision.tracker import Tracker, iou
 
 cv2 = pytest.importorskip("cv2")
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"

@@ -21,9 +21,9 @@ def test_budget_and_default_is_shipped():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_files_fit_and_agree(name):
+    from feredge.models.checkpoint import load_checkpoint
     from feredge.models.profile import count_params
     from feredge.runtime.ort import OrtRunner
-    from feredge.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(shipped(name, "checkpoint"))
     assert count_params(model) <= 5_000_000 and meta.model == name
@@ -55,9 +55,9 @@ def test_reproduces_model_card_on_publictest(real_fer_prepared, name):
 @pytest.mark.slow
 def test_int8_drop_on_fer2013_publictest(real_fer_prepared, tmp_path):
     """INT8 Q/DQ of the shipped model, calibrated on Training, loses ≤ 1 pp on PublicTest (ONNX Runtime)."""
+    from feredge.artifact import InputSpec
     from feredge.data.store import load_split
     from feredge.export.exporter import ExportOptions, export, onnx_accuracy
-    from feredge.artifact import InputSpec
     from feredge.vision.preprocess import preprocess_faces
 
     report = export(default_checkpoint(), ExportOptions(out=tmp_path, int8=True, calib_data=real_fer_prepared,

@@ -23,7 +23,7 @@ def _extras() -> dict[str, list[str]]:
 
 
 def _names(requirements: list[str]) -> set[str]:
-    return {re.split(r"[\s<>=!~;\[]", r, 1)[0].lower() for r in requirements}
+    return {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requirements}
 
 
 def test_runtime_extra_pulls_no_torch():

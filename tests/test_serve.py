@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feredge.metrics import softmax
 from feredge.export.triton import Batching, write_export_repository
+from feredge.metrics import softmax
 from feredge.serve.repository import write_python_repository
 from feredge.weights import shipped
 

@@ -268,8 +268,8 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     folder (reused on resume and in an ensemble, computed for a new teacher), follow mixup like the labels,
     and an ensemble of teachers distils from their mean."""
     from feredge.artifact import file_sha256
-    from feredge.train.inference import checkpoint_logits
     from feredge.train.distill import TEACHER_CACHE
+    from feredge.train.inference import checkpoint_logits
 
     for name, seed in (("t1", 0), ("t2", 1)):
         train(small_cfg(prepared_fer, tmp_path / name, epochs=1, seed=seed, val_fraction=0.25))

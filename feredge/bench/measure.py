@@ -11,11 +11,10 @@ Two measurements per (artifact, batch):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-
 
 PERCENTILES = (50, 90, 99)
 

@@ -7,9 +7,9 @@ ships, through the path that ships), so a number in a report is a number a user 
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -45,7 +45,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index: np.ndarray) -> "Split":
+    def subset(self, index: np.ndarray) -> Split:
         """Rows ``index`` of every array (used for carving a validation split)."""
         pick = lambda a: None if a is None else a[index]  # noqa: E731
         return Split(self.images[index], self.labels[index], pick(self.soft), pick(self.attrs), pick(self.subjects),

@@ -71,7 +71,7 @@ class BatchProfile:
     max: int
 
     @classmethod
-    def of(cls, batch: int | None, max_batch: int) -> "BatchProfile":
+    def of(cls, batch: int | None, max_batch: int) -> BatchProfile:
         """Fixed ``batch``, or dynamic 1..max_batch optimised for max_batch/2 (at least 1)."""
         if batch:
             return cls(batch, batch, batch)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge._optional import require
-from feredge.errors import FeredgeError
 from feredge import artifact
+from feredge._optional import require
 from feredge.artifact import Artifact, file_sha256
+from feredge.errors import FeredgeError
 
 #: format → (file suffix, what it is). Drives argument checks, outputs and benchmarks.
 FORMATS = {
@@ -90,8 +90,8 @@ def _validation_images(data: Path | None, seed: int, val_fraction: float, n: int
 
 def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[str], optimize: bool = True) -> dict:
     """Accuracy with ONNX Runtime; ``optimize=False`` evaluates Q/DQ exactly as written (TensorRT's semantics)."""
-    from feredge.metrics import metrics
     from feredge.export.onnx import ort_logits
+    from feredge.metrics import metrics
 
     logits = ort_logits(path, x, optimize)
     m = metrics(logits, labels, classes)

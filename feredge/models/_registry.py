@@ -6,8 +6,8 @@ before anything can ask the registry for a name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from feredge.artifact import InputSpec
 from feredge.errors import FeredgeError

@@ -74,10 +74,10 @@ class Runner(ABC):
             self.infer(x)
         return time.perf_counter() - t0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: runners holding device memory override it
         """Release resources (default: nothing to release)."""
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -45,7 +45,7 @@ class FrameBuffer:
     mapped: bool  # True: the GPU reads host memory in place (integrated GPU), nothing to upload
 
     @classmethod
-    def allocate(cls, cuda, height: int, width: int) -> "FrameBuffer":
+    def allocate(cls, cuda, height: int, width: int) -> FrameBuffer:
         if cuda.integrated():
             host, device = cuda.mapped((height, width, 3), np.uint8)
             return cls(host, device, True)

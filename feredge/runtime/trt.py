@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge._optional import require
-from feredge.errors import FeredgeError
 from feredge import artifact
-from feredge.runtime.base import Runner, TensorSpec
+from feredge._optional import require
 from feredge.cuda import cuda_api
+from feredge.errors import FeredgeError
+from feredge.runtime.base import Runner, TensorSpec
 
 
 class TrtRunner(Runner):

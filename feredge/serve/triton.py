@@ -18,9 +18,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from feredge.errors import FeredgeError
 
@@ -159,7 +159,7 @@ class TritonServer:
         self._log.close()
         return self.proc.returncode
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self
 
     def __exit__(self, *exc) -> None:

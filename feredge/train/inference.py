@@ -47,7 +47,7 @@ def predict_logits(model, images: np.ndarray, spec, tta: str = "none", crop: int
 
 
 def checkpoint_logits(path: Path, images: np.ndarray, tta: str, device: str = "",
-                      batch_size: int = 256) -> tuple[np.ndarray, "Artifact"]:
+                      batch_size: int = 256) -> tuple[np.ndarray, Artifact]:
     """Logits of a training checkpoint with torch (cuda when available unless ``device`` says otherwise)."""
     import torch
 

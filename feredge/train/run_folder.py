@@ -129,8 +129,8 @@ class RunFolder:
         try:
             return torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:  # truncated / foreign file: torch raises many types
-            raise FeredgeError(f"{path}: cannot be read ({exc.__class__.__name__}); the run cannot resume "
-                               f"from it — start again with --overwrite, or warm-start with --set init={self.out / LAST}") from None
+            raise FeredgeError(f"{path}: cannot be read ({exc.__class__.__name__}); the run cannot resume from it "
+                               f"— start again with --overwrite, or warm-start with --set init={self.out / LAST}") from None
 
     def settle(self, state: dict) -> None:
         """Make last.safetensors the weights ``state`` was saved with: finish a save that a kill interrupted

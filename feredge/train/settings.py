@@ -3,8 +3,9 @@ the recipe, the config file, --set pairs and explicit options, each overriding t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from feredge.config import TrainConfig, config_from_dict, load_config_file, parse_set
 from feredge.train.recipes import recipe as get_recipe

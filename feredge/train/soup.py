@@ -18,9 +18,9 @@ import torch
 
 from feredge.artifact import Artifact, file_sha256, sidecar_path
 from feredge.config import config_from_dict
+from feredge.data.splits import train_val_splits
 from feredge.errors import FeredgeError
 from feredge.metrics import metrics
-from feredge.data.splits import train_val_splits
 from feredge.models import create_model
 from feredge.models.checkpoint import load_into, read_meta, read_state_dict
 from feredge.train import tensor_ops as ops

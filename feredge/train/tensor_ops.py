@@ -56,7 +56,8 @@ def random_affine(x: torch.Tensor, rotate: float, translate: float, scale: tuple
     rnd = lambda lo, hi: torch.rand(n, generator=gen, device=x.device) * (hi - lo) + lo  # noqa: E731
     angle = rnd(-rotate, rotate) * math.pi / 180
     s = rnd(*scale)
-    flip = torch.where(torch.rand(n, generator=gen, device=x.device) < 0.5, -1.0, 1.0) if hflip else torch.ones(n, device=x.device)
+    flip = (torch.where(torch.rand(n, generator=gen, device=x.device) < 0.5, -1.0, 1.0) if hflip
+            else torch.ones(n, device=x.device))
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
     theta = torch.stack([
         torch.stack([cos * flip, -sin, rnd(-translate, translate) * 2], 1),

@@ -46,7 +46,7 @@ class DeviceData:
     attrs: torch.Tensor | None
 
     @classmethod
-    def from_split(cls, split: Split, device: torch.device) -> "DeviceData":
+    def from_split(cls, split: Split, device: torch.device) -> DeviceData:
         tensor = lambda a: None if a is None else torch.as_tensor(np.ascontiguousarray(a)).to(device)  # noqa: E731
         return cls(tensor(split.images), tensor(split.labels), tensor(split.soft), tensor(split.attrs))
 
@@ -288,7 +288,8 @@ class Trainer:
                 "config": dataclasses.asdict(self.cfg),
                 **({"teacher_sha256": self.teacher_sha256} if self.teacher_sha256 else {}),
                 "data": {"dataset": self.data_meta.get("dataset"), "path": self.cfg.data,
-                         "validation": self.cfg.val_split or f"{self.cfg.val_fraction:.0%} of train, stratified, seed {self.cfg.seed}"},
+                         "validation": self.cfg.val_split
+                         or f"{self.cfg.val_fraction:.0%} of train, stratified, seed {self.cfg.seed}"},
             })
 
     def _save(self, epoch: int, val: dict, improved: bool) -> None:

@@ -79,7 +79,7 @@ class FrameSource:
             self.cap = self._open()
             self.fps = float(self.cap.get(self.cv2.CAP_PROP_FPS) or 0.0)
         # live: a bounded ring that drops the oldest; files/folders: a blocking queue that never drops
-        self._ring: deque[Frame] = deque()
+        self._ring: deque[Frame | None] = deque()  # None: the source ended
         self._ring_size = ring
         self._lock = threading.Condition()
         self._queue: queue.Queue = queue.Queue(maxsize=ring)
@@ -178,7 +178,9 @@ class FrameSource:
             return
         with self._lock:
             if frame is not None and len(self._ring) >= self._ring_size:
-                self.stats.dropped.append(self._ring.popleft().index)
+                oldest = self._ring.popleft()  # a frame: the end-of-source None is always the last one put
+                if oldest is not None:
+                    self.stats.dropped.append(oldest.index)
             self._ring.append(frame)
             self._lock.notify()
 

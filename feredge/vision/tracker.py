@@ -57,21 +57,22 @@ class Tracker:
             if assigned[b] is None and t not in used:
                 assigned[b] = ids[t]
                 used.add(t)
-        for b, track_id in enumerate(assigned):
-            if track_id is None:
-                track_id = self._next
+        ids_out: list[int] = []
+        for b, found in enumerate(assigned):
+            track_id = found if found is not None else self._next
+            if found is None:
                 self._next += 1
                 self.tracks[track_id] = Track(track_id, boxes[b])
-                assigned[b] = track_id
             track = self.tracks[track_id]
             track.box, track.unseen = boxes[b], 0
-        seen = set(assigned)
+            ids_out.append(int(track_id))
+        seen = set(ids_out)
         for track_id in list(self.tracks):
             if track_id not in seen:
                 self.tracks[track_id].unseen += 1
                 if self.tracks[track_id].unseen > self.max_unseen:
                     del self.tracks[track_id]
-        return [int(i) for i in assigned]
+        return ids_out
 
     def smooth(self, ids: list[int], probs: np.ndarray) -> np.ndarray:
         out = np.empty_like(probs)

@@ -116,10 +116,10 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
     packaging replaced the shipped files they may refer to."""
     from feredge.data.splits import stratified_holdout
     from feredge.data.store import load_split
+    from feredge.models.checkpoint import load_checkpoint
     from feredge.models.nano import fuse_for_deploy
     from feredge.models.profile import count_macs, count_params
     from feredge.plots import plot_confusion
-    from feredge.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(WEIGHTS_DIR / f"{name}.safetensors")
     paths = card_paths(name)
