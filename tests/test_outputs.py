@@ -34,33 +34,6 @@ def _train(data: Path, out: Path) -> list[str]:
             "--set", "val_fraction=0.25", "--set", "max_steps_per_epoch=2", "--set", f"model_kwargs={json.dumps(SMALL)}"]
 
 
-def _fake_triton(monkeypatch) -> None:
-    """Triton itself is tested in test_serve.py; here only the work folder matters, so the server is a stub
-    that is ready at once and stops when asked."""
-    import feredge.serve.triton as triton
-
-    class Proc:
-        def wait(self) -> int:
-            return 0
-
-    class Server:
-        def __init__(self, repository, workdir, ports, host):
-            self.log_path, self.proc = Path(workdir) / "tritonserver.log", Proc()
-            self.log_path.write_text("stub\n")
-
-        def wait_ready(self, timeout: float) -> float:
-            return 0.0
-
-        def terminate(self) -> None:
-            pass
-
-        def stop(self) -> int:
-            return 0
-
-    monkeypatch.setattr(triton, "TritonServer", Server)
-    monkeypatch.setattr(triton.Ports, "check", lambda self, host: None)
-
-
 # name → argv builder(run, prepared data, source tree, out): out is the folder the output lands in
 CASES = {
     "predict": lambda r, d, t, o: ["predict", str(GROUP), "--model", str(r / "exp" / "best.onnx"), "--out", str(o)],
@@ -78,7 +51,6 @@ CASES = {
     "train": lambda r, d, t, o: _train(d, o),
     "data prepare": lambda r, d, t, o: ["data", "prepare", "fer2013", str(t), "--out", str(o)],
     "data face-boxes": lambda r, d, t, o: ["data", "face-boxes", str(o), "--split", "val"],
-    "serve": lambda r, d, t, o: ["serve", "--model", str(r / "exp" / "best.onnx"), "--workdir", str(o)],
     "run-camera": lambda r, d, t, o: ["run-camera", "--source", str(GROUP.parent), "--model", str(r / "exp" / "best.onnx"),
                                    "--jsonl", str(o / "frames.jsonl")],
 }
@@ -89,14 +61,12 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_second_run_refuses_without_overwrite(name, run, prepared_fer, fer_tree, tmp_path, monkeypatch):
+def test_second_run_refuses_without_overwrite(name, run, prepared_fer, fer_tree, tmp_path):
     out = tmp_path / "out"
     if name == "data face-boxes":
         shutil.copytree(prepared_fer, out)
     if name in ("soup", "run-camera"):
         out.mkdir()
-    if name == "serve":
-        _fake_triton(monkeypatch)
     argv = CASES[name](run, prepared_fer, fer_tree, out)
     first = CliRunner().invoke(cli, argv)
     assert first.exit_code == 0, first.output

@@ -172,6 +172,54 @@ def test_sigterm_stops_cleanly(tmp_path):
             busy.close()
 
 
+def _serve_until_ready(workdir: Path, *extra: str) -> tuple[int, str]:
+    """`feredge serve` as a user runs it: started, waited for until ready, stopped with SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    http, grpc, metrics = _free_ports()
+    argv = [sys.executable, "-m", "feredge", "serve", "--model", "feredge-n", "--workdir", str(workdir),
+            "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), *extra]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "Triton ready" in line or not line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    return proc.returncode, "".join(lines) + rest
+
+
+def test_serve_refuses_an_earlier_workdir_without_overwrite(tmp_path):
+    """The real server, twice in one work folder: the second start is refused before anything is written
+    or started, and --overwrite replaces the folder."""
+    pytest.importorskip("tritonclient.http")
+    from click.testing import CliRunner
+
+    from feredge.cli import cli
+    from feredge.errors import FeredgeError
+    from feredge.serve.triton import triton_root
+
+    try:
+        triton_root()
+    except FeredgeError as exc:
+        pytest.skip(str(exc))
+    work = tmp_path / "work"
+    code, output = _serve_until_ready(work)
+    assert code == 0 and "Triton ready" in output and "Triton stopped (exit code 0)" in output, output
+    before = {p: p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
+    again = CliRunner().invoke(cli, ["serve", "--model", "feredge-n", "--workdir", str(work), "--http-port",
+                                     str(_free_ports(1)[0])])
+    assert again.exit_code != 0 and "pass --overwrite" in again.output and "Traceback" not in again.output
+    assert {p: p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()} == before
+    code, output = _serve_until_ready(work, "--overwrite")
+    assert code == 0 and "Triton ready" in output, output
+
+
 def test_run_camera_through_the_server_matches_local(server, tmp_path):
     from click.testing import CliRunner
 
