@@ -21,6 +21,15 @@ _HINTS = {
 }
 
 
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The install hint for an optional package a command imported without `require` (torch under the
+    trainer, say); None when the missing module is not one of feredge's optional dependencies."""
+    top = (exc.name or "").split(".")[0]
+    if top not in _HINTS:
+        return None
+    return f"this needs the optional package '{top}', which is not installed; install it with: {_HINTS[top]}"
+
+
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise a FeredgeError that says how to install it."""
     try:

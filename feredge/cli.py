@@ -29,7 +29,7 @@ from feredge.runtime.base import BACKENDS
 from feredge.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
 from feredge.train.inference import TTA_MODES
 from feredge.train.recipes import RECIPES
-from feredge.vision.detector import DETECT_MAX_SIDE
+from feredge.vision.detector import DETECT_MAX_SIDE, DETECTORS
 
 PATH = opt.PATH
 
@@ -202,7 +202,8 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 
     report, json_path, png = run(list(models), data, split, tta, ensemble, out, overwrite, device)
     opt.table(*table(report))
-    click.echo(f"report: {json_path}  confusion matrix: {png}")
+    click.echo(f"report: {json_path}  " + (f"confusion matrix: {png}" if png else
+                                           "(no confusion.png: matplotlib is not installed, pip install 'feredge[train]')"))
 
 
 @cli.command("export")
@@ -256,16 +257,21 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
     from feredge.predict import output_folder, predict_images
 
     images = list(images) or [Path(__file__).resolve().parent / "media" / "group.jpg"]
-    results = predict_images(images, model, backend, output_folder(out, overwrite), tta, device)
+    folder = output_folder(out, overwrite)
+    results = predict_images(images, model, backend, folder, tta, device)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for r in results:
-        opt.table(f"{r['image']}: {len(r['faces'])} faces (detect {r['ms']['detect']:.1f} ms, "
-                  f"classify {r['ms']['classify']:.1f} ms)", ["face", "box (x, y, w, h)", "label", "confidence"],
-                  [[i, ", ".join(f"{v:.0f}" for v in f["box"]), f["label"], f"{f['confidence']:.2f}"]
-                   for i, f in enumerate(r["faces"])])
+        if not r["faces"]:
+            click.echo(f"{r['image']}: no faces found (detect {r['ms']['detect']:.1f} ms)")
+        else:
+            opt.table(f"{r['image']}: {len(r['faces'])} faces (detect {r['ms']['detect']:.1f} ms, "
+                      f"classify {r['ms']['classify']:.1f} ms)", ["face", "box (x, y, w, h)", "label", "confidence"],
+                      [[i, ", ".join(f"{v:.0f}" for v in f["box"]), f["label"], f"{f['confidence']:.2f}"]
+                       for i, f in enumerate(r["faces"])])
         click.echo(f"annotated: {r['annotated']}")
+    click.echo(f"results: {folder / 'results.json'}")
 
 
 @cli.command("bench")
@@ -309,7 +315,7 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 @opt.model()
 @click.option("--backend", type=click.Choice(BACKENDS), help="default: from the file type")
 @opt.device(auto="cuda when the backend can run there, else cpu")
-@click.option("--detector", type=click.Choice(["yunet", "haar"]), default=CameraOptions.detector,
+@click.option("--detector", type=click.Choice(DETECTORS), default=CameraOptions.detector,
               help="face detector (haar: OpenCV 4.x only)")
 @click.option("--detect-every", type=int, default=CameraOptions.detect_every,
               help="run the detector every Nth frame, track between")

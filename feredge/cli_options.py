@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from feredge._optional import missing_extra
 from feredge.config import DEFAULT_MODEL, DEVICE, DEVICES
 from feredge.errors import FeredgeError
 
@@ -22,6 +23,11 @@ class Group(click.Group):
             return super().invoke(ctx)
         except FeredgeError as exc:
             raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            hint = missing_extra(exc)
+            if hint is None:
+                raise
+            raise click.ClickException(hint) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception:

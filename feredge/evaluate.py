@@ -80,24 +80,34 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: s
     return report, scores
 
 
-def write_report(report: dict, out: Path, title: str) -> tuple[Path, Path]:
-    from feredge.plots import plot_confusion
+def write_report(report: dict, out: Path, title: str) -> tuple[Path, Path | None]:
+    """report.json, and confusion.png where matplotlib is installed (a torch-free install evaluates ONNX
+    files without it: the numbers are all in the report)."""
+    from feredge._optional import available
 
     out = Path(out)
     json_path = artifact.atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+    if not available("matplotlib"):
+        return json_path, None
+    from feredge.plots import plot_confusion
+
     png = plot_confusion(np.array(report["confusion_matrix"]), list(report["per_class"]), out / "confusion.png", title)
     return json_path, png
 
 
 def run(models: list[str], data: Path, split: str = "val", tta: str = "none", ensemble: bool = False,
-        out: Path | None = None, overwrite: bool = False, device: str = DEVICE) -> tuple[dict, Path, Path]:
+        out: Path | None = None, overwrite: bool = False, device: str = DEVICE) -> tuple[dict, Path, Path | None]:
     """`feredge eval`: model files or shipped names (none: the default model) on a split, written to a
     fresh folder (or, with ``overwrite``, the given one); returns the report and its two files."""
     from feredge.outputs import output_folder
     from feredge.weights import resolve
 
     out = output_folder(out, DEFAULT_OUT, FILES, overwrite)  # before minutes of inference, not after
-    paths = [resolve(m, "checkpoint") for m in models] or [resolve(None, "checkpoint")]
+    from feredge._optional import available
+
+    # A shipped model by name: its checkpoint where torch is installed, else the ONNX file the runtime uses.
+    kind = "checkpoint" if available("torch") else "onnx"
+    paths = [resolve(m, kind) for m in models] or [resolve(None, kind)]
     if len(paths) > 1 and not ensemble:
         raise FeredgeError(f"{len(paths)} models given (--model); pass --ensemble to average them")
     report, _ = evaluate_checkpoints(paths, data, split, tta, device)

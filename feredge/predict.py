@@ -43,6 +43,7 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
 
     frames = [read_image(Path(p)) for p in images]  # every input checked before any output is written
     out = Path(out)
+    earlier = _earlier_outputs(out)
     results = []
     with Recognizer(model, backend=backend, device=device, tta=tta) as rec:
         for path, frame, name in zip(images, frames, output_names(images)):
@@ -58,4 +59,15 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
                             "ms": {"detect": 1e3 * (t1 - t0), "classify": 1e3 * (t2 - t1)}})
         atomic_write_text(out / RESULTS, json.dumps({"model": str(rec.path), "backend": rec.backend,
                                                      "results": results}, indent=2))
+    for stale in earlier - {Path(r["annotated"]).resolve() for r in results}:
+        stale.unlink(missing_ok=True)  # replaced runs leave no picture that results.json no longer lists
     return results
+
+
+def _earlier_outputs(out: Path) -> set[Path]:
+    """The annotated files an earlier run listed in ``out`` (only what feredge wrote there is removed)."""
+    try:
+        listed = json.loads((out / RESULTS).read_text())["results"]
+        return {(out / Path(r["annotated"]).name).resolve() for r in listed}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()

@@ -15,7 +15,7 @@ from feredge.config import DEVICES
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 from feredge.vision.crop import FACE_MARGIN
-from feredge.vision.detector import DETECT_MAX_SIDE
+from feredge.vision.detector import DETECT_MAX_SIDE, DETECTORS
 
 
 def _round(p: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
@@ -117,6 +117,8 @@ class Recognizer:
 
         if detect_max_side < 1:
             raise FeredgeError(f"detect_max_side {detect_max_side}: expected a positive number of pixels")
+        if detector not in DETECTORS:
+            raise FeredgeError(f"detector {detector!r}: expected one of {', '.join(DETECTORS)}")
         if max_faces is not None and max_faces < 1:
             raise FeredgeError(f"max_faces {max_faces}: expected a positive integer (or None: every face)")
         self.path = resolve(model)
@@ -128,6 +130,7 @@ class Recognizer:
         self.detector_name, self.detect_max_side = detector, detect_max_side
         self._detector = None
         self._gpu = None
+        self.closed = False
         self._remote = None
         try:
             if server is not None:
@@ -193,9 +196,10 @@ class Recognizer:
     def probabilities(self, frame: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """(N, classes) probabilities for given boxes of a frame — the path after detection."""
         check_frame(frame)
-        boxes = check_boxes(boxes)
+        boxes = check_boxes(boxes, frame.shape)
         if not len(boxes):
             return np.zeros((0, len(self.classes)), np.float32)
+        self._check_open()
         if self._gpu is not None:
             step = self._gpu.max_faces
             return np.concatenate([softmax(self._gpu(frame, boxes[i:i + step])) for i in range(0, len(boxes), step)]
@@ -205,6 +209,7 @@ class Recognizer:
     def _batch_probabilities(self, x: np.ndarray, n: int) -> np.ndarray:
         from feredge.runtime.pipeline import merge_mirrored
 
+        self._check_open()
         if self._remote is not None:
             p = self._remote.probabilities(x)
             return (p[:n] + p[n:]) / 2 if self.tta else p
@@ -252,7 +257,13 @@ class Recognizer:
         if self._gpu is not None:
             self._gpu.close()
             self._gpu = None
-        self.runner.close()
+        if not self.closed:
+            self.runner.close()
+            self.closed = True
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise FeredgeError(f"this Recognizer of {self.path.name} is closed; create a new one")
 
     def __enter__(self) -> Recognizer:
         return self
@@ -270,8 +281,9 @@ def check_frame(frame) -> None:
         raise FeredgeError(f"frame has shape {frame.shape}; expected at least one pixel")
 
 
-def check_boxes(boxes) -> np.ndarray:
-    """Boxes as float32 (N, 4) x, y, w, h with positive width and height."""
+def check_boxes(boxes, frame_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Boxes as float32 (N, 4) x, y, w, h with positive width and height (and, given the frame's shape,
+    overlapping the frame: a crop of nothing but padding would still get a confident label)."""
     b = np.asarray(boxes, np.float32)
     if b.size == 0:
         return np.zeros((0, 4), np.float32)
@@ -281,6 +293,12 @@ def check_boxes(boxes) -> np.ndarray:
         raise FeredgeError(f"boxes have shape {list(b.shape)}; expected (N, 4): x, y, width, height per face")
     if not np.isfinite(b).all() or (b[:, 2:] <= 0).any():
         raise FeredgeError("boxes: expected finite x, y and a positive width and height per face")
+    if frame_shape is not None:
+        h, w = frame_shape[:2]
+        outside = (b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 0] + b[:, 2] <= 0) | (b[:, 1] + b[:, 3] <= 0)
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
+            raise FeredgeError(f"box {k} {b[k].tolist()} lies wholly outside the {w}×{h} frame")
     return b
 
 

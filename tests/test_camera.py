@@ -164,3 +164,16 @@ def test_a_missing_image_says_so_without_opencv_noise(tmp_path, capfd):
     with pytest.raises(FeredgeError, match="missing.jpg: file not found"):
         read_image(tmp_path / "missing.jpg")
     assert capfd.readouterr().err == ""
+
+
+def test_a_truncated_jpeg_in_a_folder_is_counted_corrupt_not_analysed(tmp_path):
+    from feredge.vision.source import FrameSource
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    data = GROUP.read_bytes()
+    (folder / "a.jpg").write_bytes(data)
+    (folder / "b.jpg").write_bytes(data[:len(data) // 2])
+    source = FrameSource(str(folder))
+    assert [f.index for f in source] == [0] and source.stats.corrupt == 1
+

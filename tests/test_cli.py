@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -85,3 +86,34 @@ def test_model_is_an_option_everywhere():
         out = CliRunner().invoke(cli, [command, "--help"]).output
         assert "--model" in out, command
     assert "CHECKPOINTS" not in CliRunner().invoke(cli, ["eval", "--help"]).output
+
+
+def test_predict_overwrite_leaves_no_stale_pictures(tmp_path):
+    import shutil
+
+    from feredge.cli import cli as app
+
+    group = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+    shutil.copy(group, tmp_path / "first.jpg")
+    shutil.copy(group, tmp_path / "second.jpg")
+    out = tmp_path / "out"
+    assert CliRunner().invoke(app, ["predict", str(tmp_path / "first.jpg"), "--out", str(out)]).exit_code == 0
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "second.jpg"), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "second.annotated.jpg"]
+    assert f"results: {out / 'results.json'}" in result.output
+
+
+def test_missing_optional_packages_are_one_line_for_every_command(tmp_path):
+    """Commands that need torch say which extra to install instead of a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from feredge.cli import main\n"
+            "sys.argv = ['feredge', 'train', '--recipe', 'feredge-s', '--data', sys.argv[1], '--out', sys.argv[2]]\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "run")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "needs the optional package 'torch'" in result.stderr and "feredge[train]" in result.stderr

@@ -90,6 +90,7 @@ def test_classify_rejects_other_layouts_in_one_line(rec, crops, message):
     (np.zeros((48, 48, 3), np.float32), None, "expected a BGR uint8 array (H, W, 3)"),
     (np.zeros((48, 48, 3), np.uint8), np.array([[0, 0, 0, 10]]), "positive width and height"),
     (np.zeros((48, 48, 3), np.uint8), np.zeros((2, 3)), "boxes have shape [2, 3]; expected (N, 4)"),
+    (np.zeros((48, 48, 3), np.uint8), np.array([[5000, 5000, 50, 50]]), "lies wholly outside the 48×48 frame"),
 ])
 def test_bad_frames_and_boxes_are_one_line(rec, frame, boxes, message):
     with pytest.raises(FeredgeError) as err:
@@ -97,7 +98,17 @@ def test_bad_frames_and_boxes_are_one_line(rec, frame, boxes, message):
     assert message in str(err.value)
 
 
+def test_a_closed_recognizer_says_so():
+    rec = feredge.Recognizer("feredge-n")
+    rec.close()
+    with pytest.raises(FeredgeError, match="is closed; create a new one"):
+        rec.classify(np.zeros((1, 48, 48), np.uint8))
+    rec.close()  # twice is harmless
+
+
 def test_options_are_checked_without_cli_flags():
+    with pytest.raises(FeredgeError, match="detector 'foo': expected one of yunet, haar"):
+        feredge.Recognizer(detector="foo")
     with pytest.raises(FeredgeError, match="detect_max_side 0: expected a positive number of pixels"):
         feredge.Recognizer(detect_max_side=0)
     with pytest.raises(FeredgeError, match="device 'tpu'"):

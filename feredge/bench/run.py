@@ -106,8 +106,12 @@ def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Pa
     if not opts.artifacts:
         return [shipped(n) for n in shipped_names()]
     paths = []
-    for item in opts.artifacts:
-        path = resolve(item)
+    resolved = [resolve(item) for item in opts.artifacts]
+    if set(opts.precisions) != {"fp32"} and not any(p.suffix == ".safetensors" for p in resolved):
+        raise FeredgeError(f"precision {' '.join(opts.precisions)}: applies to checkpoints, which are exported to "
+                           "each precision first; these files keep their own (give a .safetensors checkpoint, "
+                           "or the exported file of that precision)")
+    for path in resolved:
         if not path.is_file():
             raise FeredgeError(f"{path}: file not found")
         if path.suffix == ".safetensors" and opts.backend != "torch":

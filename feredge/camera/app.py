@@ -79,6 +79,17 @@ class Recorder:
             self.writer.release()
 
 
+def check_display(cv2) -> None:
+    """A window needs an OpenCV built with a GUI; the headless wheels (what the extras install, so servers
+    and containers need no X libraries) have none."""
+    try:
+        cv2.namedWindow("feredge")
+    except cv2.error:
+        raise FeredgeError("--display: this OpenCV has no GUI (opencv-python-headless); install one with a window "
+                           "system (pip uninstall opencv-python-headless && pip install opencv-python), or use "
+                           "--record") from None
+
+
 def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     """Run until the source ends, ``max_frames``, 'q' in the window, or Ctrl-C; returns a summary."""
     cv2 = require("cv2")
@@ -87,6 +98,8 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     from feredge.vision.overlay import draw_faces, draw_hud
 
     check_options(opts)
+    if opts.display:
+        check_display(cv2)
     rec = Recognizer(opts.model, backend=opts.backend, device=opts.device, detector=opts.detector,
                      detect_max_side=opts.detect_max_side, max_faces=opts.max_faces, align=opts.align,
                      server=opts.server)

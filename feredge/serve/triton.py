@@ -177,7 +177,8 @@ def serve(model: Path, batching, ports: Ports = Ports(), host: str = HOST, workd
     model = Path(model)
     if model.suffix == ".safetensors":
         raise FeredgeError(f"{model}: serve an exported model (.onnx or .engine); export it with `feredge export`")
-    ports.check(host)  # before anything is written: a busy port leaves no half-used work folder
+    triton_root()  # before anything is written: a missing server or a busy port leaves no half-used work folder
+    ports.check(host)
     workdir = output_folder(workdir, DEFAULT_WORKDIR, WORKDIR_FILES, overwrite, "--workdir")
     repo = write_python_repository(workdir / "repository", model, batching, overwrite=overwrite)
     server = TritonServer(repo, workdir, ports, host)

@@ -84,6 +84,9 @@ def eye_angles(landmarks: np.ndarray) -> np.ndarray:
     return np.arctan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0])
 
 
+DETECTORS = ("yunet", "haar")
+
+
 def make_detector(name: str, max_side: int = DETECT_MAX_SIDE):
     if name == "yunet":
         return YuNetDetector(max_side=max_side)

@@ -37,6 +37,18 @@ def _check_with_pillow(path: Path) -> None:
         raise FeredgeError(f"{path}: damaged or truncated image ({exc}); expected a complete JPEG/PNG file") from None
 
 
+def _quiet_decode(cv2, data: np.ndarray) -> np.ndarray | None:
+    """OpenCV's decoder, without its own log lines ("[ERROR:0@…] readHeader …") ahead of feredge's message."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def to_bgr(frame: np.ndarray, where: str) -> np.ndarray:
     """A decoded image as BGR uint8: 16-bit values scaled (not clipped), gray and alpha converted."""
     cv2 = require("cv2")
@@ -59,8 +71,10 @@ def read_image(path: Path | str) -> np.ndarray:
         raise FeredgeError(f"{path}: file not found (expected a JPEG/PNG image)")
     if path.is_dir():
         raise FeredgeError(f"{path}: is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise FeredgeError(f"{path}: empty file (expected a JPEG/PNG image)")
     _check_with_pillow(path)
-    frame = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    frame = _quiet_decode(cv2, np.fromfile(str(path), np.uint8))
     if frame is None:
         raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
     return to_bgr(frame, str(path))
@@ -69,7 +83,8 @@ def read_image(path: Path | str) -> np.ndarray:
 def decode_image(encoded: bytes, where: str = "image") -> np.ndarray:
     """A BGR uint8 frame from a file's bytes (what the `fer_frame` server model receives)."""
     cv2 = require("cv2")
-    frame = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    data = np.frombuffer(encoded, np.uint8)
+    frame = _quiet_decode(cv2, data) if data.size else None
     if frame is None:
         raise FeredgeError(f"{where}: cannot decode the bytes (expected a JPEG or PNG file's contents)")
     return to_bgr(frame, where)

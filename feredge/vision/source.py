@@ -21,6 +21,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
+from feredge.vision.images import read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
@@ -43,14 +44,16 @@ class SourceStats:
 
 
 def describe(spec: str) -> str:
-    """What kind of source ``spec`` names: camera, file, folder, stream or gstreamer."""
+    """What kind of source ``spec`` names: camera, file (a video), image, folder, stream or gstreamer."""
     if spec.isdigit() or spec.startswith("/dev/video"):
         return "camera"
     if spec.startswith(STREAM_PREFIXES):
         return "stream"
     if "!" in spec:
         return "gstreamer"
-    return "folder" if Path(spec).is_dir() else "file"
+    if Path(spec).is_dir():
+        return "folder"
+    return "image" if Path(spec).suffix.lower() in IMAGE_SUFFIXES else "file"
 
 
 class FrameSource:
@@ -72,6 +75,9 @@ class FrameSource:
             if not self.images:
                 raise FeredgeError(f"{spec}: no images in the folder (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
             self.fps = 0.0
+        elif self.kind == "image":
+            read_image(spec)  # one picture: a missing or damaged file is the user's error, said now
+            self.images, self.fps = [Path(spec)], 0.0
         else:
             if self.kind == "file" and not Path(spec).is_file():
                 raise FeredgeError(f"{spec}: file not found (expected a video file, a folder, a camera index, "
@@ -86,7 +92,7 @@ class FrameSource:
         self._thread = threading.Thread(target=self._reader, name="feredge-capture", daemon=True)
         self._thread.start()
 
-    def _open(self):
+    def _capture(self):
         cv2 = self.cv2
         if self.kind == "camera":
             target = int(self.spec) if self.spec.isdigit() else self.spec
@@ -95,6 +101,16 @@ class FrameSource:
             cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
         else:
             cap = cv2.VideoCapture(self.spec)
+        return cap
+
+    def _open(self):
+        cv2 = self.cv2
+        level = cv2.utils.logging.getLogLevel()  # its backends warn per failed probe ("[ WARN:0@…] cap_v4l …")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            cap = self._capture()
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not cap.isOpened():
             raise FeredgeError(f"{self.spec}: cannot open this {self.kind} source through OpenCV"
                                + (" (is the camera connected and free?)" if self.kind == "camera" else ""))
@@ -103,7 +119,7 @@ class FrameSource:
     # reader thread -----------------------------------------------------------------------------------
     def _reader(self) -> None:
         try:
-            if self.kind == "folder":
+            if self.kind in ("folder", "image"):
                 self._read_folder()
             else:
                 self._read_capture()
@@ -115,13 +131,14 @@ class FrameSource:
             if self._stop.is_set():
                 self.stats.ended = "stopped"
                 return
-            image = self.cv2.imread(str(path))
-            if image is None:
+            try:
+                image = read_image(path)  # the checks predict makes: a truncated JPEG is corrupt, not half a frame
+            except FeredgeError:
                 self.stats.corrupt += 1
                 continue
             self.stats.read += 1
             self._put(Frame(i, float(i), image))
-        self.stats.ended = "end of folder"
+        self.stats.ended = "end of folder" if self.kind == "folder" else "end of image"
 
     def _read_capture(self) -> None:
         index, failures = 0, 0
@@ -203,5 +220,5 @@ class FrameSource:
         while not self.live and not self._queue.empty():
             self._queue.get_nowait()  # unblock a reader waiting on a full queue
         self._thread.join(timeout=5)
-        if self.kind != "folder":
+        if self.kind not in ("folder", "image"):
             self.cap.release()
