@@ -196,7 +196,10 @@ class Recognizer:
     def probabilities(self, frame: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """(N, classes) probabilities for given boxes of a frame — the path after detection."""
         check_frame(frame)
-        boxes = check_boxes(boxes, frame.shape)
+        return self._probabilities(frame, check_boxes(boxes, frame.shape), landmarks)
+
+    def _probabilities(self, frame: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+        """``probabilities`` for a checked frame and boxes: the GPU pipeline's branch or OpenCV crops."""
         if not len(boxes):
             return np.zeros((0, len(self.classes)), np.float32)
         self._check_open()
@@ -209,7 +212,6 @@ class Recognizer:
     def _batch_probabilities(self, x: np.ndarray, n: int) -> np.ndarray:
         from feredge.runtime.pipeline import merge_mirrored
 
-        self._check_open()
         if self._remote is not None:
             p = self._remote.probabilities(x)
             return (p[:n] + p[n:]) / 2 if self.tta else p
@@ -224,8 +226,9 @@ class Recognizer:
     def faces(self, frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None = None,
               landmarks: np.ndarray | None = None) -> list[Face]:
         """`Face` objects for boxes found (``detect``) or known beforehand, classified in one batch."""
-        boxes = check_boxes(boxes)
-        probs = self.probabilities(frame, boxes, landmarks)
+        check_frame(frame)
+        boxes = check_boxes(boxes, frame.shape)
+        probs = self._probabilities(frame, boxes, landmarks)
         return [Face(as_box(boxes[i]), self.classes, probs[i],
                      None if scores is None else float(scores[i]), None if landmarks is None else landmarks[i])
                 for i in range(len(boxes))]
@@ -247,6 +250,7 @@ class Recognizer:
         spec = self.info.input_spec
         if not batch:
             return np.zeros((0, len(self.classes)), np.float32)
+        self._check_open()
         x = np.concatenate([preprocess_faces(f[None], spec) for f in batch])
         if self.tta:
             x = np.concatenate([x, x[..., ::-1]])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge.errors import FeredgeError
-from feredge.recognizer import Face, Recognizer, as_box
+from feredge.recognizer import Face, Recognizer
 
 #: Stages timed per frame, in order (run-camera's overlay and JSONL report them).
 STAGES = ("capture", "detect", "classify")
@@ -91,13 +91,12 @@ class Stream:
                 boxes, scores, landmarks = rec.detect(frame.image)
                 ids = self.tracker.update(boxes)
             t1 = time.perf_counter()
-            probs = rec.probabilities(frame.image, boxes, landmarks)
-            smoothed = self.tracker.smooth(ids, probs) if len(probs) else probs
+            faces = rec.faces(frame.image, boxes, scores, landmarks)
+            if faces:
+                smoothed = self.tracker.smooth(ids, np.stack([f.probs for f in faces]))
+                for face, track_id, track_probs in zip(faces, ids, smoothed):
+                    face.track_id, face.smoothed = track_id, track_probs
             t2 = time.perf_counter()
-            faces = [Face(as_box(boxes[i]), rec.classes, probs[i],
-                          None if scores is None else float(scores[i]),
-                          None if landmarks is None else landmarks[i], ids[i], smoothed[i])
-                     for i in range(len(boxes))]
             dropped = self.stats.dropped[reported:]
             reported += len(dropped)
             self.frames += 1
