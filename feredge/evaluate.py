@@ -99,12 +99,11 @@ def run(models: list[str], data: Path, split: str = "val", tta: str = "none", en
         out: Path | None = None, overwrite: bool = False, device: str = DEVICE) -> tuple[dict, Path, Path | None]:
     """`feredge eval`: model files or shipped names (none: the default model) on a split, written to a
     fresh folder (or, with ``overwrite``, the given one); returns the report and its two files."""
+    from feredge._optional import available
     from feredge.outputs import output_folder
     from feredge.weights import resolve
 
     out = output_folder(out, DEFAULT_OUT, FILES, overwrite)  # before minutes of inference, not after
-    from feredge._optional import available
-
     # A shipped model by name: its checkpoint where torch is installed, else the ONNX file the runtime uses.
     kind = "checkpoint" if available("torch") else "onnx"
     paths = [resolve(m, kind) for m in models] or [resolve(None, kind)]

@@ -4,6 +4,8 @@ command and the library, so every input gets the same checks."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +39,25 @@ def _check_with_pillow(path: Path) -> None:
         raise FeredgeError(f"{path}: damaged or truncated image ({exc}); expected a complete JPEG/PNG file") from None
 
 
-def _quiet_decode(cv2, data: np.ndarray) -> np.ndarray | None:
-    """OpenCV's decoder, without its own log lines ("[ERROR:0@…] readHeader …") ahead of feredge's message."""
+@contextmanager
+def quiet_opencv(cv2) -> Iterator[None]:
+    """OpenCV's own log lines ("[ERROR:0@…] readHeader …", "[ WARN:0@…] cap_v4l …") held back while a
+    call that feredge reports on itself runs; the previous level comes back afterwards."""
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        return None
+        yield
     finally:
         cv2.utils.logging.setLogLevel(level)
+
+
+def _quiet_decode(cv2, data: np.ndarray) -> np.ndarray | None:
+    """OpenCV's decoder, silent: feredge's message says what went wrong."""
+    with quiet_opencv(cv2):
+        try:
+            return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            return None
 
 
 def to_bgr(frame: np.ndarray, where: str) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
-from feredge.vision.images import read_image
+from feredge.vision.images import quiet_opencv, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
@@ -104,13 +104,8 @@ class FrameSource:
         return cap
 
     def _open(self):
-        cv2 = self.cv2
-        level = cv2.utils.logging.getLogLevel()  # its backends warn per failed probe ("[ WARN:0@…] cap_v4l …")
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        try:
+        with quiet_opencv(self.cv2):  # its backends warn on every failed probe; the error below says it once
             cap = self._capture()
-        finally:
-            cv2.utils.logging.setLogLevel(level)
         if not cap.isOpened():
             raise FeredgeError(f"{self.spec}: cannot open this {self.kind} source through OpenCV"
                                + (" (is the camera connected and free?)" if self.kind == "camera" else ""))
