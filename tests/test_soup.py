@@ -4,6 +4,8 @@ re-estimated from the data, ingredients must share a start, and the model card t
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,11 +120,17 @@ def test_card_stages_of_a_soup(runs, tmp_path):
     assert stages[-1]["soup"] == "greedy" and stages[-1]["epochs_run"] == 0
 
 
-def test_card_stages_continue_from_a_shipped_model(prepared_fer, tmp_path):
+@pytest.mark.parametrize("copied", [False, True], ids=["shipped file", "copy outside the work tree"])
+def test_card_stages_continue_from_a_shipped_model(prepared_fer, tmp_path, copied):
     from feredge.weights import WEIGHTS_DIR
     from feredge.weights.package import card_paths
 
     shipped = WEIGHTS_DIR / "feredge-n.safetensors"
+    if copied:  # as the campaign keeps its starting point: same bytes, another folder, no run log beside it
+        (tmp_path / "teachers").mkdir()
+        for f in (shipped, Path(f"{shipped}.json")):
+            shutil.copy(f, tmp_path / "teachers" / f.name)
+        shipped = tmp_path / "teachers" / shipped.name
     train(config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "ft"), model="feredge-n", epochs=1,
                                 batch_size=16, lr=0.001, val_fraction=0.25, device="cpu", init=str(shipped)), "test"))
     stages = training_stages(tmp_path / "ft" / "best.safetensors")

@@ -70,6 +70,17 @@ RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "sched
 DISTILL_KEYS = ("teacher", "teacher_tta", "distill_weight", "distill_temperature")
 
 
+def shipped_original(path: Path) -> Path | None:
+    """The shipped weights file ``path`` is, or is a byte-identical copy of (a campaign keeps its starting
+    point outside the work tree, which is laid anew each session); None for anything else."""
+    if path.resolve().parent == WEIGHTS_DIR.resolve():
+        return path
+    if path.suffix != ".safetensors" or not path.is_file() or (path.parent / "log.json").is_file():
+        return None
+    sha = artifact.file_sha256(path)
+    return next((f for f in WEIGHTS_DIR.glob("*.safetensors") if artifact.file_sha256(f) == sha), None)
+
+
 def training_stages(checkpoint: Path) -> list[dict]:
     """The runs that made ``checkpoint``, oldest first: each warm start (config ``init``) names the one before.
 
@@ -80,8 +91,9 @@ def training_stages(checkpoint: Path) -> list[dict]:
     from feredge.models.checkpoint import read_meta
 
     path = Path(checkpoint)
-    if path.resolve().parent == WEIGHTS_DIR.resolve():
-        card = card_paths(path.stem)["json"]
+    shipped = shipped_original(path)
+    if shipped:
+        card = card_paths(shipped.stem)["json"]
         if not card.is_file():
             raise FeredgeError(f"{path}: a shipped model without a card ({card}); its training stages are unknown")
         return json.loads(card.read_text())["stages"]
@@ -106,8 +118,9 @@ def training_stages(checkpoint: Path) -> list[dict]:
              "wall_time_s": round(sum(r["seconds"] for r in log))}
     if meta.details.get("teacher_sha256"):  # the teacher paths may since hold other files
         stage["recipe"]["teacher_sha256"] = ",".join(h[:16] for h in meta.details["teacher_sha256"].values())
-    if cfg.get("init") and Path(cfg["init"]).resolve().parent == WEIGHTS_DIR.resolve():
-        stage["warm_start_from"] = f"shipped {Path(cfg['init']).stem}"
+    init = shipped_original(Path(cfg["init"])) if cfg.get("init") else None
+    if init:
+        stage["warm_start_from"] = f"shipped {init.stem}"
     return (training_stages(Path(cfg["init"])) if cfg.get("init") else []) + [stage]
 
 

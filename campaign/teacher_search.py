@@ -1,0 +1,65 @@
+"""Choose a distillation teacher: the validation accuracy of each checkpoint, single pass and ten-crop,
+and of every ensemble of their ten-crop logits.
+
+    python campaign/teacher_search.py --data PREPARED CKPT [CKPT ...] --out teachers.json
+
+Scored on the training run's own validation carve (same seed and fraction as the students' runs), so the
+choice never sees PublicTest. Each checkpoint's logits are cached beside --out, keyed by its file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from feredge.artifact import atomic_write_text
+from feredge.config import TrainConfig
+from feredge.data.splits import train_val_splits
+from feredge.metrics import metrics
+from feredge.train.inference import checkpoint_logits
+
+TTAS = ("none", "ten-crop")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="prepared FER2013 (feredge data prepare)")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file of every row, best first")
+    parser.add_argument("checkpoints", type=Path, nargs="+")
+    args = parser.parse_args()
+    _, val, meta = train_val_splits(TrainConfig(data=str(args.data)))
+    labels, images = np.asarray(val.labels), np.asarray(val.images)
+    cache = args.out.parent / "val-logits"
+    cache.mkdir(parents=True, exist_ok=True)
+    logits = {}
+    for path in args.checkpoints:
+        for tta in TTAS:
+            file = cache / f"{path.stem}-{tta}.npy"
+            if not file.exists():
+                np.save(file, checkpoint_logits(path, images, tta, "cpu", 64)[0])
+            logits[path.stem, tta] = np.load(file)
+
+    def row(name: str, lg: np.ndarray) -> dict:
+        m = metrics(lg, labels, meta["classes"])
+        return {"teacher": name, "val_accuracy": round(100 * m["accuracy"], 2),
+                "val_mean_class_accuracy": round(100 * m["mean_class_accuracy"], 2)}
+
+    names = [p.stem for p in args.checkpoints]
+    rows = [row(f"{n} {tta}", logits[n, tta]) for n in names for tta in TTAS]
+    for k in range(2, len(names) + 1):
+        for combo in itertools.combinations(names, k):
+            rows.append(row("+".join(combo) + " ten-crop", np.mean([logits[n, "ten-crop"] for n in combo], 0)))
+    rows.sort(key=lambda r: -r["val_accuracy"])
+    atomic_write_text(args.out, json.dumps(rows, indent=1) + "\n")
+    print(f"{'validation':>10} {'mean-class':>10}  teacher")
+    for r in rows[:15]:
+        print(f"{r['val_accuracy']:10.2f} {r['val_mean_class_accuracy']:10.2f}  {r['teacher']}")
+    print(f"({len(rows)} rows in {args.out})")
+
+
+if __name__ == "__main__":
+    main()
