@@ -26,18 +26,29 @@ def card_paths(name: str) -> dict[str, Path]:
             "confusion": WEIGHTS_DIR / f"{name}.confusion.png"}
 
 
-def package(checkpoint: Path) -> tuple[Path, Path]:
+def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tuple[Path, Path]:
+    """Ship ``checkpoint`` as fp16 weights plus ONNX; ``prior_correction`` (tau) folds tau·log(prior) of its
+    training carve into the classifier's bias (feredge.train.prior), recorded in the weights' sidecar and the card."""
     import onnx
 
     from feredge.export.compact import compact_fp16_storage
     from feredge.export.onnx import export_onnx, save_onnx
     from feredge.models.checkpoint import load_checkpoint
     from feredge.train.checkpoint import save_checkpoint
+    from feredge.train.prior import carve_prior_and_validation, correct_for_prior
 
     model, info = load_checkpoint(checkpoint)
     weights, onnx_path = WEIGHTS_DIR / f"{info.model}.safetensors", WEIGHTS_DIR / f"{info.model}.onnx"
+    details = dict(info.details)
+    if prior_correction:
+        if "prior_correction" in details:
+            raise FeredgeError(f"{checkpoint}: already prior-corrected ({details['prior_correction']})")
+        prior = carve_prior_and_validation(checkpoint, data)[0]
+        correct_for_prior(model, prior, prior_correction)
+        details["prior_correction"] = {"tau": prior_correction, "prior": [round(float(p), 6) for p in prior],
+                                       "of": "the training carve's classes"}
     info = info.derive("checkpoint", versions=info.versions, weights_storage="float16 (loaded as float32)",
-                       **info.details)
+                       **details)
     save_checkpoint(model.half(), weights, info)
     model, _ = load_checkpoint(weights)  # the shipped (fp16-rounded) weights, as fp32
     _, onnx_info = export_onnx(model.float(), info, onnx_path, batch=None, source=weights)
@@ -161,7 +172,9 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
         "publictest_single_pass_accuracy": test["accuracy"],
         "publictest_mean_class_accuracy": test["mean_class_accuracy"],
         "publictest_per_class_recall": {c: m["recall"] for c, m in test["per_class"].items()},
-        "runtime": f"single pass (no TTA), ONNX Runtime on {name}.onnx; torch on {name}.safetensors agrees",
+        "runtime": f"single pass (no TTA), ONNX Runtime on {name}.onnx; torch on {name}.safetensors agrees"
+                   + _prior_line(meta.details.get("prior_correction")),
+        "prior_correction": meta.details.get("prior_correction"),
         "training_data_licence": "FER2013 (Kaggle ICML 2013 challenge): research use only; check its terms "
                                  "before commercial use",
         "notes": notes,
@@ -169,6 +182,13 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
     artifact.atomic_write_text(paths["json"], json.dumps(card, indent=2))
     artifact.atomic_write_text(paths["md"], _markdown(card, paths["confusion"].name))
     return card
+
+
+def _prior_line(correction: dict | None) -> str:
+    if not correction:
+        return ""
+    return (f"; prior-corrected: tau={correction['tau']} × log(training class prior) subtracted from the "
+            "classifier's bias, for balanced decisions (feredge.train.prior)")
 
 
 def _weights_line(last: dict, selected: int | None) -> str:
@@ -233,11 +253,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--hardware", required=True)
     parser.add_argument("--notes", default="")
+    parser.add_argument("--prior-correction", type=float, default=0.0, metavar="TAU",
+                        help="fold tau·log(class prior) into the classifier's bias (choose tau with "
+                             "`python -m feredge.train.prior`)")
     args = parser.parse_args()
     from feredge.models.checkpoint import read_meta
 
     stages = training_stages(args.checkpoint)
-    for path in package(args.checkpoint):
+    for path in package(args.checkpoint, args.data, args.prior_correction):
         print(path, path.stat().st_size)
     card = write_card(read_meta(args.checkpoint).model, args.data, stages, args.hardware, args.notes)
     print(json.dumps({k: card[k] for k in ("validation_accuracy", "publictest_single_pass_accuracy")}))

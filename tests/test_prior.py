@@ -1,0 +1,71 @@
+"""Prior correction (feredge.train.prior): the bias shift, the sweep, and the training carve's prior."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from feredge.config import config_from_dict
+from feredge.data.splits import train_val_splits
+from feredge.errors import FeredgeError
+from feredge.models import create_model
+from feredge.train.prior import carve_prior_and_validation, class_prior, classifier, correct_for_prior, sweep
+from feredge.train.trainer import train
+
+NANO = {"widths": [8, 16, 16], "strides": [2, 2, 1]}
+
+
+def test_class_prior_counts_each_class_and_refuses_an_absent_one():
+    np.testing.assert_allclose(class_prior(np.array([0, 0, 1, 2, 2, 2]), 3), [2 / 6, 1 / 6, 3 / 6])
+    with pytest.raises(FeredgeError, match=r"lack class\(es\) \[1\]"):
+        class_prior(np.array([0, 2, 2]), 3)
+
+
+def test_correction_shifts_every_logit_by_minus_tau_log_prior():
+    torch.manual_seed(0)
+    model = create_model("feredge-n", num_classes=7, **NANO).eval()
+    x = torch.randn(4, 1, 48, 48)
+    prior = np.array([0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.175])
+    before = model(x).detach()
+    correct_for_prior(model, prior, 0.8)
+    after = model(x).detach()
+    torch.testing.assert_close(after - before, torch.tensor(-0.8 * np.log(prior), dtype=torch.float32).expand(4, 7),
+                               atol=1e-5, rtol=0)
+
+
+def test_a_network_without_a_linear_classifier_is_refused():
+    with pytest.raises(FeredgeError, match="no linear classifier with 7 outputs"):
+        classifier(torch.nn.Sequential(torch.nn.Conv2d(1, 7, 3)), 7)
+
+
+def test_sweep_trades_top1_of_the_common_class_for_recall_of_the_rare_one():
+    # A network that learnt the prior: class 1 (10 % of the data) is scored 1.5 lower than it should be.
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 900 + [1] * 100)
+    logits = np.where(np.arange(2) == labels[:, None], 1.0, 0.0) + rng.normal(0, 0.8, (1000, 2))
+    logits[:, 1] -= 1.5
+    prior = np.array([0.9, 0.1])
+    rows = sweep(logits, labels, prior, ["common", "rare"], (0.0, 1.0))
+    assert rows[0]["tau"] == 0.0 and rows[1]["mean_class_accuracy"] > rows[0]["mean_class_accuracy"] + 0.05
+    recall_rare = [((logits - t * np.log(prior)).argmax(1)[labels == 1] == 1).mean() for t in (0.0, 1.0)]
+    assert recall_rare[1] > recall_rare[0]
+
+
+def test_prior_of_the_checkpoints_own_carve_and_the_sweep_command(prepared_fer, tmp_path):
+    cfg = config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "run"), model="feredge-n",
+                                model_kwargs=NANO, epochs=1, batch_size=16, lr=0.05, val_fraction=0.25,
+                                device="cpu"), "test")
+    train(cfg)
+    ckpt = tmp_path / "run" / "best.safetensors"
+    prior, images, labels = carve_prior_and_validation(ckpt, prepared_fer)
+    carved_train, carved_val, meta = train_val_splits(cfg)
+    np.testing.assert_allclose(prior, class_prior(np.asarray(carved_train.labels), len(meta["classes"])))
+    np.testing.assert_array_equal(labels, np.asarray(carved_val.labels))
+    assert len(images) == len(labels)
+    out = subprocess.run([sys.executable, "-m", "feredge.train.prior", str(ckpt), "--data", str(prepared_fer),
+                          "--tau", "0", "1"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].split() == ["tau", "validation", "mean-class"] and [r.split()[0] for r in out[1:]] == ["0.00", "1.00"]
