@@ -11,7 +11,8 @@
 # The stages run one after another, each with every core (two trainings side by side on 2 cores are
 # slower than one after the other, and the earlier stage's result arrives sooner). A stage whose run
 # folder has a saved state is resumed with its own saved settings (`--out RUN --resume`; a finished one
-# returns at once); one without is started with the settings below.
+# returns at once); one without is started with the settings below, unless its finished log is already in
+# campaign/logs/ (copied there when a stage ends, so a new machine does not redo it).
 set -euo pipefail
 RUNS="${FEREDGE_RUNS:-$HOME/feredge-runs}"
 DATA="$RUNS/prepared/fer2013"
@@ -72,6 +73,7 @@ status() {
     for stage in "${STAGES[@]}"; do
         name="${stage%%|*}"
         log="$RUNS/$name/log.json"
+        [ -f "$log" ] || log="$REPO/campaign/logs/$name.json"
         if [ -f "$log" ]; then
             python3 - "$log" "$name" <<'PY'
 import json, sys
@@ -93,6 +95,10 @@ run_queue() {
         name="${stage%%|*}"
         settings="${stage#*|}"
         out="$RUNS/$name"
+        if [ ! -d "$out" ] && [ -f "$REPO/campaign/logs/$name.json" ]; then
+            echo "$(date -Is) $name: finished on an earlier machine (campaign/logs/$name.json), skipped"
+            continue
+        fi
         while pgrep -f -- "--out $out( |$)" > /dev/null; do  # started by an earlier queue: let it finish
             sleep 60
         done
