@@ -12,7 +12,8 @@
 # slower than one after the other, and the earlier stage's result arrives sooner). A stage whose run
 # folder has a saved state is resumed with its own saved settings (`--out RUN --resume`; a finished one
 # returns at once); one without is started with the settings below, unless its finished log is already in
-# campaign/logs/ (copied there when a stage ends, so a new machine does not redo it).
+# campaign/logs/ (the queue copies it there when the stage finishes; commit it, and a new machine does not
+# redo the stage).
 set -euo pipefail
 RUNS="${FEREDGE_RUNS:-$HOME/feredge-runs}"
 DATA="$RUNS/prepared/fer2013"
@@ -20,13 +21,14 @@ TEACHERS="$RUNS/teachers"
 FEREDGE="${FEREDGE:-feredge}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 
-# Earlier shipped versions, recovered from git as teachers: name | commit | model. Versions that predate
-# the checkpoint sidecar get today's sidecar of the same model (architecture, classes and input unchanged).
+# Earlier shipped versions, recovered from git as teachers: name | commit | model. Each keeps its own
+# sidecar and card; versions that predate them get today's sidecar of the same model (architecture, classes
+# and input unchanged; its metrics are not theirs) and no card (teachers only, not a starting point).
 HISTORY=(
-    "s4|231fb7f|feredge-s"     # feredge-s stage 4 (validation 68.70 %)
+    "s4|231fb7f|feredge-s"     # feredge-s stage 4 (validation 68.70 % as shipped, ONNX; 68.73 % in torch)
     "s3|ffcb1b8|feredge-s"     # feredge-s stage 3 (ten-crop 69.81 % on validation)
     "s2|7a60a95|feredge-s"     # feredge-s stage 2
-    "nsoup|8b652c2|feredge-n"  # feredge-n soup (shipped)
+    "nsoup|8b652c2|feredge-n"  # feredge-n soup (shipped today)
     "n3|b980cc1|feredge-n"     # feredge-n stage 3
     "n2|00c9732|feredge-n"     # feredge-n stage 2, distilled from s3
 )
@@ -64,7 +66,11 @@ prepare() {
         IFS='|' read -r name commit model <<< "$entry"
         [ -f "$TEACHERS/$name.safetensors" ] && continue
         git -C "$REPO" show "$commit:feredge/weights/$model.safetensors" > "$TEACHERS/$name.tmp"
-        cp "$REPO/feredge/weights/$model.safetensors.json" "$TEACHERS/$name.safetensors.json"
+        git -C "$REPO" show "$commit:feredge/weights/$model.safetensors.json" > "$TEACHERS/$name.safetensors.json" \
+            2> /dev/null || cp "$REPO/feredge/weights/$model.safetensors.json" "$TEACHERS/$name.safetensors.json"
+        # its card, where it had one: the stages a run warm-started from it continues (weights/package.py)
+        git -C "$REPO" show "$commit:feredge/weights/$model.card.json" > "$TEACHERS/$name.card.json" \
+            2> /dev/null || rm -f "$TEACHERS/$name.card.json"
         mv "$TEACHERS/$name.tmp" "$TEACHERS/$name.safetensors"
     done
 }
@@ -108,12 +114,17 @@ run_queue() {
             # Teacher logits are cached per run folder, keyed by the teacher's and the images' sha256:
             # an earlier stage's cache serves a later stage with the same teacher.
             mkdir -p "$out"
-            find "$RUNS" -mindepth 2 -maxdepth 2 -name 'teacher_logits-*' -exec cp -n {} "$out/" \;
+            find "$RUNS" -mindepth 2 -maxdepth 2 -name 'teacher_logits-*' ! -path "$out/*" -exec cp -n {} "$out/" \;
             # shellcheck disable=SC2206
             args=(train $settings --data "$DATA" --out "$out")
         fi
         echo "$(date -Is) $name: $FEREDGE ${args[*]}"
-        nice -n 19 "$FEREDGE" "${args[@]}" >> "$RUNS/$name.out" 2>&1 || echo "$(date -Is) $name: stopped with exit $?"
+        if nice -n 19 "$FEREDGE" "${args[@]}" >> "$RUNS/$name.out" 2>&1; then
+            mkdir -p "$REPO/campaign/logs"  # finished: its curve goes into the work tree, to be committed
+            cp "$out/log.json" "$REPO/campaign/logs/$name.json"
+        else
+            echo "$(date -Is) $name: stopped with exit $?"
+        fi
     done
 }
 

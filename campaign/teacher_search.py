@@ -4,7 +4,7 @@ and of every ensemble of their ten-crop logits.
     python campaign/teacher_search.py --data PREPARED CKPT [CKPT ...] --out teachers.json
 
 Scored on the training run's own validation carve (same seed and fraction as the students' runs), so the
-choice never sees PublicTest. Each checkpoint's logits are cached beside --out, keyed by its file name.
+choice never sees PublicTest. Each checkpoint's logits are cached beside --out, keyed by its sha256.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge.artifact import atomic_write_text
+from feredge.artifact import atomic_write_text, file_sha256
 from feredge.config import TrainConfig
 from feredge.data.splits import train_val_splits
 from feredge.metrics import metrics
@@ -37,8 +37,8 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     logits = {}
     for path in args.checkpoints:
-        for tta in TTAS:
-            file = cache / f"{path.stem}-{tta}.npy"
+        for tta in TTAS:  # keyed by content: two runs' best.safetensors differ, a replaced file is recomputed
+            file = cache / f"{file_sha256(path)[:16]}-{tta}.npy"
             if not file.exists():
                 np.save(file, checkpoint_logits(path, images, tta, "cpu", 64)[0])
             logits[path.stem, tta] = np.load(file)

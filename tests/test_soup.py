@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,20 +119,35 @@ def test_card_stages_of_a_soup(runs, tmp_path):
     assert stages[-1]["soup"] == "greedy" and stages[-1]["epochs_run"] == 0
 
 
-@pytest.mark.parametrize("copied", [False, True], ids=["shipped file", "copy outside the work tree"])
-def test_card_stages_continue_from_a_shipped_model(prepared_fer, tmp_path, copied):
+@pytest.mark.parametrize("kept", ["shipped file", "copy outside the work tree", "earlier version with its card"])
+def test_card_stages_continue_from_a_shipped_model(prepared_fer, tmp_path, kept):
     from feredge.weights import WEIGHTS_DIR
     from feredge.weights.package import card_paths
 
-    shipped = WEIGHTS_DIR / "feredge-n.safetensors"
-    if copied:  # as the campaign keeps its starting point: same bytes, another folder, no run log beside it
+    shipped, card = WEIGHTS_DIR / "feredge-n.safetensors", json.loads(card_paths("feredge-n")["json"].read_text())
+    if kept != "shipped file":  # as the campaign keeps them: another folder, no run log beside it
         (tmp_path / "teachers").mkdir()
-        for f in (shipped, Path(f"{shipped}.json")):
-            shutil.copy(f, tmp_path / "teachers" / f.name)
-        shipped = tmp_path / "teachers" / shipped.name
+        copy = tmp_path / "teachers" / "n2.safetensors"
+        shutil.copy(shipped, copy)
+        shutil.copy(f"{shipped}.json", f"{copy}.json")
+        if kept == "earlier version with its card":  # its own card, found before any byte comparison
+            card = {**card, "stages": card["stages"][:2]}
+            (tmp_path / "teachers" / "n2.card.json").write_text(json.dumps(card))
+        shipped = copy
     train(config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "ft"), model="feredge-n", epochs=1,
                                 batch_size=16, lr=0.001, val_fraction=0.25, device="cpu", init=str(shipped)), "test"))
     stages = training_stages(tmp_path / "ft" / "best.safetensors")
-    card = json.loads(card_paths("feredge-n")["json"].read_text())
     assert stages[:-1] == card["stages"]
-    assert stages[-1]["run"] == "ft" and stages[-1]["warm_start_from"] == "shipped feredge-n"
+    label = "shipped feredge-n (n2)" if kept == "earlier version with its card" else "shipped feredge-n"
+    assert stages[-1]["run"] == "ft" and stages[-1]["warm_start_from"] == label
+
+
+def test_card_stages_of_an_unknown_file_are_refused(tmp_path):
+    from feredge.weights import WEIGHTS_DIR
+
+    stray = tmp_path / "stray.safetensors"
+    shutil.copy(WEIGHTS_DIR / "feredge-s.safetensors", stray)
+    stray.write_bytes(stray.read_bytes()[:-1] + b" ")  # other weights, no card, no run log
+    shutil.copy(WEIGHTS_DIR / "feredge-s.safetensors.json", f"{stray}.json")
+    with pytest.raises(FeredgeError, match="neither a shipped model.*nor a training run's checkpoint"):
+        training_stages(stray)

@@ -4,8 +4,9 @@ FER2013's training classes range from 1.5 % (disgust) to 25 % (happy), and cross
 network that prior: its argmax favours the common classes, which costs mean-class accuracy. Subtracting
 tau·log(prior) from the logits (Menon et al. 2021, "Long-tail learning via logit adjustment"; tau = 1 is
 the Bayes rule for the balanced error) trades a little top-1 for recall of the rare classes. Folded into
-the classifier's bias it costs nothing at inference and travels into every export; tau is chosen on the
-validation carve and recorded in the checkpoint's sidecar.
+the classifier's bias it costs nothing at inference and travels into every export. The sweep below shows
+what each tau costs and gains on the validation carve; the shipped tau (recorded in the sidecar) was chosen
+on real photos, with validation as a floor (README, "Training campaign").
 
     python -m feredge.train.prior CHECKPOINT --data PREPARED    # validation accuracy for a range of tau
 """
@@ -79,6 +80,9 @@ def main() -> None:
     args = parser.parse_args()
     prior, images, labels = carve_prior_and_validation(args.checkpoint, args.data)
     model, info = load_checkpoint(args.checkpoint)
+    if "prior_correction" in info.details:
+        raise SystemExit(f"{args.checkpoint}: already prior-corrected ({info.details['prior_correction']}); "
+                         "sweep the checkpoint it was made from")
     logits = predict_logits(model, images, info.input_spec, "none", info.details.get("eval_crop"), device="cpu")
     print(f"{'tau':>5} {'validation':>10} {'mean-class':>10}")
     for row in sweep(logits, labels, prior, list(info.classes), tuple(args.tau)):

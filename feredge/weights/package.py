@@ -81,15 +81,20 @@ RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "sched
 DISTILL_KEYS = ("teacher", "teacher_tta", "distill_weight", "distill_temperature")
 
 
-def shipped_original(path: Path) -> Path | None:
-    """The shipped weights file ``path`` is, or is a byte-identical copy of (a campaign keeps its starting
-    point outside the work tree, which is laid anew each session); None for anything else."""
+def shipped_card(path: Path) -> tuple[Path, str] | None:
+    """The model card and the name of the shipped model ``path`` is: a file in the weights folder, a
+    byte-identical copy of one, or an earlier shipped version kept with its card beside it (``NAME.card.json``,
+    as the campaign recovers them from git history). None for anything else, a training run's file above all."""
     if path.resolve().parent == WEIGHTS_DIR.resolve():
-        return path
+        return card_paths(path.stem)["json"], path.stem
     if path.suffix != ".safetensors" or not path.is_file() or (path.parent / "log.json").is_file():
         return None
+    beside = path.with_name(f"{path.stem}.card.json")
+    if beside.is_file():
+        return beside, f"{json.loads(beside.read_text())['model']} ({path.stem})"
     sha = artifact.file_sha256(path)
-    return next((f for f in WEIGHTS_DIR.glob("*.safetensors") if artifact.file_sha256(f) == sha), None)
+    same = next((f for f in WEIGHTS_DIR.glob("*.safetensors") if artifact.file_sha256(f) == sha), None)
+    return (card_paths(same.stem)["json"], same.stem) if same else None
 
 
 def training_stages(checkpoint: Path) -> list[dict]:
@@ -102,12 +107,11 @@ def training_stages(checkpoint: Path) -> list[dict]:
     from feredge.models.checkpoint import read_meta
 
     path = Path(checkpoint)
-    shipped = shipped_original(path)
+    shipped = shipped_card(path)
     if shipped:
-        card = card_paths(shipped.stem)["json"]
-        if not card.is_file():
-            raise FeredgeError(f"{path}: a shipped model without a card ({card}); its training stages are unknown")
-        return json.loads(card.read_text())["stages"]
+        if not shipped[0].is_file():
+            raise FeredgeError(f"{path}: a shipped model without a card ({shipped[0]}); its training stages are unknown")
+        return json.loads(shipped[0].read_text())["stages"]
     meta = read_meta(path)
     soup = meta.details.get("soup")
     if soup:
@@ -119,6 +123,9 @@ def training_stages(checkpoint: Path) -> list[dict]:
             "recipe": {"soup": soup["method"], "ingredients_kept": f"{kept} of {len(runs)}",
                        "bn_recalibrated": soup["bn_recalibrated"]},
             "epochs_planned": 0, "epochs_run": 0, "selected_epoch": 0, "wall_time_s": 0}]
+    if not (path.parent / "log.json").is_file():
+        raise FeredgeError(f"{path}: neither a shipped model (or a copy of one, or one with its NAME.card.json "
+                           "beside it) nor a training run's checkpoint (no log.json beside it): its stages are unknown")
     cfg, defaults = meta.details["config"], TrainConfig()  # runs older than a setting had its default
     log = json.loads((path.parent / "log.json").read_text())
     stage = {"run": path.parent.name, "warm_start_from": Path(cfg["init"]).parent.name if cfg.get("init") else "",
@@ -129,9 +136,9 @@ def training_stages(checkpoint: Path) -> list[dict]:
              "wall_time_s": round(sum(r["seconds"] for r in log))}
     if meta.details.get("teacher_sha256"):  # the teacher paths may since hold other files
         stage["recipe"]["teacher_sha256"] = ",".join(h[:16] for h in meta.details["teacher_sha256"].values())
-    init = shipped_original(Path(cfg["init"])) if cfg.get("init") else None
+    init = shipped_card(Path(cfg["init"])) if cfg.get("init") else None
     if init:
-        stage["warm_start_from"] = f"shipped {init.stem}"
+        stage["warm_start_from"] = f"shipped {init[1]}"
     return (training_stages(Path(cfg["init"])) if cfg.get("init") else []) + [stage]
 
 
@@ -208,6 +215,7 @@ def _stage_row(i: int, st: dict) -> str:
 
 def _markdown(card: dict, confusion_png: str) -> str:
     per_class = "\n".join(f"| {c} | {r:.3f} |" for c, r in card["publictest_per_class_recall"].items())
+    reproduce_prior = f" --prior-correction {card['prior_correction']['tau']}" if card.get("prior_correction") else ""
     stages = "\n".join(_stage_row(i, st) for i, st in enumerate(card["stages"], 1))
     return f"""# Model card: {card['model']}
 
@@ -242,7 +250,7 @@ Per-class recall on PublicTest:
 
 {card['notes']}
 
-Reproduce: `python -m feredge.weights.package <run>/best.safetensors --data prepared/fer2013 --hardware ...`
+Reproduce: `python -m feredge.weights.package <run>/best.safetensors --data prepared/fer2013 --hardware ...{reproduce_prior}`
 re-evaluates the shipped files; `tests/test_default_model.py` checks the PublicTest number to 0.1 pp.
 """
 
@@ -257,6 +265,8 @@ def main() -> None:
                         help="fold tau·log(class prior) into the classifier's bias (choose tau with "
                              "`python -m feredge.train.prior`)")
     args = parser.parse_args()
+    if args.prior_correction < 0:
+        parser.error(f"--prior-correction {args.prior_correction}: expected tau ≥ 0 (a negative one strengthens the prior)")
     from feredge.models.checkpoint import read_meta
 
     stages = training_stages(args.checkpoint)
