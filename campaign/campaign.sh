@@ -25,6 +25,7 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 # sidecar and card; versions that predate them get today's sidecar of the same model (architecture, classes
 # and input unchanged; its metrics are not theirs) and no card (teachers only, not a starting point).
 HISTORY=(
+    "s5|4efc777|feredge-s"     # feredge-s stage 5 (shipped prior-corrected; s5-raw below is it as trained)
     "s4|231fb7f|feredge-s"     # feredge-s stage 4 (validation 68.70 % as shipped, ONNX; 68.73 % in torch)
     "s3|ffcb1b8|feredge-s"     # feredge-s stage 3 (ten-crop 69.81 % on validation)
     "s2|7a60a95|feredge-s"     # feredge-s stage 2
@@ -50,6 +51,9 @@ STAGES=(
     # s5-ens plus one other change: half the images cut as the runtime cuts the detector's box (face boxes
     # from `feredge data face-boxes`, which prepare runs).
     "s5-ens-det|$RESTART --set teacher=$ENSEMBLE --set teacher_tta=ten-crop --set detector_crops=0.5"
+    # Stage 5's warm restart with stage 5's recipe and one change, the teacher: s5-raw + s4 + s3 + n2, the best
+    # ensemble with stage 5 in it (70.68 % ten-crop on validation, campaign/teachers.json), starting from s5-raw.
+    "s6-ens|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
     "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
 )
@@ -73,6 +77,12 @@ prepare() {
             2> /dev/null || rm -f "$TEACHERS/$name.card.json"
         mv "$TEACHERS/$name.tmp" "$TEACHERS/$name.safetensors"
     done
+    # Shipped stage 5 is prior-corrected; as teacher and starting point it is used as trained (its card's
+    # stages are its stages: the correction is not a training stage).
+    if [ ! -f "$TEACHERS/s5-raw.safetensors" ]; then
+        python -m feredge.train.prior "$TEACHERS/s5.safetensors" --undo "$TEACHERS/s5-raw.safetensors"
+        cp "$TEACHERS/s5.card.json" "$TEACHERS/s5-raw.card.json"
+    fi
 }
 
 status() {

@@ -13,7 +13,17 @@ from feredge.config import config_from_dict
 from feredge.data.splits import train_val_splits
 from feredge.errors import FeredgeError
 from feredge.models import create_model
-from feredge.train.prior import carve_prior_and_validation, class_prior, classifier, correct_for_prior, sweep
+from feredge.models.checkpoint import load_checkpoint, read_meta, read_state_dict
+from feredge.train.checkpoint import save_checkpoint
+from feredge.train.prior import (
+    carve_prior,
+    carve_prior_and_validation,
+    class_prior,
+    classifier,
+    correct_for_prior,
+    correction_record,
+    sweep,
+)
 from feredge.train.trainer import train
 
 NANO = {"widths": [8, 16, 16], "strides": [2, 2, 1]}
@@ -69,3 +79,47 @@ def test_prior_of_the_checkpoints_own_carve_and_the_sweep_command(prepared_fer, 
     out = subprocess.run([sys.executable, "-m", "feredge.train.prior", str(ckpt), "--data", str(prepared_fer),
                           "--tau", "0", "1"], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0].split() == ["tau", "validation", "mean-class"] and [r.split()[0] for r in out[1:]] == ["0.00", "1.00"]
+
+
+def test_the_record_moves_the_uncorrected_metrics_under_it_and_refuses_a_second_correction():
+    details = correction_record(np.array([0.75, 0.25]), 0.5, {"metrics": {"val_accuracy": 0.7}, "epoch": 3})
+    assert "metrics" not in details and details["epoch"] == 3
+    assert details["prior_correction"] == {"tau": 0.5, "prior": [0.75, 0.25], "of": "the training carve's classes",
+                                           "metrics_before": {"val_accuracy": 0.7}}
+    with pytest.raises(FeredgeError, match="already prior-corrected"):
+        correction_record(np.array([0.75, 0.25]), 0.5, details)
+
+
+def _prior_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "feredge.train.prior", *args], capture_output=True, text=True)
+
+
+def test_undo_gives_back_the_weights_as_trained_and_the_sweep_refuses_a_corrected_file(prepared_fer, tmp_path):
+    cfg = config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "run"), model="feredge-n",
+                                model_kwargs=NANO, epochs=1, batch_size=16, lr=0.05, val_fraction=0.25,
+                                device="cpu"), "test")
+    train(cfg)
+    trained = tmp_path / "run" / "best.safetensors"
+    model, info = load_checkpoint(trained)
+    prior = carve_prior(trained, prepared_fer)
+    correct_for_prior(model, prior, 0.75)
+    corrected = tmp_path / "corrected.safetensors"
+    save_checkpoint(model, corrected, info.derive("checkpoint", **correction_record(prior, 0.75, info.details)))
+
+    refused = _prior_command(str(corrected), "--data", str(prepared_fer))
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        f"error: {corrected}: already prior-corrected (tau 0.75); sweep the checkpoint it was made from (--undo writes it)"]
+
+    raw = tmp_path / "raw.safetensors"
+    assert _prior_command(str(corrected), "--undo", str(raw)).returncode == 0
+    original, undone = read_state_dict(trained), read_state_dict(raw)
+    assert original.keys() == undone.keys()
+    for key in original:
+        torch.testing.assert_close(undone[key], original[key], atol=1e-6, rtol=0)
+    assert read_meta(raw).details["metrics"] == read_meta(trained).details["metrics"]
+    assert "prior_correction" not in read_meta(raw).details
+
+    again = _prior_command(str(corrected), "--undo", str(raw))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    uncorrected = _prior_command(str(trained), "--undo", str(tmp_path / "x.safetensors"))
+    assert uncorrected.returncode == 1 and "records no prior correction" in uncorrected.stderr

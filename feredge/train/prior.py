@@ -9,11 +9,13 @@ what each tau costs and gains on the validation carve; the shipped tau (recorded
 on real photos, with validation as a floor (README, "Training campaign").
 
     python -m feredge.train.prior CHECKPOINT --data PREPARED    # validation accuracy for a range of tau
+    python -m feredge.train.prior CORRECTED --undo OUT           # the weights as trained, correction removed
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -63,26 +65,83 @@ def sweep(logits: np.ndarray, labels: np.ndarray, prior: np.ndarray, classes: li
     return rows
 
 
-def carve_prior_and_validation(checkpoint: Path, data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The class prior of the checkpoint's own training carve of ``data``, and its validation images and labels."""
+def _carve(checkpoint: Path, data: Path):
     cfg = dict(read_meta(checkpoint).details.get("config", {}))
     if not cfg:
         raise FeredgeError(f"{checkpoint}: its sidecar records no training config, so its training carve is unknown")
-    train, val, meta = train_val_splits(config_from_dict({**cfg, "data": str(data)}, str(checkpoint)))
+    return train_val_splits(config_from_dict({**cfg, "data": str(data)}, str(checkpoint)))
+
+
+def carve_prior(checkpoint: Path, data: Path) -> np.ndarray:
+    """The class prior of the checkpoint's own training carve of ``data``."""
+    train, _, meta = _carve(checkpoint, data)
+    return class_prior(np.asarray(train.labels), len(meta["classes"]))
+
+
+def carve_prior_and_validation(checkpoint: Path, data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The class prior of the checkpoint's own training carve of ``data``, and its validation images and labels."""
+    train, val, meta = _carve(checkpoint, data)
     return class_prior(np.asarray(train.labels), len(meta["classes"])), np.asarray(val.images), np.asarray(val.labels)
+
+
+def correction_record(prior: np.ndarray, tau: float, details: dict) -> dict:
+    """The sidecar's ``details`` after a correction: the record says what was subtracted, and the metrics
+    measured before it move under it (they are not the corrected weights')."""
+    details = dict(details)
+    if "prior_correction" in details:
+        raise FeredgeError(f"already prior-corrected ({details['prior_correction']})")
+    record = {"tau": tau, "prior": [round(float(p), 6) for p in prior], "of": "the training carve's classes"}
+    if "metrics" in details:
+        record["metrics_before"] = details.pop("metrics")
+    details["prior_correction"] = record
+    return details
+
+
+def remove_correction(checkpoint: Path, out: Path) -> Path:
+    """Write ``checkpoint`` with its recorded prior correction undone, as the network trained it: the form a
+    warm restart or a distillation teacher needs (a corrected teacher would pass its shift on, and the
+    student's own correction would then count it twice)."""
+    from feredge.train.checkpoint import save_checkpoint
+
+    info = read_meta(checkpoint)
+    details = {k: v for k, v in info.details.items() if k != "weights_storage"}  # written back as fp32
+    record = details.pop("prior_correction", None)
+    if record is None:
+        raise FeredgeError(f"{checkpoint}: its sidecar records no prior correction to remove")
+    model, _ = load_checkpoint(checkpoint)
+    correct_for_prior(model, np.asarray(record["prior"], np.float64), -float(record["tau"]))
+    if "metrics_before" in record:
+        details["metrics"] = record["metrics_before"]
+    sha = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    save_checkpoint(model, out, info.derive("checkpoint", versions=info.versions, sources={Path(checkpoint).name: sha},
+                                            **details))
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data", type=Path, required=True, help="the prepared data the checkpoint trained on")
+    parser.add_argument("--data", type=Path, help="the prepared data the checkpoint trained on (for the sweep)")
     parser.add_argument("--tau", type=float, nargs="+", default=list(TAUS))
+    parser.add_argument("--undo", type=Path, metavar="OUT",
+                        help="instead of sweeping, write the checkpoint with its recorded correction removed")
     args = parser.parse_args()
-    prior, images, labels = carve_prior_and_validation(args.checkpoint, args.data)
-    model, info = load_checkpoint(args.checkpoint)
-    if "prior_correction" in info.details:
-        raise SystemExit(f"{args.checkpoint}: already prior-corrected ({info.details['prior_correction']}); "
-                         "sweep the checkpoint it was made from")
+    try:
+        if args.undo is not None:
+            if args.undo.exists():
+                raise FeredgeError(f"{args.undo}: already exists; choose another path")
+            print(remove_correction(args.checkpoint, args.undo))
+            return
+        if args.data is None:
+            parser.error("--data is required for the sweep")
+        info = read_meta(args.checkpoint)
+        if "prior_correction" in info.details:
+            raise FeredgeError(f"{args.checkpoint}: already prior-corrected (tau {info.details['prior_correction']['tau']}); "
+                               "sweep the checkpoint it was made from (--undo writes it)")
+        prior, images, labels = carve_prior_and_validation(args.checkpoint, args.data)
+        model, info = load_checkpoint(args.checkpoint)
+    except FeredgeError as exc:
+        parser.exit(1, f"error: {exc}\n")
     logits = predict_logits(model, images, info.input_spec, "none", info.details.get("eval_crop"), device="cpu")
     print(f"{'tau':>5} {'validation':>10} {'mean-class':>10}")
     for row in sweep(logits, labels, prior, list(info.classes), tuple(args.tau)):

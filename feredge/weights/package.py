@@ -35,7 +35,7 @@ def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tupl
     from feredge.export.onnx import export_onnx, save_onnx
     from feredge.models.checkpoint import load_checkpoint
     from feredge.train.checkpoint import save_checkpoint
-    from feredge.train.prior import carve_prior_and_validation, correct_for_prior
+    from feredge.train.prior import carve_prior, correct_for_prior, correction_record
 
     model, info = load_checkpoint(checkpoint)
     weights, onnx_path = WEIGHTS_DIR / f"{info.model}.safetensors", WEIGHTS_DIR / f"{info.model}.onnx"
@@ -43,10 +43,9 @@ def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tupl
     if prior_correction:
         if "prior_correction" in details:
             raise FeredgeError(f"{checkpoint}: already prior-corrected ({details['prior_correction']})")
-        prior = carve_prior_and_validation(checkpoint, data)[0]
+        prior = carve_prior(checkpoint, data)
         correct_for_prior(model, prior, prior_correction)
-        details["prior_correction"] = {"tau": prior_correction, "prior": [round(float(p), 6) for p in prior],
-                                       "of": "the training carve's classes"}
+        details = correction_record(prior, prior_correction, details)
     info = info.derive("checkpoint", versions=info.versions, weights_storage="float16 (loaded as float32)",
                        **details)
     save_checkpoint(model.half(), weights, info)
