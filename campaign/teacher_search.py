@@ -25,30 +25,42 @@ from feredge.train.inference import checkpoint_logits
 TTAS = ("none", "ten-crop")
 
 
+def row_names(paths: list[Path]) -> list[str]:
+    """Each checkpoint's name in the rows: its stem, or folder/stem where two files share a stem (two runs'
+    best.safetensors); the same file twice is refused, as it would weigh double in every ensemble."""
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise SystemExit("error: a checkpoint is listed twice")
+    stems = [p.stem for p in paths]
+    return [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="prepared FER2013 (feredge data prepare)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file of every row, best first")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("checkpoints", type=Path, nargs="+")
     args = parser.parse_args()
+    if args.out.exists() and not args.overwrite:
+        parser.error(f"{args.out}: already exists; choose another path or pass --overwrite")
+    names = row_names(args.checkpoints)
     _, val, meta = train_val_splits(TrainConfig(data=str(args.data)))
     labels, images = np.asarray(val.labels), np.asarray(val.images)
     cache = args.out.parent / "val-logits"
     cache.mkdir(parents=True, exist_ok=True)
     logits = {}
-    for path in args.checkpoints:
+    for name, path in zip(names, args.checkpoints):
         for tta in TTAS:  # keyed by content: two runs' best.safetensors differ, a replaced file is recomputed
             file = cache / f"{file_sha256(path)[:16]}-{tta}.npy"
             if not file.exists():
                 np.save(file, checkpoint_logits(path, images, tta, "cpu", 64)[0])
-            logits[path.stem, tta] = np.load(file)
+            logits[name, tta] = np.load(file)
 
     def row(name: str, lg: np.ndarray) -> dict:
         m = metrics(lg, labels, meta["classes"])
         return {"teacher": name, "val_accuracy": round(100 * m["accuracy"], 2),
                 "val_mean_class_accuracy": round(100 * m["mean_class_accuracy"], 2)}
 
-    names = [p.stem for p in args.checkpoints]
     rows = [row(f"{n} {tta}", logits[n, tta]) for n in names for tta in TTAS]
     for k in range(2, len(names) + 1):
         for combo in itertools.combinations(names, k):
