@@ -65,12 +65,17 @@ def test_sweep_trades_top1_of_the_common_class_for_recall_of_the_rare_one():
     assert recall_rare[1] > recall_rare[0]
 
 
-def test_prior_of_the_checkpoints_own_carve_and_the_sweep_command(prepared_fer, tmp_path):
+def _train_nano(prepared_fer, tmp_path):
+    """One epoch of a tiny feredge-n: a real checkpoint with the sidecar and carve the commands read."""
     cfg = config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "run"), model="feredge-n",
                                 model_kwargs=NANO, epochs=1, batch_size=16, lr=0.05, val_fraction=0.25,
                                 device="cpu"), "test")
     train(cfg)
-    ckpt = tmp_path / "run" / "best.safetensors"
+    return cfg, tmp_path / "run" / "best.safetensors"
+
+
+def test_prior_of_the_checkpoints_own_carve_and_the_sweep_command(prepared_fer, tmp_path):
+    cfg, ckpt = _train_nano(prepared_fer, tmp_path)
     prior, images, labels = carve_prior_and_validation(ckpt, prepared_fer)
     carved_train, carved_val, meta = train_val_splits(cfg)
     np.testing.assert_allclose(prior, class_prior(np.asarray(carved_train.labels), len(meta["classes"])))
@@ -95,11 +100,7 @@ def _prior_command(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_undo_gives_back_the_weights_as_trained_and_the_sweep_refuses_a_corrected_file(prepared_fer, tmp_path):
-    cfg = config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "run"), model="feredge-n",
-                                model_kwargs=NANO, epochs=1, batch_size=16, lr=0.05, val_fraction=0.25,
-                                device="cpu"), "test")
-    train(cfg)
-    trained = tmp_path / "run" / "best.safetensors"
+    _, trained = _train_nano(prepared_fer, tmp_path)
     model, info = load_checkpoint(trained)
     prior = carve_prior(trained, prepared_fer)
     correct_for_prior(model, prior, 0.75)

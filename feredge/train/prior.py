@@ -15,12 +15,12 @@ on real photos, with validation as a floor (README, "Training campaign").
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from feredge.artifact import file_sha256
 from feredge.config import config_from_dict
 from feredge.data.splits import train_val_splits
 from feredge.errors import FeredgeError
@@ -84,12 +84,17 @@ def carve_prior_and_validation(checkpoint: Path, data: Path) -> tuple[np.ndarray
     return class_prior(np.asarray(train.labels), len(meta["classes"])), np.asarray(val.images), np.asarray(val.labels)
 
 
+def refuse_corrected(details: dict, where: str, hint: str = "") -> None:
+    """A correction applies once: sweeping or correcting a corrected file would shift its logits twice."""
+    if "prior_correction" in details:
+        raise FeredgeError(f"{where}: already prior-corrected (tau {details['prior_correction']['tau']}){hint}")
+
+
 def correction_record(prior: np.ndarray, tau: float, details: dict) -> dict:
     """The sidecar's ``details`` after a correction: the record says what was subtracted, and the metrics
     measured before it move under it (they are not the corrected weights')."""
     details = dict(details)
-    if "prior_correction" in details:
-        raise FeredgeError(f"already prior-corrected ({details['prior_correction']})")
+    refuse_corrected(details, "the sidecar's details")
     record = {"tau": tau, "prior": [round(float(p), 6) for p in prior], "of": "the training carve's classes"}
     if "metrics" in details:
         record["metrics_before"] = details.pop("metrics")
@@ -112,8 +117,8 @@ def remove_correction(checkpoint: Path, out: Path) -> Path:
     correct_for_prior(model, np.asarray(record["prior"], np.float64), -float(record["tau"]))
     if "metrics_before" in record:
         details["metrics"] = record["metrics_before"]
-    sha = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
-    save_checkpoint(model, out, info.derive("checkpoint", versions=info.versions, sources={Path(checkpoint).name: sha},
+    save_checkpoint(model, out, info.derive("checkpoint", versions=info.versions,
+                                            sources={Path(checkpoint).name: file_sha256(checkpoint)},
                                             **details))
     return out
 
@@ -134,10 +139,8 @@ def main() -> None:
             return
         if args.data is None:
             parser.error("--data is required for the sweep")
-        info = read_meta(args.checkpoint)
-        if "prior_correction" in info.details:
-            raise FeredgeError(f"{args.checkpoint}: already prior-corrected (tau {info.details['prior_correction']['tau']}); "
-                               "sweep the checkpoint it was made from (--undo writes it)")
+        refuse_corrected(read_meta(args.checkpoint).details, str(args.checkpoint),
+                         "; sweep the checkpoint it was made from (--undo writes it)")
         prior, images, labels = carve_prior_and_validation(args.checkpoint, args.data)
         model, info = load_checkpoint(args.checkpoint)
     except FeredgeError as exc:

@@ -35,14 +35,13 @@ def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tupl
     from feredge.export.onnx import export_onnx, save_onnx
     from feredge.models.checkpoint import load_checkpoint
     from feredge.train.checkpoint import save_checkpoint
-    from feredge.train.prior import carve_prior, correct_for_prior, correction_record
+    from feredge.train.prior import carve_prior, correct_for_prior, correction_record, refuse_corrected
 
     model, info = load_checkpoint(checkpoint)
     weights, onnx_path = WEIGHTS_DIR / f"{info.model}.safetensors", WEIGHTS_DIR / f"{info.model}.onnx"
     details = dict(info.details)
     if prior_correction:
-        if "prior_correction" in details:
-            raise FeredgeError(f"{checkpoint}: already prior-corrected ({details['prior_correction']})")
+        refuse_corrected(details, str(checkpoint))  # before the carve's data is read
         prior = carve_prior(checkpoint, data)
         correct_for_prior(model, prior, prior_correction)
         details = correction_record(prior, prior_correction, details)
