@@ -54,6 +54,11 @@ STAGES=(
     # Stage 5's warm restart with stage 5's recipe and one change, the teacher: s5-raw + s4 + s3 + n2, the best
     # ensemble with stage 5 in it (70.68 % ten-crop on validation, campaign/teachers.json), starting from s5-raw.
     "s6-ens|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop"
+    # s6-ens plus one change, the augmentation that helped real photos most at stage 5 (s5-ens-det): half the
+    # images cut as the runtime cuts the detector's box.
+    "s7-det|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop --set detector_crops=0.5"
+    # s7-det plus one change: camera-like exposure, contrast, blur, low resolution and noise on top.
+    "s7-detcam|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop --set detector_crops=0.5 --set camera_augment=0.5"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
     "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
 )

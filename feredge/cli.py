@@ -29,7 +29,7 @@ from feredge.runtime.base import BACKENDS
 from feredge.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
 from feredge.train.inference import TTA_MODES
 from feredge.train.recipes import RECIPES
-from feredge.vision.detector import DETECT_MAX_SIDE, DETECTORS
+from feredge.vision.detector import DETECT_MAX_SIDE, DETECT_MIN_SIDE, DETECTORS
 
 PATH = opt.PATH
 
@@ -319,7 +319,8 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
               help="face detector (haar: OpenCV 4.x only)")
 @click.option("--detect-every", type=int, default=CameraOptions.detect_every,
               help="run the detector every Nth frame, track between")
-@click.option("--detect-max-side", type=int, default=DETECT_MAX_SIDE, help="detector input: longer side in pixels")
+@click.option("--detect-max-side", type=int, default=DETECT_MAX_SIDE,
+              help=f"detector input: longer side in pixels (at least {DETECT_MIN_SIDE})")
 @click.option("--display/--no-display", default=CameraOptions.display, help="show the annotated frames in a window")
 @click.option("--jsonl", "json_path", type=PATH, help="write one JSON line per frame to this file")
 @click.option("--record", type=PATH, help="write the annotated video (.mp4 or .avi)")

@@ -15,7 +15,7 @@ from feredge.config import DEVICES
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 from feredge.vision.crop import FACE_MARGIN
-from feredge.vision.detector import DETECT_MAX_SIDE, DETECTORS
+from feredge.vision.detector import DETECT_MAX_SIDE, DETECT_MIN_SIDE, DETECTORS
 
 
 def _round(p: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
@@ -115,8 +115,9 @@ class Recognizer:
         from feredge.runtime.loader import backend_for, load_runner
         from feredge.weights import resolve
 
-        if detect_max_side < 1:
-            raise FeredgeError(f"detect_max_side {detect_max_side}: expected a positive number of pixels")
+        if detect_max_side < DETECT_MIN_SIDE:
+            raise FeredgeError(f"detect_max_side {detect_max_side}: expected at least {DETECT_MIN_SIDE} pixels "
+                               "(a smaller detector input finds no face)")
         if detector not in DETECTORS:
             raise FeredgeError(f"detector {detector!r}: expected one of {', '.join(DETECTORS)}")
         if max_faces is not None and max_faces < 1:

@@ -101,7 +101,7 @@ def test_haar_fallback_or_a_clear_reason(tmp_path):
     (["--source", "rtsp://127.0.0.1:1/none"], "cannot open this stream source"),
     (["--detect-every", "0"], "--detect-every 0: expected a positive integer"),
     (["--smooth", "0"], "--smooth 0.0: expected 0 < α ≤ 1"),
-    (["--detect-max-side", "0"], "--detect-max-side 0: expected a positive number of pixels"),
+    (["--detect-max-side", "10"], "--detect-max-side 10: expected at least 48 pixels"),
     (["--max-frames", "-1"], "--max-frames -1: expected 0 (until the source ends) or a positive count"),
 ])
 def test_bad_sources_and_options_are_one_line(args, message):
@@ -176,4 +176,35 @@ def test_a_truncated_jpeg_in_a_folder_is_counted_corrupt_not_analysed(tmp_path):
     (folder / "b.jpg").write_bytes(data[:len(data) // 2])
     source = FrameSource(str(folder))
     assert [f.index for f in source] == [0] and source.stats.corrupt == 1
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_completeness_is_read_off_the_end_marker_and_a_cut_file_still_refused(tmp_path, suffix):
+    """A complete file is recognised by its end marker (padding after it allowed) and not decoded twice;
+    a cut one, whose last bytes are not the marker, is decoded in full by Pillow and refused."""
+    from PIL import Image
+
+    from feredge.errors import FeredgeError
+    from feredge.vision.images import _ends_complete, read_image
+
+    whole = tmp_path / f"whole{suffix}"
+    cv2.imwrite(str(whole), cv2.imread(str(GROUP)))
+    fmt = Image.open(whole).format
+    padded = tmp_path / f"padded{suffix}"
+    padded.write_bytes(whole.read_bytes() + b"\x00\x00\n")
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[:-100])
+    assert _ends_complete(whole, fmt) and _ends_complete(padded, fmt) and not _ends_complete(cut, fmt)
+    np.testing.assert_array_equal(read_image(padded), read_image(whole))
+    with pytest.raises(FeredgeError, match=f"cut{suffix}: damaged or truncated image"):
+        read_image(cut)
+
+
+def test_a_jpeg_with_data_appended_after_its_end_is_still_read(tmp_path):
+    """Bytes after the end (a phone's appended video, say) send the file to the full decode, which reads it."""
+    from feredge.vision.images import read_image
+
+    appended = tmp_path / "appended.jpg"
+    appended.write_bytes(GROUP.read_bytes() + b"ftypmp42" * 100)
+    assert read_image(appended).shape == cv2.imread(str(GROUP)).shape
 

@@ -109,7 +109,7 @@ def test_a_closed_recognizer_says_so():
 def test_options_are_checked_without_cli_flags():
     with pytest.raises(FeredgeError, match="detector 'foo': expected one of yunet, haar"):
         feredge.Recognizer(detector="foo")
-    with pytest.raises(FeredgeError, match="detect_max_side 0: expected a positive number of pixels"):
+    with pytest.raises(FeredgeError, match="detect_max_side 0: expected at least 48 pixels"):
         feredge.Recognizer(detect_max_side=0)
     with pytest.raises(FeredgeError, match="device 'tpu'"):
         feredge.Recognizer(device="tpu")

@@ -14,7 +14,7 @@ import numpy as np
 from feredge._optional import require
 from feredge.errors import FeredgeError
 from feredge.streaming import STAGES as STREAM_STAGES
-from feredge.vision.detector import DETECT_MAX_SIDE
+from feredge.vision.detector import DETECT_MAX_SIDE, DETECT_MIN_SIDE
 
 STAGES = (*STREAM_STAGES, "draw")
 
@@ -44,7 +44,8 @@ def check_options(opts: CameraOptions) -> None:
     """The options a library call would only reject after the model is loaded, named as the CLI writes them."""
     for flag, value, ok, expected in (
             ("--detect-every", opts.detect_every, opts.detect_every >= 1, "a positive integer"),
-            ("--detect-max-side", opts.detect_max_side, opts.detect_max_side >= 1, "a positive number of pixels"),
+            ("--detect-max-side", opts.detect_max_side, opts.detect_max_side >= DETECT_MIN_SIDE,
+             f"at least {DETECT_MIN_SIDE} pixels (a smaller detector input finds no face)"),
             ("--max-faces", opts.max_faces, opts.max_faces >= 1, "a positive integer"),
             ("--smooth", opts.smooth, 0 < opts.smooth <= 1, "0 < α ≤ 1 (1 = no smoothing)"),
             ("--max-frames", opts.max_frames, opts.max_frames >= 0, "0 (until the source ends) or a positive count")):

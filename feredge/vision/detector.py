@@ -17,6 +17,9 @@ YUNET = Path(__file__).resolve().parent.parent / "weights" / "face_detection_yun
 #: find faces down to ~10 px, so a 40 px face in a 720p frame is still ~20 px here; at full resolution
 #: a multi-megapixel photo's faces are larger than YuNet's largest anchors and are lost.
 DETECT_MAX_SIDE = 640
+#: The smallest detector input that can find anything: on a close-up that a face fills, YuNet finds the
+#: face with the longer side scaled to 40 px and loses it at 32 px.
+DETECT_MIN_SIDE = 48
 
 
 class YuNetDetector:
