@@ -1,5 +1,6 @@
 """Data and calibration inputs that must give the right result rather than an error: a FER+ vote file inside
-the source tree, dataset permissions, and a damaged calibration-set cache (rebuilt, saying so)."""
+the source tree, dataset permissions, a damaged calibration-set cache (rebuilt, saying so), 16-bit PNGs,
+files a folder prepare does not use (reported), a CSV's BOM and bad rows, an interrupted prepare."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from feredge.calibration.dataset import calibration_set
 from feredge.cli import cli
 from feredge.data import prepare
+from tests.conftest import make_fer_images
 
 SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
 
@@ -97,3 +99,65 @@ def test_int8_export_with_a_damaged_calibration_cache(checkpoint, prepared_fer, 
         [f"calibration cache {Path('calibration/cache') / cache.name}: not a readable calibration cache (BadZipFile); rebuilt it"]
     with np.load(cache) as npz:
         assert "indices" in npz.files and "digest" in npz.files
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from feredge.data.images import decode
+
+    ramp = (np.arange(48 * 48, dtype=np.uint32).reshape(48, 48) * 28).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    got = decode(tmp_path / "deep.png", None, 1)[..., 0]
+    np.testing.assert_array_equal(got, (ramp // 257).astype(np.uint8))
+
+
+def test_folder_prepare_reports_what_it_does_not_use(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "src"
+    for split in ("train", "validation"):
+        for emotion in ("happy", "sad"):
+            (root / split / emotion).mkdir(parents=True)
+            Image.new("L", (48, 48), 100).save(root / split / emotion / "a.png")
+            Image.new("L", (48, 48), 100).save(root / split / emotion / "b.gif")
+            Image.new("L", (48, 48), 100).save(root / split / emotion / "c.webp")
+    (root / "train" / "happy" / "notes.txt").write_text("x")
+    (root / "extra").mkdir()
+    result = CliRunner().invoke(cli, ["data", "prepare", "fer2013", str(root), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "train 6" in result.output and "val 6" in result.output  # validation/ is PublicTest; gif and webp read
+    assert "ignored 2 files/folders" in result.output and "notes.txt" in result.output
+    meta = json.loads((tmp_path / "o" / "meta.json").read_text())
+    assert len(meta["ignored"]) == 2
+
+
+def test_csv_bom_size_and_one_count_per_bad_row(tmp_path):
+    from feredge.data import prepare
+    from feredge.data.store import load_split
+
+    images, labels = make_fer_images(2)
+    rows = [f"{lab},{' '.join(map(str, img.reshape(-1)))},Training" for img, lab in zip(images, labels)]
+    rows.append("9,1 2 3,Training")  # two bad fields, one bad row
+    (tmp_path / "fer.csv").write_bytes(b"\xef\xbb\xbf" + ("emotion,pixels,Usage\n" + "\n".join(rows) + "\n").encode())
+    ds, problems = prepare("fer2013", tmp_path / "fer.csv", tmp_path / "o", skip_bad=True, size=40)
+    assert len(problems.items) == 1 and "field 'emotion'" in problems.items[0] and "field 'pixels'" in problems.items[0]
+    assert load_split(tmp_path / "o", "train").images.shape == (14, 40, 40, 1)
+
+
+def test_interrupted_prepare_keeps_the_old_dataset(prepared_fer, fer_tree, tmp_path, monkeypatch):
+    import feredge.data.store as store
+
+    out = shutil.copytree(prepared_fer, tmp_path / "p")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(dataset, folder):
+        (folder / "meta.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(store.load(out), out, overwrite=True)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["p"]  # no staging folder left behind

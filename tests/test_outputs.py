@@ -96,3 +96,20 @@ def test_output_folder_picks_a_fresh_default_and_refuses_an_explicit_one(tmp_pat
         output_folder(default, default, ["report.json"], False, "--workdir")
     with pytest.raises(FeredgeError, match="is a folder; --out takes a file name"):
         output_file(default, True)
+
+
+def test_two_images_with_one_name_give_two_files(tmp_path):
+    from PIL import Image
+
+    src = GROUP
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(src, tmp_path / sub / "photo.jpg")
+    Image.open(src).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "b" / "photo.jpg")
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "a" / "photo.jpg"), str(tmp_path / "b" / "photo.jpg"),
+                                      "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["photo-2.annotated.jpg", "photo.annotated.jpg", "results.json"]
+    again = CliRunner().invoke(cli, ["predict", str(tmp_path / "a" / "photo.jpg"), "--out", str(tmp_path / "out")])
+    assert again.exit_code != 0 and "holds earlier results" in again.output
