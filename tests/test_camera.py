@@ -178,33 +178,20 @@ def test_a_truncated_jpeg_in_a_folder_is_counted_corrupt_not_analysed(tmp_path):
     assert [f.index for f in source] == [0] and source.stats.corrupt == 1
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".png"])
-def test_completeness_is_read_off_the_end_marker_and_a_cut_file_still_refused(tmp_path, suffix):
-    """A complete file is recognised by its end marker (padding after it allowed) and not decoded twice;
-    a cut one, whose last bytes are not the marker, is decoded in full by Pillow and refused."""
-    from PIL import Image
+def test_a_jpeg_damaged_inside_is_refused_though_it_ends_complete(tmp_path):
+    """Bytes changed in the middle of the scan, the end-of-image marker intact: OpenCV decodes such a file
+    without a word, so an end-marker check would pass it; the full decode refuses it."""
+    import random
 
     from feredge.errors import FeredgeError
-    from feredge.vision.images import _ends_complete, read_image
-
-    whole = tmp_path / f"whole{suffix}"
-    cv2.imwrite(str(whole), cv2.imread(str(GROUP)))
-    fmt = Image.open(whole).format
-    padded = tmp_path / f"padded{suffix}"
-    padded.write_bytes(whole.read_bytes() + b"\x00\x00\n")
-    cut = tmp_path / f"cut{suffix}"
-    cut.write_bytes(whole.read_bytes()[:-100])
-    assert _ends_complete(whole, fmt) and _ends_complete(padded, fmt) and not _ends_complete(cut, fmt)
-    np.testing.assert_array_equal(read_image(padded), read_image(whole))
-    with pytest.raises(FeredgeError, match=f"cut{suffix}: damaged or truncated image"):
-        read_image(cut)
-
-
-def test_a_jpeg_with_data_appended_after_its_end_is_still_read(tmp_path):
-    """Bytes after the end (a phone's appended video, say) send the file to the full decode, which reads it."""
     from feredge.vision.images import read_image
 
-    appended = tmp_path / "appended.jpg"
-    appended.write_bytes(GROUP.read_bytes() + b"ftypmp42" * 100)
-    assert read_image(appended).shape == cv2.imread(str(GROUP)).shape
+    data, rng = bytearray(GROUP.read_bytes()), random.Random(0)
+    for _ in range(50):
+        data[rng.randrange(2000, len(data) - 100)] = rng.randrange(256)
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(bytes(data))
+    assert data.endswith(b"\xff\xd9") and cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
+    with pytest.raises(FeredgeError, match="damaged.jpg: damaged or truncated image"):
+        read_image(damaged)
 

@@ -17,28 +17,9 @@ from feredge.errors import FeredgeError
 MAX_PIXELS = 100_000_000
 
 
-#: How a complete file of each format ends: the JPEG end-of-image marker, the PNG IEND chunk with its CRC.
-_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
-
-
-def _ends_complete(path: Path, image_format: str | None) -> bool:
-    """Whether the file ends as a complete file of its format does. Inside a JPEG's entropy-coded data a
-    0xFF byte is always stuffed, so a file cut short cannot end with the end-of-image marker; padding
-    after it (zeros, a newline) is allowed."""
-    marker = _END_MARKERS.get(image_format or "")
-    if marker is None:
-        return False
-    with open(path, "rb") as fh:
-        fh.seek(max(0, path.stat().st_size - 64))
-        tail = fh.read()
-    return tail.rstrip(b"\x00\r\n ").endswith(marker)
-
-
 def _check_with_pillow(path: Path) -> None:
     """Size limit and completeness, which OpenCV does not report: it decodes half of a truncated JPEG
-    without a word. A file that ends with its format's end marker is complete; any other (a cut file, data
-    appended after the image, a format without a marker) is fully decoded once by Pillow, which raises on
-    a short file."""
+    without a word, so the file is fully decoded once by Pillow, which raises on a short file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -48,8 +29,7 @@ def _check_with_pillow(path: Path) -> None:
                 if img.width * img.height > MAX_PIXELS:
                     raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than "
                                        f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
-                if not _ends_complete(path, img.format):
-                    img.load()
+                img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP (Pillow's decompression-bomb limit); "
                            "downscale it first") from None
