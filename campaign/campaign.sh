@@ -38,6 +38,10 @@ HISTORY=(
 # --out teachers.json "$TEACHERS"/{s4,s3,s2,nsoup,n3,n2}.safetensors`), against 68.73 % for s4 alone.
 ENSEMBLE="$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors"
 RESTART="--recipe feredge-s --epochs 12 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/s4.safetensors --set warmup_pct=0.1"
+# From stage 5 on: restarts start from stage 5 as trained (s5-raw), and the teacher is the best ensemble with
+# stage 5 in it, s5-raw + s4 + s3 + n2 (70.68 % ten-crop on validation, campaign/teachers.json).
+RESTART5="${RESTART/s4.safetensors/s5-raw.safetensors}"
+ENSEMBLE5="$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors"
 
 # name | command-line settings of the first start (later starts resume the run's own saved settings)
 STAGES=(
@@ -51,19 +55,18 @@ STAGES=(
     # s5-ens plus one other change: half the images cut as the runtime cuts the detector's box (face boxes
     # from `feredge data face-boxes`, which prepare runs).
     "s5-ens-det|$RESTART --set teacher=$ENSEMBLE --set teacher_tta=ten-crop --set detector_crops=0.5"
-    # Stage 5's warm restart with stage 5's recipe and one change, the teacher: s5-raw + s4 + s3 + n2, the best
-    # ensemble with stage 5 in it (70.68 % ten-crop on validation, campaign/teachers.json), starting from s5-raw.
-    "s6-ens|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop"
+    # Stage 5's warm restart with stage 5's recipe and one change, the teacher: ENSEMBLE5 instead of ENSEMBLE.
+    "s6-ens|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop"
     # s6-ens plus one change, the augmentation that helped real photos most at stage 5 (s5-ens-det): half the
     # images cut as the runtime cuts the detector's box.
-    "s7-det|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop --set detector_crops=0.5"
+    "s7-det|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
     # s7-det plus one change: camera-like exposure, contrast, blur, low resolution and noise on top.
-    "s7-detcam|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop --set detector_crops=0.5 --set camera_augment=0.5"
+    "s7-detcam|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set camera_augment=0.5"
     # s7-det (shipped stage 6) with one change: 80 % of the images cut as the runtime cuts the detector's box.
-    "s7-det80|${RESTART/s4.safetensors/s5-raw.safetensors} --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop --set detector_crops=0.8"
+    "s7-det80|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.8"
     # feredge-n as n-kd5 with one change, detector crops on half the images (the teacher is n-kd5's, stage 5
     # taken as s5-raw, the shipped file with its correction undone, in place of the run folder s5-ens).
-    "n-det|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
+    "n-det|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
     "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
 )

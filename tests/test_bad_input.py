@@ -368,8 +368,6 @@ def test_a_bug_keeps_its_traceback_under_a_line_that_says_so(monkeypatch):
     assert "internal error — a bug in feredge, not in your input" in result.output
 
 
-
-
 def _png() -> bytes:
     import io
 

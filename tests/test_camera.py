@@ -194,4 +194,3 @@ def test_a_jpeg_damaged_inside_is_refused_though_it_ends_complete(tmp_path):
     assert data.endswith(b"\xff\xd9") and cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
     with pytest.raises(FeredgeError, match="damaged.jpg: damaged or truncated image"):
         read_image(damaged)
-

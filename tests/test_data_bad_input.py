@@ -133,7 +133,6 @@ def test_folder_prepare_reports_what_it_does_not_use(tmp_path):
 
 
 def test_csv_bom_size_and_one_count_per_bad_row(tmp_path):
-    from feredge.data import prepare
     from feredge.data.store import load_split
 
     images, labels = make_fer_images(2)

@@ -101,11 +101,10 @@ def test_output_folder_picks_a_fresh_default_and_refuses_an_explicit_one(tmp_pat
 def test_two_images_with_one_name_give_two_files(tmp_path):
     from PIL import Image
 
-    src = GROUP
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
-        shutil.copy(src, tmp_path / sub / "photo.jpg")
-    Image.open(src).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "b" / "photo.jpg")
+        shutil.copy(GROUP, tmp_path / sub / "photo.jpg")
+    Image.open(GROUP).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "b" / "photo.jpg")
     result = CliRunner().invoke(cli, ["predict", str(tmp_path / "a" / "photo.jpg"), str(tmp_path / "b" / "photo.jpg"),
                                       "--out", str(tmp_path / "out"), "--json"])
     assert result.exit_code == 0, result.output
