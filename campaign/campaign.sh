@@ -67,6 +67,12 @@ STAGES=(
     # feredge-n as n-kd5 with one change, detector crops on half the images (the teacher is n-kd5's, stage 5
     # taken as s5-raw, the shipped file with its correction undone, in place of the run folder s5-ens).
     "n-det|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
+    # Ingredients for a weight soup of stage 6 (s7-det): fine-tunes of s5-raw with s7-det's recipe and one
+    # change each (the seed fixes the validation carve, so the changes are settings, not seeds). The uniform
+    # soup of s7-det, s7-det80 and s7-detcam already scores 69.60 % on validation against s7-det's 69.36 %.
+    "s8-lr01|${RESTART5/--lr 0.02/--lr 0.01} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
+    "s8-lr03|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
+    "s8-det30|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.3"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
     "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
 )

@@ -89,9 +89,9 @@ def overlay(pixels: np.ndarray, cam: np.ndarray, spec) -> np.ndarray:
 
 
 def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path: Path, title: str) -> Path:
-    from feredge.plots import _pyplot, save
+    from feredge.plots import pyplot, save
 
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols = len(tiles), max(1, max(len(r) for r in tiles))
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1.2, 1.8 * rows), squeeze=False)
     for r, row in enumerate(tiles):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), with an actionable error when missing."""
     from feredge._optional import require
 
     matplotlib = require("matplotlib")
@@ -18,19 +20,21 @@ def _pyplot():
 
 
 def save(fig, path: Path, dpi: int = 120) -> Path:
-    """Lay out, write (making the folder) and close a figure."""
-    plt = _pyplot()
+    """Lay out, write (atomically: a figure replaced with --overwrite is never half-written) and close."""
+    from feredge.artifact import atomic_write_bytes
+
+    plt = pyplot()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix as a PNG (counts in each cell)."""
-    plt = _pyplot()
+    plt = pyplot()
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -50,7 +54,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
 def latency_vs_accuracy(points: list[tuple[float, float]], labels: list[str], front: list[int], path: Path,
                         title: str = "") -> Path:
     """One point per artifact/precision/batch (ms per image vs top-1 %); the Pareto front joined and marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     ax.scatter(xs, ys, color="#888888", zorder=2, label="measured")

@@ -1,0 +1,71 @@
+"""The campaign's learning curves: every finished stage's validation accuracy per epoch (campaign/logs/),
+as a table for the notes and a PNG for people, so the closing rule ("three working periods in a row bring
+less than 0.3 points on validation") can be read off one picture.
+
+    python campaign/curves.py [--logs campaign/logs] [--out campaign/curves.png] [--overwrite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from feredge.plots import pyplot, save
+
+
+def read_logs(folder: Path) -> dict[str, list[dict]]:
+    """Each stage's per-epoch rows, by stage name (the log file's stem), in name order."""
+    logs = {}
+    for path in sorted(folder.glob("*.json")):
+        rows = json.loads(path.read_text())
+        if not isinstance(rows, list) or not rows or "val_accuracy" not in rows[0]:
+            raise SystemExit(f"error: {path}: expected a training log (a list of epochs with 'val_accuracy')")
+        logs[path.stem] = rows
+    if not logs:
+        raise SystemExit(f"error: {folder}: no stage logs (*.json)")
+    return logs
+
+
+def table(logs: dict[str, list[dict]]) -> str:
+    lines = ["| stage | epochs | best validation (epoch) | mean-class there | curve |", "|---|---|---|---|---|"]
+    for name, rows in logs.items():
+        best = max(rows, key=lambda r: r["val_accuracy"])
+        curve = " ".join(f"{100 * r['val_accuracy']:.2f}" for r in rows)
+        lines.append(f"| {name} | {len(rows)} | {best['val_accuracy']:.2%} ({best['epoch']}) | "
+                     f"{best['val_mean_class_accuracy']:.2%} | {curve} |")
+    return "\n".join(lines)
+
+
+def plot(logs: dict[str, list[dict]], out: Path) -> Path:
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for name, rows in logs.items():
+        ax.plot([r["epoch"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=".",
+                linestyle="--" if name.startswith("n") else "-", label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch of the stage (each a warm restart)")
+    ax.set_ylabel("FER2013 validation top-1 (%)")
+    ax.set_title("Training campaign: validation per epoch (dashed: feredge-n)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return save(fig, out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--logs", type=Path, default=Path(__file__).parent / "logs")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "curves.png")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args()
+    if args.out.exists() and not args.overwrite:
+        parser.error(f"{args.out}: already exists; choose another path or pass --overwrite")
+    logs = read_logs(args.logs)
+    print(table(logs))
+    print(f"wrote {plot(logs, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
