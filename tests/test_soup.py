@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,6 +149,8 @@ def test_card_stages_of_an_unknown_file_are_refused(tmp_path):
     stray = tmp_path / "stray.safetensors"
     shutil.copy(WEIGHTS_DIR / "feredge-s.safetensors", stray)
     stray.write_bytes(stray.read_bytes()[:-1] + b" ")  # other weights, no card, no run log
-    shutil.copy(WEIGHTS_DIR / "feredge-s.safetensors.json", f"{stray}.json")
+    sidecar = json.loads((WEIGHTS_DIR / "feredge-s.safetensors.json").read_text())
+    sidecar["details"].pop("soup", None)  # nor a soup (whose ingredients would tell its stages)
+    Path(f"{stray}.json").write_text(json.dumps(sidecar))
     with pytest.raises(FeredgeError, match="neither a shipped model.*nor a training run's checkpoint"):
         training_stages(stray)
