@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from feredge.errors import FeredgeError
+from feredge.outputs import output_file
 from feredge.plots import pyplot, save
 
 
@@ -60,8 +62,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "curves.png")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args()
-    if args.out.exists() and not args.overwrite:
-        parser.error(f"{args.out}: already exists; choose another path or pass --overwrite")
+    try:
+        output_file(args.out, args.overwrite)
+    except FeredgeError as err:
+        parser.error(str(err))
     logs = read_logs(args.logs)
     print(table(logs))
     print(f"wrote {plot(logs, args.out)}")

@@ -19,7 +19,9 @@ import numpy as np
 from feredge.artifact import atomic_write_text, file_sha256
 from feredge.config import TrainConfig
 from feredge.data.splits import train_val_splits
+from feredge.errors import FeredgeError
 from feredge.metrics import metrics
+from feredge.outputs import output_file
 from feredge.train.inference import checkpoint_logits
 
 TTAS = ("none", "ten-crop")
@@ -41,8 +43,10 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("checkpoints", type=Path, nargs="+")
     args = parser.parse_args()
-    if args.out.exists() and not args.overwrite:
-        parser.error(f"{args.out}: already exists; choose another path or pass --overwrite")
+    try:
+        output_file(args.out, args.overwrite)
+    except FeredgeError as err:
+        parser.error(str(err))
     names = row_names(args.checkpoints)
     _, val, meta = train_val_splits(TrainConfig(data=str(args.data)))
     labels, images = np.asarray(val.labels), np.asarray(val.images)
