@@ -75,6 +75,10 @@ STAGES=(
     "s8-det30|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.3"
     # s8-lr03 (69.85 %) beat s7-det (69.36 %) with the higher peak: one step further up.
     "s8-lr05|${RESTART5/--lr 0.02/--lr 0.05} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
+    # More ingredients for the soup of stage 7 (its greedy soup kept s8-lr03, s7-det and s7-detcam): the next
+    # step in peak lr, and the best single run's lr with s7-detcam's change (camera-like augmentation).
+    "s9-lr04|${RESTART5/--lr 0.02/--lr 0.04} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
+    "s9-lr03cam|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set camera_augment=0.5"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
     "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
 )

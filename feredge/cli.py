@@ -175,7 +175,8 @@ def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after,
 @click.option("--overwrite", is_flag=True, help="replace an existing --out")
 def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: Path | None, overwrite: bool) -> None:
     """Average fine-tunes into one model (a weight soup). The fine-tunes of one checkpoint become one model
-    of the same size, scored on the ingredients' validation carve."""
+    of the same size, scored on the ingredients' validation carve. A soup among them counts as the
+    fine-tunes it kept, so new fine-tunes continue it."""
     from feredge.outputs import output_file
     from feredge.train.soup import make_soup
 

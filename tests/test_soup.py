@@ -71,6 +71,21 @@ def test_greedy_soup_is_no_worse_on_validation_than_its_best_ingredient(runs, tm
     assert meta.details["metrics"]["val_accuracy"] == result["val_accuracy"]
 
 
+def test_a_soup_as_ingredient_counts_as_its_fine_tunes(runs, tmp_path):
+    """Continuing a soup with a new fine-tune gives the soup of all the fine-tunes, not a half-and-half mix."""
+    ft1, ft2, ft3 = _ingredients(runs)
+    make_soup([ft1, ft2], tmp_path / "two.safetensors", greedy=False, progress=lambda _: None)
+    lines: list[str] = []
+    make_soup([tmp_path / "two.safetensors", ft3], tmp_path / "cont.safetensors", greedy=False, progress=lines.append)
+    make_soup([ft1, ft2, ft3], tmp_path / "all.safetensors", greedy=False, progress=lambda _: None)
+    cont, every = load_file(str(tmp_path / "cont.safetensors")), load_file(str(tmp_path / "all.safetensors"))
+    for key in ("features.0.conv3.weight", "features.2.bn3.running_var", "head.3.bias"):
+        torch.testing.assert_close(cont[key], every[key], msg=key)
+    recorded = read_meta(tmp_path / "cont.safetensors").details["soup"]["ingredients"]
+    assert [i["weight"] for i in recorded] == [2, 1]
+    assert "counts as its 2 fine-tunes" in lines[0]
+
+
 def test_soup_through_the_command_line_then_eval(runs, prepared_fer, tmp_path):
     out = tmp_path / "cli.safetensors"
     result = CliRunner().invoke(cli, ["soup", *map(str, _ingredients(runs)), "--out", str(out), "--recalibrate-bn"])

@@ -5,6 +5,9 @@ average of their weights is often more accurate than the best of them (Wortsman 
 soups") — accuracy a nano model can gain without paying a microsecond at inference. The greedy soup adds
 ingredients best-first and keeps each only when validation accuracy does not drop, so a poor ingredient
 cannot make the soup worse than its best member on validation.
+
+A soup can itself be an ingredient: it counts as the fine-tunes it kept, so adding new fine-tunes to a
+shipped soup continues that soup (the average of all its fine-tunes) instead of halving their weight.
 """
 
 from __future__ import annotations
@@ -31,13 +34,17 @@ from feredge.train.inference import predict_logits
 SHARED_CONFIG = ("model", "model_kwargs", "init", "data", "val_fraction", "val_split", "seed", "limit_train")
 
 
-def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of floating-point tensors; counters (BN's num_batches_tracked) take the largest."""
+def average(states: list[dict[str, torch.Tensor]], weights: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """Element-wise (weighted) mean of floating-point tensors; counters (BN's num_batches_tracked) take the
+    largest."""
+    w = torch.tensor([float(x) for x in weights or [1] * len(states)])
+    w = w / w.sum()
     out = {}
     for key in states[0]:
         values = [s[key] for s in states]
         if values[0].dtype.is_floating_point:
-            out[key] = torch.stack([v.float() for v in values]).mean(0)
+            stacked = torch.stack([v.float() for v in values])
+            out[key] = (stacked * w.view(-1, *[1] * (stacked.dim() - 1))).sum(0)
         else:
             out[key] = torch.stack(values).max(0).values
     return out
@@ -83,6 +90,12 @@ def _check_ingredients(paths: list[Path]) -> list[Artifact]:
     return metas
 
 
+def soup_weight(meta: Artifact) -> int:
+    """How many fine-tunes a checkpoint stands for: a soup's kept ingredients (themselves counted), else 1."""
+    soup = meta.details.get("soup")
+    return sum(i.get("weight", 1) for i in soup["ingredients"] if i["kept"]) if soup else 1
+
+
 def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = False,
               data: Path | None = None, progress: Callable[[str], None] = print) -> dict:
     """Average ``paths`` (greedily or all of them), validate on the ingredients' carve, save to ``out``."""
@@ -109,23 +122,28 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
         return metrics(predict_logits(model, val_images, spec, "none", crop), val_labels, list(metas[0].classes)), measured
 
     states = [read_state_dict(p) for p in paths]  # average() computes in float32, whatever the files store
+    weights = [soup_weight(m) for m in metas]
+
+    def mix(chosen: list[int]) -> dict[str, torch.Tensor]:
+        return average([states[i] for i in chosen], [weights[i] for i in chosen])
+
     alone = [score(s)[0]["accuracy"] for s in states]
-    for p, a in zip(paths, alone):
-        progress(f"ingredient {p}: validation {a:.2%}")
+    for p, a, n in zip(paths, alone, weights):
+        progress(f"ingredient {p}: validation {a:.2%}" + (f" (a soup: counts as its {n} fine-tunes)" if n > 1 else ""))
     order = sorted(range(len(paths)), key=lambda i: -alone[i])
     kept = [order[0]] if greedy else order
-    best, soup = score(average([states[i] for i in kept]))
+    best, soup = score(mix(kept))
     if greedy:
         for i in order[1:]:
-            trial, weights = score(average([states[j] for j in kept + [i]]))
+            trial, measured = score(mix(kept + [i]))
             accepted = trial["accuracy"] >= best["accuracy"]
             progress(f"+ {paths[i]}: soup of {len(kept) + 1} → {trial['accuracy']:.2%} "
                      f"({'kept' if accepted else 'left out'})")
             if accepted:
-                kept, best, soup = kept + [i], trial, weights
+                kept, best, soup = kept + [i], trial, measured
     model.load_state_dict(soup)  # the weights ``best`` was measured on: no second average or BN pass
     ingredients = [{"checkpoint": str(p), "sha256": file_sha256(Path(p)), "val_accuracy": alone[i],
-                    "kept": i in kept} for i, p in enumerate(paths)]
+                    "kept": i in kept, "weight": weights[i]} for i, p in enumerate(paths)]
     info = dataclasses.replace(metas[0], versions={**metas[0].versions, "torch": torch.__version__}, details={
         **metas[0].details, "epoch": None,
         "metrics": {"val_accuracy": best["accuracy"], "val_mean_class_accuracy": best["mean_class_accuracy"]},
