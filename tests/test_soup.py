@@ -132,6 +132,7 @@ def test_card_stages_of_a_soup(runs, tmp_path):
     assert all(s["warm_start_from"] == "base" for s in stages[1:4])
     kept = read_meta(out).details["soup"]["ingredients"]
     assert [s["kept_in_soup"] for s in stages[1:4]] == [i["kept"] for i in kept]
+    assert [s["checkpoint"] for s in stages[1:4]] == ["last"] * 3  # which weights of each run went in
     assert stages[-1]["soup"] == "greedy" and stages[-1]["epochs_run"] == 0
 
 

@@ -114,7 +114,8 @@ def training_stages(checkpoint: Path) -> list[dict]:
     soup = meta.details.get("soup")
     if soup:
         chains = [training_stages(Path(i["checkpoint"])) for i in soup["ingredients"]]
-        runs = [{**chain[-1], "kept_in_soup": i["kept"]} for chain, i in zip(chains, soup["ingredients"])]
+        runs = [{**chain[-1], "kept_in_soup": i["kept"], "checkpoint": Path(i["checkpoint"]).stem}
+                for chain, i in zip(chains, soup["ingredients"])]
         kept = sum(i["kept"] for i in soup["ingredients"])
         return chains[0][:-1] + runs + [{
             "run": path.stem, "warm_start_from": "the runs above", "soup": soup["method"],
@@ -205,7 +206,7 @@ def _weights_line(last: dict, selected: int | None) -> str:
 
 def _stage_row(i: int, st: dict) -> str:
     run = st["run"] + {True: " (kept in the soup)", False: " (left out of the soup)"}.get(st.get("kept_in_soup"), "")
-    used = "last" if "kept_in_soup" in st else "best"  # a soup averages each ingredient's final weights
+    used = st.get("checkpoint", "best")  # a soup ingredient may be a run's best or its last weights
     epochs = "—" if st.get("soup") else f"{st['epochs_run']} of {st['epochs_planned']} ({used}: {st['selected_epoch']})"
     recipe = ", ".join(f"{k}={v}" for k, v in st["recipe"].items())
     return f"| {i} | {run} | {st['warm_start_from'] or 'random init'} | {epochs} | {st['wall_time_s']} | {recipe} |"
@@ -223,7 +224,7 @@ def _markdown(card: dict, confusion_png: str) -> str:
 | GFLOPs (multiply-accumulates per face) | {card['gflops_macs']:.3f} |
 | data | {card['data']} |
 | labels | {card['labels']} |
-| epochs | {card['epochs_run']} in {len(card['stages'])} stage(s); {card['weights']} |
+| epochs | {card['epochs_run']} in {sum(not st.get('soup') for st in card['stages'])} training run(s); {card['weights']} |
 | seed | {card['seed']} |
 | hardware | {card['hardware']} |
 | wall time | {card['wall_time_s']} s of training |
