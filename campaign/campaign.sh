@@ -79,6 +79,11 @@ STAGES=(
     # step in peak lr, and the best single run's lr with s7-detcam's change (camera-like augmentation).
     "s9-lr04|${RESTART5/--lr 0.02/--lr 0.04} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
     "s9-lr03cam|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set camera_augment=0.5"
+    # Ingredients for a soup of feredge-n fine-tunes of the shipped soup (nsoup): n-kd5's and n-det's recipes
+    # again (their weights were lost with an earlier machine), and n-det with the peak lr that helped s8.
+    "n9-kd|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8"
+    "n9-det|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
+    "n9-lr03|--recipe feredge-n --epochs 20 --lr 0.03 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
     "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
 )
