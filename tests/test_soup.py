@@ -20,7 +20,7 @@ from feredge.models import create_model
 from feredge.models.checkpoint import load_checkpoint, read_meta
 from feredge.train.soup import make_soup, recalibrate_bn
 from feredge.train.trainer import train
-from feredge.weights.package import training_stages
+from feredge.weights.package import _weights_line, training_stages
 
 NANO = {"widths": [8, 16, 16], "strides": [2, 2, 1]}
 
@@ -84,6 +84,10 @@ def test_a_soup_as_ingredient_counts_as_its_fine_tunes(runs, tmp_path):
     recorded = read_meta(tmp_path / "cont.safetensors").details["soup"]["ingredients"]
     assert [i["weight"] for i in recorded] == [2, 1]
     assert "counts as its 2 fine-tunes" in lines[0]
+    stages = training_stages(tmp_path / "cont.safetensors")  # the card: the earlier soup's runs, then it, then ft3
+    assert [s["run"] for s in stages] == ["base", "ft1", "ft2", "two", "ft3", "cont"]
+    assert stages[-1]["recipe"]["ingredients_kept"] == "2 of 2" and stages[-1]["recipe"]["fine_tunes_averaged"] == 3
+    assert "2 of 2 ingredients, 3 fine-tunes in all" in _weights_line(stages[-1], None)
 
 
 def test_soup_through_the_command_line_then_eval(runs, prepared_fer, tmp_path):

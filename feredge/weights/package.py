@@ -116,11 +116,13 @@ def training_stages(checkpoint: Path) -> list[dict]:
         chains = [training_stages(Path(i["checkpoint"])) for i in soup["ingredients"]]
         runs = [{**chain[-1], "kept_in_soup": i["kept"], "checkpoint": Path(i["checkpoint"]).stem}
                 for chain, i in zip(chains, soup["ingredients"])]
-        kept = sum(i["kept"] for i in soup["ingredients"])
+        kept = [i for i in soup["ingredients"] if i["kept"]]
+        recipe = {"soup": soup["method"], "ingredients_kept": f"{len(kept)} of {len(runs)}",
+                  "bn_recalibrated": soup["bn_recalibrated"]}
+        if any(i.get("weight", 1) > 1 for i in kept):  # an earlier soup among them stands for its fine-tunes
+            recipe["fine_tunes_averaged"] = sum(i.get("weight", 1) for i in kept)
         return chains[0][:-1] + runs + [{
-            "run": path.stem, "warm_start_from": "the runs above", "soup": soup["method"],
-            "recipe": {"soup": soup["method"], "ingredients_kept": f"{kept} of {len(runs)}",
-                       "bn_recalibrated": soup["bn_recalibrated"]},
+            "run": path.stem, "warm_start_from": "the runs above", "soup": soup["method"], "recipe": recipe,
             "epochs_planned": 0, "epochs_run": 0, "selected_epoch": 0, "wall_time_s": 0}]
     if not (path.parent / "log.json").is_file():
         raise FeredgeError(f"{path}: neither a shipped model (or a copy of one, or one with its NAME.card.json "
@@ -199,7 +201,10 @@ def _prior_line(correction: dict | None) -> str:
 
 def _weights_line(last: dict, selected: int | None) -> str:
     if last.get("soup"):
-        return (f"weights: a {last['soup']} soup (average) of {last['recipe']['ingredients_kept']} fine-tunes, "
+        averaged = last["recipe"].get("fine_tunes_averaged")
+        what = (f"ingredients, {averaged} fine-tunes in all (an earlier soup counts as its own)" if averaged
+                else "fine-tunes")
+        return (f"weights: a {last['soup']} soup (average) of {last['recipe']['ingredients_kept']} {what}, "
                 "the runs marked kept")
     return f"weights of epoch {selected} (best validation of the last stage)"
 
