@@ -90,6 +90,26 @@ def test_a_soup_as_ingredient_counts_as_its_fine_tunes(runs, tmp_path):
     assert "2 of 2 ingredients, 3 fine-tunes in all" in _weights_line(stages[-1], None)
 
 
+def test_a_soup_of_a_shipped_file_is_stored_and_shipped_as_it_is_saved(runs, prepared_fer, tmp_path, monkeypatch):
+    """A shipped ingredient's 'float16' storage note is not inherited by the fp32 soup, and packaging the
+    soup (which writes its own note) works."""
+    from feredge.weights import package as packaging
+
+    shipped = tmp_path / "shipped.safetensors"
+    shutil.copy(runs / "ft1" / "last.safetensors", shipped)
+    sidecar = json.loads(Path(f"{runs / 'ft1' / 'last.safetensors'}.json").read_text())
+    sidecar["details"]["weights_storage"] = "float16 (loaded as float32)"
+    Path(f"{shipped}.json").write_text(json.dumps(sidecar))
+    make_soup([shipped, runs / "ft2" / "last.safetensors"], tmp_path / "s.safetensors", greedy=False,
+              progress=lambda _: None)
+    assert "weights_storage" not in read_meta(tmp_path / "s.safetensors").details
+    monkeypatch.setattr(packaging, "WEIGHTS_DIR", tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    weights, onnx_path = packaging.package(tmp_path / "s.safetensors", prepared_fer, None)
+    assert read_meta(weights).details["weights_storage"] == "float16 (loaded as float32)"
+    assert onnx_path.is_file()
+
+
 def test_soup_through_the_command_line_then_eval(runs, prepared_fer, tmp_path):
     out = tmp_path / "cli.safetensors"
     result = CliRunner().invoke(cli, ["soup", *map(str, _ingredients(runs)), "--out", str(out), "--recalibrate-bn"])

@@ -45,15 +45,15 @@ def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tupl
         prior = carve_prior(checkpoint, data)
         correct_for_prior(model, prior, prior_correction)
         details = correction_record(prior, prior_correction, details)
-    info = info.derive("checkpoint", versions=info.versions, weights_storage="float16 (loaded as float32)",
-                       **details)
+    # a file made from a shipped one (a soup continuing it) already says how it was stored: this replaces that
+    info = info.derive("checkpoint", versions=info.versions, **{**details, "weights_storage": "float16 (loaded as float32)"})
     save_checkpoint(model.half(), weights, info)
     model, _ = load_checkpoint(weights)  # the shipped (fp16-rounded) weights, as fp32
     _, onnx_info = export_onnx(model.float(), info, onnx_path, batch=None, source=weights)
     proto = onnx.load(str(onnx_path))
     compact_fp16_storage(proto)
     save_onnx(proto, onnx_path, onnx_info.derive("onnx", sources=onnx_info.sources, versions=onnx_info.versions,
-                                                 weights_storage="float16 (fp32 compute)", **onnx_info.details))
+                                                 **{**onnx_info.details, "weights_storage": "float16 (fp32 compute)"}))
     return weights, onnx_path
 
 
