@@ -84,6 +84,8 @@ STAGES=(
     "n9-kd|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8"
     "n9-det|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
     "n9-lr03|--recipe feredge-n --epochs 20 --lr 0.03 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
+    # s8-lr05 was the ingredient stage 7's soup kept (70.02 → 70.44 %): one step further up the peak lr.
+    "s9-lr06|${RESTART5/--lr 0.02/--lr 0.06} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
     "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
 )
