@@ -109,7 +109,7 @@ def remove_correction(checkpoint: Path, out: Path) -> Path:
     from feredge.train.checkpoint import save_checkpoint
 
     info = read_meta(checkpoint)
-    details = {k: v for k, v in info.details.items() if k != "weights_storage"}  # written back as fp32
+    details = dict(info.details)
     record = details.pop("prior_correction", None)
     if record is None:
         raise FeredgeError(f"{checkpoint}: its sidecar records no prior correction to remove")

@@ -43,8 +43,7 @@ def average(states: list[dict[str, torch.Tensor]], weights: list[int] | None = N
     for key in states[0]:
         values = [s[key] for s in states]
         if values[0].dtype.is_floating_point:
-            stacked = torch.stack([v.float() for v in values])
-            out[key] = (stacked * w.view(-1, *[1] * (stacked.dim() - 1))).sum(0)
+            out[key] = torch.tensordot(w, torch.stack([v.float() for v in values]), dims=1)
         else:
             out[key] = torch.stack(values).max(0).values
     return out
@@ -144,9 +143,8 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
     model.load_state_dict(soup)  # the weights ``best`` was measured on: no second average or BN pass
     ingredients = [{"checkpoint": str(p), "sha256": file_sha256(Path(p)), "val_accuracy": alone[i],
                     "kept": i in kept, "weight": weights[i]} for i, p in enumerate(paths)]
-    inherited = {k: v for k, v in metas[0].details.items() if k != "weights_storage"}  # saved here in fp32
     info = dataclasses.replace(metas[0], versions={**metas[0].versions, "torch": torch.__version__}, details={
-        **inherited, "epoch": None,
+        **metas[0].details, "epoch": None,
         "metrics": {"val_accuracy": best["accuracy"], "val_mean_class_accuracy": best["mean_class_accuracy"]},
         "soup": {"method": "greedy" if greedy else "uniform", "bn_recalibrated": bn, "ingredients": ingredients}})
     save_checkpoint(model, Path(out), info)

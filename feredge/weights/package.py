@@ -45,8 +45,7 @@ def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tupl
         prior = carve_prior(checkpoint, data)
         correct_for_prior(model, prior, prior_correction)
         details = correction_record(prior, prior_correction, details)
-    # a file made from a shipped one (a soup continuing it) already says how it was stored: this replaces that
-    info = info.derive("checkpoint", versions=info.versions, **{**details, "weights_storage": "float16 (loaded as float32)"})
+    info = info.derive("checkpoint", versions=info.versions, **details)  # save_checkpoint notes the fp16 storage
     save_checkpoint(model.half(), weights, info)
     model, _ = load_checkpoint(weights)  # the shipped (fp16-rounded) weights, as fp32
     _, onnx_info = export_onnx(model.float(), info, onnx_path, batch=None, source=weights)
