@@ -42,6 +42,8 @@ RESTART="--recipe feredge-s --epochs 12 --lr 0.02 --seed 0 --device cpu --set in
 # stage 5 in it, s5-raw + s4 + s3 + n2 (70.68 % ten-crop on validation, campaign/teachers.json).
 RESTART5="${RESTART/s4.safetensors/s5-raw.safetensors}"
 ENSEMBLE5="$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.safetensors,$TEACHERS/n2.safetensors"
+# feredge-n's fine-tunes of its shipped soup, distilled from ENSEMBLE5 (n-det and the n9 stages).
+NRESTART="--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8"
 
 # name | command-line settings of the first start (later starts resume the run's own saved settings)
 STAGES=(
@@ -66,7 +68,7 @@ STAGES=(
     "s7-det80|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.8"
     # feredge-n as n-kd5 with one change, detector crops on half the images (the teacher is n-kd5's, stage 5
     # taken as s5-raw, the shipped file with its correction undone, in place of the run folder s5-ens).
-    "n-det|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
+    "n-det|$NRESTART --set detector_crops=0.5"
     # Ingredients for a weight soup of stage 6 (s7-det): fine-tunes of s5-raw with s7-det's recipe and one
     # change each (the seed fixes the validation carve, so the changes are settings, not seeds). The uniform
     # soup of s7-det, s7-det80 and s7-detcam already scores 69.60 % on validation against s7-det's 69.36 %.
@@ -81,9 +83,9 @@ STAGES=(
     "s9-lr03cam|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set camera_augment=0.5"
     # Ingredients for a soup of feredge-n fine-tunes of the shipped soup (nsoup): n-kd5's and n-det's recipes
     # again (their weights were lost with an earlier machine), and n-det with the peak lr that helped s8.
-    "n9-kd|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8"
-    "n9-det|--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
-    "n9-lr03|--recipe feredge-n --epochs 20 --lr 0.03 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5"
+    "n9-kd|$NRESTART"
+    "n9-det|$NRESTART --set detector_crops=0.5"
+    "n9-lr03|${NRESTART/--lr 0.02/--lr 0.03} --set detector_crops=0.5"
     # s8-lr05 was the ingredient stage 7's soup kept (70.02 → 70.44 %): one step further up the peak lr.
     "s9-lr06|${RESTART5/--lr 0.02/--lr 0.06} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
