@@ -5,6 +5,7 @@
 #
 #   bash campaign/campaign.sh            # at the start of every session: resume the queue in the background
 #   bash campaign/campaign.sh status     # last logged epoch and best validation of each stage
+#   bash campaign/campaign.sh carry      # before a session ends: unfinished runs' resume state into git
 #
 # FEREDGE_RUNS (default ~/feredge-runs) holds the prepared data, the teachers, the run folders and their
 # console logs; on a new machine everything is rebuilt from ../shared and this repository's history.
@@ -20,6 +21,8 @@ DATA="$RUNS/prepared/fer2013"
 TEACHERS="$RUNS/teachers"
 FEREDGE="${FEREDGE:-feredge}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+CARRY="$REPO/campaign/carry"
+STATE="last_state.pt"
 
 # Earlier shipped versions, recovered from git as teachers: name | commit | model. Each keeps its own
 # sidecar and card; versions that predate them get today's sidecar of the same model (architecture, classes
@@ -88,8 +91,11 @@ STAGES=(
     "n9-lr03|${NRESTART/--lr 0.02/--lr 0.03} --set detector_crops=0.5"
     # s8-lr05 was the ingredient stage 7's soup kept (70.02 → 70.44 %): one step further up the peak lr.
     "s9-lr06|${RESTART5/--lr 0.02/--lr 0.06} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
-    # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to.
-    "s-long|--recipe feredge-s --epochs 250 --seed 0 --device cpu"
+    # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to, with
+    # the restarts' recipe (ENSEMBLE5's ten-crop logits as teacher, half detector crops), so the one change
+    # against the shipped soup's ingredients is the schedule. Too long for one session on 2 cores (about
+    # 80 s an epoch), so `carry` keeps its resume state in git between sessions.
+    "s-long-kd|--recipe feredge-s --epochs 250 --seed 0 --device cpu --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5"
 )
 
 prepare() {
@@ -124,6 +130,7 @@ status() {
         name="${stage%%|*}"
         log="$RUNS/$name/log.json"
         [ -f "$log" ] || log="$REPO/campaign/logs/$name.json"
+        [ -f "$log" ] || log="$CARRY/$name/log.json"
         if [ -f "$log" ]; then
             python3 - "$log" "$name" <<'PY'
 import json, sys
@@ -149,6 +156,10 @@ run_queue() {
             echo "$(date -Is) $name: finished on an earlier machine (campaign/logs/$name.json), skipped"
             continue
         fi
+        if [ ! -d "$out" ] && [ -f "$CARRY/$name/$STATE" ]; then  # unfinished on an earlier machine
+            echo "$(date -Is) $name: resumed from its carried state (campaign/carry/$name)"
+            cp -r "$CARRY/$name" "$out"
+        fi
         while pgrep -f -- "--out $out( |$)" > /dev/null; do  # started by an earlier queue: let it finish
             sleep 60
         done
@@ -166,9 +177,27 @@ run_queue() {
         if nice -n 19 "$FEREDGE" "${args[@]}" >> "$RUNS/$name.out" 2>&1; then
             mkdir -p "$REPO/campaign/logs"  # finished: its curve goes into the work tree, to be committed
             cp "$out/log.json" "$REPO/campaign/logs/$name.json"
+            rm -rf "${CARRY:?}/$name"  # its carried state has served: commit the removal with the log
         else
             echo "$(date -Is) $name: stopped with exit $?"
         fi
+    done
+}
+
+# A new machine loses every run folder, and a stage longer than a session would start again each time. So at
+# the end of a session `carry` copies each unfinished stage's resume files (the last epoch's weights, its
+# sidecar, the optimiser state and the log: about 30 MB for feredge-s) into campaign/carry/<stage>/, to be
+# committed; run_queue resumes from there when the run folder is missing. Each file is replaced atomically.
+carry() {
+    for stage in "${STAGES[@]}"; do
+        name="${stage%%|*}"
+        out="$RUNS/$name"
+        [ -f "$out/$STATE" ] && [ ! -f "$REPO/campaign/logs/$name.json" ] || continue
+        mkdir -p "$CARRY/$name"
+        for file in last.safetensors last.safetensors.json "$STATE" log.json; do
+            cp "$out/$file" "$CARRY/$name/$file.tmp" && mv "$CARRY/$name/$file.tmp" "$CARRY/$name/$file"
+        done
+        echo "$name: carried at epoch $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[-1]["epoch"])' "$out/log.json") (commit campaign/carry/$name)"
     done
 }
 
@@ -186,5 +215,6 @@ case "${1:-start}" in
     start) start ;;
     run-queue) run_queue ;;
     status) status ;;
-    *) echo "usage: $0 [start|status]" >&2; exit 2 ;;
+    carry) carry ;;
+    *) echo "usage: $0 [start|status|carry]" >&2; exit 2 ;;
 esac
