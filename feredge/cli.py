@@ -172,8 +172,12 @@ def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after,
               "only when validation accuracy does not drop)")
 @click.option("--recalibrate-bn", is_flag=True, help="re-estimate BatchNorm statistics on the clean training images")
 @click.option("--data", type=PATH, help="prepared dataset (default: the checkpoints' own)")
+@click.option("--holdout", type=float, default=0.0, show_default=True,
+              help="fraction of the validation carve the greedy pass does not see; the soup and each ingredient are "
+              "also scored on it (report_accuracy), images that chose nothing")
 @click.option("--overwrite", is_flag=True, help="replace an existing --out")
-def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: Path | None, overwrite: bool) -> None:
+def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: Path | None, holdout: float,
+             overwrite: bool) -> None:
     """Average fine-tunes into one model (a weight soup). The fine-tunes of one checkpoint become one model
     of the same size, scored on the ingredients' validation carve. A soup among them counts as the
     fine-tunes it kept, so new fine-tunes continue it."""
@@ -183,7 +187,7 @@ def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: 
     if out.suffix != ".safetensors":
         raise FeredgeError(f"{out}: --out must name a .safetensors file")
     result = make_soup(list(checkpoints), output_file(out, overwrite), greedy=not uniform, bn=recalibrate_bn,
-                       data=data, progress=lambda line: click.echo(line, err=True))
+                       data=data, holdout=holdout, progress=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(result))
 
 

@@ -71,6 +71,20 @@ def test_greedy_soup_is_no_worse_on_validation_than_its_best_ingredient(runs, tm
     assert meta.details["metrics"]["val_accuracy"] == result["val_accuracy"]
 
 
+def test_a_held_out_soup_chooses_on_one_part_of_the_carve_and_reports_on_the_other(runs, tmp_path):
+    lines: list[str] = []
+    result = make_soup(_ingredients(runs), tmp_path / "h.safetensors", holdout=0.5, progress=lines.append)
+    assert result["choice_accuracy"] >= result["best_ingredient_choice_accuracy"]  # greedy's guarantee, on its part
+    soup = read_meta(tmp_path / "h.safetensors").details["soup"]
+    assert soup["holdout"] == 0.5 and soup["report_accuracy"] == result["report_accuracy"]
+    reports = [i["report_accuracy"] for i in soup["ingredients"]]
+    assert result["best_ingredient_report_accuracy"] == max(reports)
+    # the two parts split the carve: its accuracy is their size-weighted mean, so it lies between them
+    low, high = sorted((result["choice_accuracy"], result["report_accuracy"]))
+    assert low - 1e-9 <= result["val_accuracy"] <= high + 1e-9
+    assert all("held out:" in line for line in lines)
+
+
 def test_a_soup_as_ingredient_counts_as_its_fine_tunes(runs, tmp_path):
     """Continuing a soup with a new fine-tune gives the soup of all the fine-tunes, not a half-and-half mix."""
     ft1, ft2, ft3 = _ingredients(runs)

@@ -4,7 +4,9 @@ Fine-tunes of one starting point with different hyper-parameters stay in one bas
 average of their weights is often more accurate than the best of them (Wortsman et al. 2022, "Model
 soups") — accuracy a nano model can gain without paying a microsecond at inference. The greedy soup adds
 ingredients best-first and keeps each only when validation accuracy does not drop, so a poor ingredient
-cannot make the soup worse than its best member on validation.
+cannot make the soup worse than its best member on validation. That guarantee is also a bias: the carve
+that chose the ingredients flatters their soup. With ``holdout`` the choice is made on part of the carve and
+the soup is also reported on the rest, images that chose nothing, for an honest ship decision.
 
 A soup can itself be an ingredient: it counts as the fine-tunes it kept, so adding new fine-tunes to a
 shipped soup continues that soup (the average of all its fine-tunes) instead of halving their weight.
@@ -21,7 +23,7 @@ import torch
 
 from feredge.artifact import Artifact, file_sha256, sidecar_path
 from feredge.config import config_from_dict
-from feredge.data.splits import train_val_splits
+from feredge.data.splits import stratified_holdout, train_val_splits
 from feredge.errors import FeredgeError
 from feredge.metrics import metrics
 from feredge.models import create_model
@@ -96,10 +98,16 @@ def soup_weight(meta: Artifact) -> int:
 
 
 def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = False,
-              data: Path | None = None, progress: Callable[[str], None] = print) -> dict:
-    """Average ``paths`` (greedily or all of them), validate on the ingredients' carve, save to ``out``."""
+              data: Path | None = None, holdout: float = 0.0, progress: Callable[[str], None] = print) -> dict:
+    """Average ``paths`` (greedily or all of them), validate on the ingredients' carve, save to ``out``.
+
+    ``holdout`` (0 ≤ h < 1): the greedy pass sees only 1 − h of the carve (stratified, seeded); the rest
+    reports the soup and each ingredient as ``report_accuracy``.
+    """
     if len(paths) < 2:
         raise FeredgeError("a soup needs at least two checkpoints")
+    if not 0 <= holdout < 1:
+        raise FeredgeError(f"holdout: expected a fraction of the validation carve, 0 ≤ h < 1, got {holdout}")
     if len(set(map(Path.resolve, map(Path, paths)))) != len(paths):
         raise FeredgeError("the same checkpoint is named twice; each ingredient counts once")
     metas = _check_ingredients(paths)
@@ -111,14 +119,25 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
     spec, crop = metas[0].input_spec, metas[0].details.get("eval_crop")
     model = create_model(cfg.model, num_classes=len(metas[0].classes), **cfg.model_kwargs)
     train_images, val_images, val_labels = np.asarray(train.images), np.asarray(val.images), np.asarray(val.labels)
+    classes = list(metas[0].classes)
+    choice, report = stratified_holdout(val_labels, holdout, cfg.seed) if holdout else (np.arange(len(val_labels)), None)
 
     def score(state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
-        """Validation metrics of ``state`` and the weights they were measured on (BN re-estimated if asked)."""
+        """Metrics of ``state`` on the whole carve, the part that chooses and the part that reports, and the
+        weights they were measured on (BN re-estimated if asked)."""
         load_into(model, state, str(out))
         if bn:
             recalibrate_bn(model, train_images, spec)
         measured = {k: v.clone() for k, v in model.state_dict().items()}
-        return metrics(predict_logits(model, val_images, spec, "none", crop), val_labels, list(metas[0].classes)), measured
+        logits = predict_logits(model, val_images, spec, "none", crop)
+        parts = {"carve": metrics(logits, val_labels, classes),
+                 "choice": metrics(logits[choice], val_labels[choice], classes)}
+        if report is not None:
+            parts["report"] = metrics(logits[report], val_labels[report], classes)
+        return parts, measured
+
+    def shown(parts: dict) -> str:
+        return f"{parts['choice']['accuracy']:.2%}" + (f" (held out: {parts['report']['accuracy']:.2%})" if "report" in parts else "")
 
     states = [read_state_dict(p) for p in paths]  # average() computes in float32, whatever the files store
     weights = [soup_weight(m) for m in metas]
@@ -126,27 +145,36 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
     def mix(chosen: list[int]) -> dict[str, torch.Tensor]:
         return average([states[i] for i in chosen], [weights[i] for i in chosen])
 
-    alone = [score(s)[0]["accuracy"] for s in states]
-    for p, a, n in zip(paths, alone, weights):
-        progress(f"ingredient {p}: validation {a:.2%}" + (f" (a soup: counts as its {n} fine-tunes)" if n > 1 else ""))
+    scored = [score(s)[0] for s in states]
+    alone = [parts["choice"]["accuracy"] for parts in scored]
+    for p, parts, n in zip(paths, scored, weights):
+        progress(f"ingredient {p}: validation {shown(parts)}" + (f" (a soup: counts as its {n} fine-tunes)" if n > 1 else ""))
     order = sorted(range(len(paths)), key=lambda i: -alone[i])
     kept = [order[0]] if greedy else order
     best, soup = score(mix(kept))
     if greedy:
         for i in order[1:]:
             trial, measured = score(mix(kept + [i]))
-            accepted = trial["accuracy"] >= best["accuracy"]
-            progress(f"+ {paths[i]}: soup of {len(kept) + 1} → {trial['accuracy']:.2%} "
-                     f"({'kept' if accepted else 'left out'})")
+            accepted = trial["choice"]["accuracy"] >= best["choice"]["accuracy"]
+            progress(f"+ {paths[i]}: soup of {len(kept) + 1} → {shown(trial)} ({'kept' if accepted else 'left out'})")
             if accepted:
                 kept, best, soup = kept + [i], trial, measured
     model.load_state_dict(soup)  # the weights ``best`` was measured on: no second average or BN pass
-    ingredients = [{"checkpoint": str(p), "sha256": file_sha256(Path(p)), "val_accuracy": alone[i],
+    ingredients = [{"checkpoint": str(p), "sha256": file_sha256(Path(p)), "val_accuracy": scored[i]["carve"]["accuracy"],
+                    **({"report_accuracy": scored[i]["report"]["accuracy"]} if holdout else {}),
                     "kept": i in kept, "weight": weights[i]} for i, p in enumerate(paths)]
+    carve = best["carve"]
     info = dataclasses.replace(metas[0], versions={**metas[0].versions, "torch": torch.__version__}, details={
         **metas[0].details, "epoch": None,
-        "metrics": {"val_accuracy": best["accuracy"], "val_mean_class_accuracy": best["mean_class_accuracy"]},
-        "soup": {"method": "greedy" if greedy else "uniform", "bn_recalibrated": bn, "ingredients": ingredients}})
+        "metrics": {"val_accuracy": carve["accuracy"], "val_mean_class_accuracy": carve["mean_class_accuracy"]},
+        "soup": {"method": "greedy" if greedy else "uniform", "bn_recalibrated": bn, "ingredients": ingredients,
+                 **({"holdout": holdout, "report_accuracy": best["report"]["accuracy"]} if holdout else {})}})
     save_checkpoint(model, Path(out), info)
-    return {"val_accuracy": best["accuracy"], "val_mean_class_accuracy": best["mean_class_accuracy"],
-            "best_ingredient_val_accuracy": max(alone), "kept": [str(paths[i]) for i in kept]}
+    result = {"val_accuracy": carve["accuracy"], "val_mean_class_accuracy": carve["mean_class_accuracy"],
+              "best_ingredient_val_accuracy": max(parts["carve"]["accuracy"] for parts in scored),
+              "kept": [str(paths[i]) for i in kept]}
+    if holdout:
+        result.update(holdout=holdout, choice_accuracy=best["choice"]["accuracy"], best_ingredient_choice_accuracy=max(alone),
+                      report_accuracy=best["report"]["accuracy"],
+                      best_ingredient_report_accuracy=max(parts["report"]["accuracy"] for parts in scored))
+    return result
