@@ -137,7 +137,8 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
         return parts, measured
 
     def shown(parts: dict) -> str:
-        return f"{parts['choice']['accuracy']:.2%}" + (f" (held out: {parts['report']['accuracy']:.2%})" if "report" in parts else "")
+        held_out = f" (held out: {parts['report']['accuracy']:.2%})" if "report" in parts else ""
+        return f"{parts['choice']['accuracy']:.2%}{held_out}"
 
     states = [read_state_dict(p) for p in paths]  # average() computes in float32, whatever the files store
     weights = [soup_weight(m) for m in metas]
