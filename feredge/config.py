@@ -75,6 +75,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     amp: bool = True  # only on CUDA
+    # bf16 autocast on the CPU: off by default (it changes the arithmetic of a recipe); CPUs with AMX run the
+    # model's step faster in bf16 (README, "Training")
+    cpu_bf16: bool = False
     # NHWC; measured faster on CUDA and on AVX2 CPUs (feredge-s: 93 -> 109 img/s, benchmarks/train_throughput.py)
     channels_last: bool = True
     device: str = ""  # "" = auto (cuda when available, else cpu); --device auto is stored as ""

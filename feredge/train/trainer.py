@@ -123,7 +123,10 @@ class Trainer:
             self.steps = min(self.steps, cfg.max_steps_per_epoch)
         self.opt = make_optimizer(cfg, self.model)
         self.sched = make_scheduler(cfg, self.opt, self.steps)
-        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.cuda and cfg.amp else None
+        if self.cuda:
+            self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cfg.amp else None
+        else:
+            self.amp_dtype = torch.bfloat16 if cfg.cpu_bf16 else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.run = RunFolder(self.out, self.dist.main)
