@@ -23,6 +23,7 @@ FEREDGE="${FEREDGE:-feredge}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CARRY="$REPO/campaign/carry"
 STATE="last_state.pt"
+BEST_IS_LAST="best-is-last"  # a carried run whose best epoch is its last: best.safetensors is not carried twice
 
 # Earlier shipped versions, recovered from git as teachers: name | commit | model. Each keeps its own
 # sidecar and card; versions that predate them get today's sidecar of the same model (architecture, classes
@@ -162,6 +163,10 @@ run_queue() {
         if [ ! -d "$out" ] && [ -f "$CARRY/$name/$STATE" ]; then  # unfinished on an earlier machine
             echo "$(date -Is) $name: resumed from its carried state (campaign/carry/$name)"
             cp -r "$CARRY/$name" "$out"
+            if [ -f "$out/$BEST_IS_LAST" ]; then
+                cp "$out/last.safetensors" "$out/best.safetensors" && cp "$out/last.safetensors.json" "$out/best.safetensors.json"
+                rm "$out/$BEST_IS_LAST"
+            fi
         fi
         while pgrep -f -- "--out $out( |$)" > /dev/null; do  # started by an earlier queue: let it finish
             sleep 60
@@ -188,21 +193,29 @@ run_queue() {
 }
 
 # A new machine loses every run folder, and a stage longer than a session would start again each time. So at
-# the end of a session `carry` copies each unfinished stage's resume files (the last epoch's weights, its
-# sidecar, the optimiser state, the log and the cached teacher logits, 0.7 MB a teacher that take a new machine
-# about 5 minutes each: about 33 MB for feredge-s) into campaign/carry/<stage>/, to be committed; run_queue
-# resumes from there when the run folder is missing. Each file is replaced atomically.
+# the end of a session `carry` copies each unfinished stage's resume files (the last epoch's weights and
+# sidecar, the optimiser state, the log and the cached teacher logits, 0.7 MB a teacher that take a new
+# machine about 15 minutes each: about 33 MB for feredge-s; the best epoch's weights too when they are not the
+# last's) into campaign/carry/<stage>/, to be committed; run_queue resumes from there when the run folder is
+# missing. The run is paused while its files are copied, so the copy is one moment of it (any moment of a
+# save is one that --resume settles, as after a kill), and the carried folder is replaced in one move.
 carry() {
     shopt -s nullglob  # a run without a teacher has no cached logits
     for stage in "${STAGES[@]}"; do
         name="${stage%%|*}"
         out="$RUNS/$name"
         [ -f "$out/$STATE" ] && [ ! -f "$REPO/campaign/logs/$name.json" ] || continue
-        mkdir -p "$CARRY/$name"
-        for file in last.safetensors last.safetensors.json "$STATE" log.json "$out"/teacher_logits-*; do
-            file="$(basename "$file")"
-            cp "$out/$file" "$CARRY/$name/$file.tmp" && mv "$CARRY/$name/$file.tmp" "$CARRY/$name/$file"
+        new="$CARRY/.$name.new"
+        rm -rf "$new" && mkdir -p "$new"
+        pkill -STOP -f -- "--out $out( |$)" || true
+        for path in "$out"/{last,last.next,best}.safetensors{,.json} "$out/$STATE" "$out/log.json" "$out"/teacher_logits-*; do
+            [ -f "$path" ] && cp "$path" "$new/"
         done
+        pkill -CONT -f -- "--out $out( |$)" || true
+        if cmp -s "$new/best.safetensors" "$new/last.safetensors"; then  # the restore copies last over best
+            rm "$new/best.safetensors" "$new/best.safetensors.json" && touch "$new/$BEST_IS_LAST"
+        fi
+        rm -rf "${CARRY:?}/$name" && mv "$new" "$CARRY/$name"
         echo "$name: carried at epoch $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[-1]["epoch"])' "$out/log.json") (commit campaign/carry/$name)"
     done
 }
