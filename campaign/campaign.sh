@@ -160,13 +160,19 @@ run_queue() {
             echo "$(date -Is) $name: finished on an earlier machine (campaign/logs/$name.json), skipped"
             continue
         fi
-        if [ ! -d "$out" ] && [ -f "$CARRY/$name/$STATE" ]; then  # unfinished on an earlier machine
+        if [ ! -f "$out/$STATE" ] && [ -f "$CARRY/$name/$STATE" ]; then  # unfinished on an earlier machine
             echo "$(date -Is) $name: resumed from its carried state (campaign/carry/$name)"
-            cp -r "$CARRY/$name" "$out"
+            mkdir -p "$out"
+            for path in "$CARRY/$name"/*; do  # the state last: it is what makes the folder a run to resume
+                [ "$(basename "$path")" = "$STATE" ] || cp "$path" "$out/"
+            done
             if [ -f "$out/$BEST_IS_LAST" ]; then
-                cp "$out/last.safetensors" "$out/best.safetensors" && cp "$out/last.safetensors.json" "$out/best.safetensors.json"
+                cp "$out/last.safetensors" "$out/best.safetensors"
+                cp "$out/last.safetensors.json" "$out/best.safetensors.json"
                 rm "$out/$BEST_IS_LAST"
             fi
+            cp "$CARRY/$name/$STATE" "$out/$STATE.tmp"
+            mv "$out/$STATE.tmp" "$out/$STATE"
         fi
         while pgrep -f -- "--out $out( |$)" > /dev/null; do  # started by an earlier queue: let it finish
             sleep 60
@@ -198,7 +204,9 @@ run_queue() {
 # machine about 15 minutes each: about 33 MB for feredge-s; the best epoch's weights too when they are not the
 # last's) into campaign/carry/<stage>/, to be committed; run_queue resumes from there when the run folder is
 # missing. The run is paused while its files are copied, so the copy is one moment of it (any moment of a
-# save is one that --resume settles, as after a kill), and the carried folder is replaced in one move.
+# save is one that --resume settles, as after a kill), and the carried folder is replaced in one move. The
+# run's saved settings name absolute paths (data, teachers): a resume needs the same FEREDGE_RUNS path
+# (/root/feredge-runs on every machine so far).
 carry() {
     shopt -s nullglob  # a run without a teacher has no cached logits
     for stage in "${STAGES[@]}"; do
@@ -207,11 +215,15 @@ carry() {
         [ -f "$out/$STATE" ] && [ ! -f "$REPO/campaign/logs/$name.json" ] || continue
         new="$CARRY/.$name.new"
         rm -rf "$new" && mkdir -p "$new"
+        copied=0
         pkill -STOP -f -- "--out $out( |$)" || true
-        for path in "$out"/{last,last.next,best}.safetensors{,.json} "$out/$STATE" "$out/log.json" "$out"/teacher_logits-*; do
-            [ -f "$path" ] && cp "$path" "$new/"
-        done
-        pkill -CONT -f -- "--out $out( |$)" || true
+        (
+            for path in "$out"/{last,last.next,best}.safetensors{,.json} "$out/$STATE" "$out/log.json" "$out"/teacher_logits-*; do
+                if [ -f "$path" ]; then cp "$path" "$new/"; fi
+            done
+        ) && copied=1
+        pkill -CONT -f -- "--out $out( |$)" || true  # whatever the copy did, the run goes on
+        [ "$copied" = 1 ] || { echo "$name: copy failed; campaign/carry/$name left as it was" >&2; exit 1; }
         if cmp -s "$new/best.safetensors" "$new/last.safetensors"; then  # the restore copies last over best
             rm "$new/best.safetensors" "$new/best.safetensors.json" && touch "$new/$BEST_IS_LAST"
         fi

@@ -83,6 +83,8 @@ def test_a_held_out_soup_chooses_on_one_part_of_the_carve_and_reports_on_the_oth
     low, high = sorted((result["choice_accuracy"], result["report_accuracy"]))
     assert low - 1e-9 <= result["val_accuracy"] <= high + 1e-9
     assert all("held out:" in line for line in lines)
+    with pytest.raises(FeredgeError, match="both parts need images"):  # a part too small to hold one image
+        make_soup(_ingredients(runs), tmp_path / "e.safetensors", holdout=0.0001, progress=lines.append)
 
 
 def test_a_soup_as_ingredient_counts_as_its_fine_tunes(runs, tmp_path):

@@ -59,7 +59,7 @@ def _plain(value: Any) -> Any:
 
 def check_same_run(settings: dict, old: dict, where: Path) -> None:
     """--resume continues the *same* run: changed data or hyper-parameters would silently mix two runs."""
-    ignore = ("out", "device", "data")
+    ignore = ("out", "device", "data", "cpu_bf16")  # where and how the step is computed, not what is trained
     changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items()
                if k not in ignore and k in old and _plain(old[k]) != _plain(v)]
     if old.get("data") and Path(old["data"]).resolve() != Path(settings["data"]).resolve():

@@ -121,6 +121,9 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
     train_images, val_images, val_labels = np.asarray(train.images), np.asarray(val.images), np.asarray(val.labels)
     classes = list(metas[0].classes)
     choice, report = stratified_holdout(val_labels, holdout, cfg.seed) if holdout else (np.arange(len(val_labels)), None)
+    if not len(choice) or (report is not None and not len(report)):
+        raise FeredgeError(f"holdout {holdout}: leaves {len(choice)} of the carve's {len(val_labels)} images to choose "
+                           f"and {len(val_labels) - len(choice)} to report on; both parts need images")
 
     def score(state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
         """Metrics of ``state`` on the whole carve, the part that chooses and the part that reports, and the

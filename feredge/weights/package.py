@@ -118,6 +118,8 @@ def training_stages(checkpoint: Path) -> list[dict]:
         kept = [i for i in soup["ingredients"] if i["kept"]]
         recipe = {"soup": soup["method"], "ingredients_kept": f"{len(kept)} of {len(runs)}",
                   "bn_recalibrated": soup["bn_recalibrated"]}
+        if "holdout" in soup:  # chosen on part of the carve, reported on the rest
+            recipe.update(holdout=soup["holdout"], report_accuracy=round(soup["report_accuracy"], 4))
         if any(i.get("weight", 1) > 1 for i in kept):  # an earlier soup among them stands for its fine-tunes
             recipe["fine_tunes_averaged"] = sum(i.get("weight", 1) for i in kept)
         return chains[0][:-1] + runs + [{
