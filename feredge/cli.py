@@ -168,19 +168,16 @@ def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after,
 @cli.command("soup")
 @click.argument("checkpoints", nargs=-1, required=True, type=PATH)
 @click.option("--out", required=True, type=PATH, help="the soup's .safetensors file")
-@click.option("--uniform", is_flag=True, help="average every checkpoint (default: greedy, best first, each kept "
-              "only when validation accuracy does not drop)")
+@click.option("--uniform", is_flag=True, help="average all (default: greedy, best first, each kept if validation holds)")
 @click.option("--recalibrate-bn", is_flag=True, help="re-estimate BatchNorm statistics on the clean training images")
 @click.option("--data", type=PATH, help="prepared dataset (default: the checkpoints' own)")
-@click.option("--holdout", type=float, default=0.0, show_default=True,
-              help="fraction of the validation carve the greedy pass does not see; the soup and each ingredient are "
-              "also scored on it (report_accuracy), images that chose nothing")
+@click.option("--holdout", type=float, default=0.0, show_default=True, help="fraction of the validation carve the "
+              "greedy pass does not see, on which the soup and each ingredient are also scored (report_accuracy)")
 @click.option("--overwrite", is_flag=True, help="replace an existing --out")
 def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: Path | None, holdout: float,
              overwrite: bool) -> None:
-    """Average fine-tunes into one model (a weight soup). The fine-tunes of one checkpoint become one model
-    of the same size, scored on the ingredients' validation carve. A soup among them counts as the
-    fine-tunes it kept, so new fine-tunes continue it."""
+    """Average fine-tunes of one checkpoint into one model of the same size (a weight soup), scored on their
+    validation carve. A soup among them counts as the fine-tunes it kept, so new fine-tunes continue it."""
     from feredge.outputs import output_file
     from feredge.train.soup import make_soup
 
