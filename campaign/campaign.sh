@@ -6,6 +6,7 @@
 #   bash campaign/campaign.sh            # at the start of every session: resume the queue in the background
 #   bash campaign/campaign.sh status     # last logged epoch and best validation of each stage
 #   bash campaign/campaign.sh carry      # before a session ends: unfinished runs' resume state into git
+#   bash campaign/campaign.sh restore    # carried runs back into their folders (start does it as it goes)
 #
 # FEREDGE_RUNS (default ~/feredge-runs) holds the prepared data, the teachers, the run folders and their
 # console logs; on a new machine everything is rebuilt from ../shared and this repository's history.
@@ -21,7 +22,7 @@ DATA="$RUNS/prepared/fer2013"
 TEACHERS="$RUNS/teachers"
 FEREDGE="${FEREDGE:-feredge}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-CARRY="$REPO/campaign/carry"
+CARRY="${FEREDGE_CARRY:-$REPO/campaign/carry}"
 STATE="last_state.pt"
 BEST_IS_LAST="best-is-last"  # a carried run whose best epoch is its last: best.safetensors is not carried twice
 
@@ -160,20 +161,7 @@ run_queue() {
             echo "$(date -Is) $name: finished on an earlier machine (campaign/logs/$name.json), skipped"
             continue
         fi
-        if [ ! -f "$out/$STATE" ] && [ -f "$CARRY/$name/$STATE" ]; then  # unfinished on an earlier machine
-            echo "$(date -Is) $name: resumed from its carried state (campaign/carry/$name)"
-            mkdir -p "$out"
-            for path in "$CARRY/$name"/*; do  # the state last: it is what makes the folder a run to resume
-                [ "$(basename "$path")" = "$STATE" ] || cp "$path" "$out/"
-            done
-            if [ -f "$out/$BEST_IS_LAST" ]; then
-                cp "$out/last.safetensors" "$out/best.safetensors"
-                cp "$out/last.safetensors.json" "$out/best.safetensors.json"
-                rm "$out/$BEST_IS_LAST"
-            fi
-            cp "$CARRY/$name/$STATE" "$out/$STATE.tmp"
-            mv "$out/$STATE.tmp" "$out/$STATE"
-        fi
+        restore_stage "$name"
         while pgrep -f -- "--out $out( |$)" > /dev/null; do  # started by an earlier queue: let it finish
             sleep 60
         done
@@ -232,6 +220,30 @@ carry() {
     done
 }
 
+# A stage unfinished on an earlier machine, carried in git and missing here: its run folder from the carry.
+restore_stage() {
+    local name=$1 out="$RUNS/$1" path
+    [ ! -f "$out/$STATE" ] && [ -f "$CARRY/$name/$STATE" ] || return 0
+    echo "$(date -Is) $name: resumed from its carried state ($CARRY/$name)"
+    mkdir -p "$out"
+    for path in "$CARRY/$name"/*; do  # the state last: it is what makes the folder a run to resume
+        [ "$(basename "$path")" = "$STATE" ] || cp "$path" "$out/"
+    done
+    if [ -f "$out/$BEST_IS_LAST" ]; then
+        cp "$out/last.safetensors" "$out/best.safetensors"
+        cp "$out/last.safetensors.json" "$out/best.safetensors.json"
+        rm "$out/$BEST_IS_LAST"
+    fi
+    cp "$CARRY/$name/$STATE" "$out/$STATE.tmp"
+    mv "$out/$STATE.tmp" "$out/$STATE"
+}
+
+restore() {
+    for stage in "${STAGES[@]}"; do
+        restore_stage "${stage%%|*}"
+    done
+}
+
 start() {
     if pgrep -f "campaign.sh run-queue" > /dev/null; then
         echo "the campaign is already running (log: $RUNS/campaign.out)"
@@ -247,5 +259,6 @@ case "${1:-start}" in
     run-queue) run_queue ;;
     status) status ;;
     carry) carry ;;
-    *) echo "usage: $0 [start|status|carry]" >&2; exit 2 ;;
+    restore) restore ;;
+    *) echo "usage: $0 [start|status|carry|restore]" >&2; exit 2 ;;
 esac
