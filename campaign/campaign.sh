@@ -50,6 +50,9 @@ ENSEMBLE5="$TEACHERS/s5-raw.safetensors,$TEACHERS/s4.safetensors,$TEACHERS/s3.sa
 # feredge-n's fine-tunes of its shipped soup, distilled from ENSEMBLE5 (n-det and the n9 stages).
 NRESTART="--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set init=$TEACHERS/nsoup.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set distill_weight=0.8"
 
+LONG="--recipe feredge-s --seed 0 --device cpu --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true"
+PROXY="$LONG --epochs 15"
+
 # name | command-line settings of the first start (later starts resume the run's own saved settings)
 STAGES=(
     # Stage 4's warm restart, one change: the ensemble's ten-crop logits as teacher instead of its own.
@@ -96,11 +99,19 @@ STAGES=(
     # s7-det (stage 6) with one change: the step autocast to bf16 on the CPU (AMX), 2.2x the images per second.
     # Its validation against s7-det's 69.36 % says whether bf16 costs accuracy; it is a soup ingredient too.
     "s10-bf16|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true"
+    # Architecture proxies (the issue's "best ≤ 5 M-parameter architecture from short proxy runs"): 15 epochs
+    # from scratch with s-long-kd's recipe, one change each against feredge-s (3.83 M): squeeze-excitation in
+    # every block (3.95 M), a third block in stages 2 and 3 (4.66 M), wider stages (4.87 M). Queued before the
+    # long run's remaining epochs so their answer arrives within a session.
+    "p-base|$PROXY"
+    "p-se4|$PROXY --set model_kwargs={\"se\":4}"
+    "p-deep|$PROXY --set model_kwargs={\"depths\":[2,3,3,2]}"
+    "p-wide|$PROXY --set model_kwargs={\"widths\":[56,112,224,280]}"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to, with
     # the restarts' recipe (ENSEMBLE5's ten-crop logits as teacher, half detector crops) in bf16 as s10-bf16,
     # so the change against the shipped soup's ingredients is the schedule. Longer than a session on 2 cores
     # (about 65 s an epoch in bf16, 140 s in fp32 on this CPU), so `carry` keeps its resume state in git.
-    "s-long-kd|--recipe feredge-s --epochs 250 --seed 0 --device cpu --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true"
+    "s-long-kd|$LONG --epochs 250"
 )
 
 prepare() {
@@ -172,8 +183,8 @@ run_queue() {
             # an earlier stage's cache serves a later stage with the same teacher.
             mkdir -p "$out"
             find "$RUNS" -mindepth 2 -maxdepth 2 -name 'teacher_logits-*' ! -path "$out/*" -exec cp -n {} "$out/" \;
-            # shellcheck disable=SC2206
-            args=(train $settings --data "$DATA" --out "$out")
+            read -ra words <<< "$settings"  # split on blanks, no globbing (model_kwargs lists have brackets)
+            args=(train "${words[@]}" --data "$DATA" --out "$out")
         fi
         echo "$(date -Is) $name: $FEREDGE ${args[*]}"
         if nice -n 19 "$FEREDGE" "${args[@]}" >> "$RUNS/$name.out" 2>&1; then

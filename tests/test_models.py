@@ -118,3 +118,29 @@ def test_nano_exports_as_conv_relu_only(tmp_path):
     assert ops <= {"Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm", "Reshape"}, ops
     assert sum(n.op_type == "Conv" for n in proto.graph.node) == len(model.features)
     onnx.checker.check_model(proto)
+
+
+def test_edge_architecture_knobs_export_within_budget():
+    """The campaign's proxies (squeeze-excitation, depth, width) stay ≤ 5 M parameters, start every block as
+    the identity, and export to ONNX with the same outputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from feredge.export.onnx import simplify, torch_to_onnx
+
+    spec = model_info("feredge-s").input_spec
+    base = count_params(create_model("feredge-s"))
+    for kwargs in ({"se": 4}, {"depths": [2, 3, 3, 2]}, {"widths": [56, 112, 224, 280]}):
+        torch.manual_seed(0)
+        model = create_model("feredge-s", **kwargs).eval()
+        assert base < count_params(model) <= 5_000_000, kwargs
+        block = model.features[-1]
+        x = torch.randn(2, block.body[0].in_channels, 3, 3).relu()
+        assert torch.equal(block(x), torch.relu(block.shortcut(x)))
+        proto = simplify(torch_to_onnx(model, spec, None))
+        if "se" in kwargs:
+            assert {"Sigmoid", "Mul"} <= {n.op_type for n in proto.graph.node}
+        faces = torch.randn(3, 1, 48, 48)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: faces.numpy()})[0]
+        np.testing.assert_allclose(got, model(faces).detach().numpy(), atol=1e-4)

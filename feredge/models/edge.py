@@ -2,7 +2,8 @@
 
 A compact pre-activation-free ResNet: a stride-2 stem takes 48→24 early (the full-resolution stage
 is where FLOPs go), then four stages of two BasicBlocks. Only Conv/BN/ReLU/Add/GlobalAvgPool/Gemm,
-so TensorRT fuses everything and INT8 Q/DQ placement is simple.
+so TensorRT fuses everything and INT8 Q/DQ placement is simple. ``widths``, ``depths`` and ``se`` (squeeze-
+excitation, off by default: it adds Sigmoid/Mul) are the knobs the campaign's architecture proxies turn.
 """
 
 from __future__ import annotations
@@ -19,11 +20,26 @@ def _conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> list[nn.Module
     return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
 
 
+class SqueezeExcite(nn.Module):
+    """Channel gates from the block's own global average (SENet): cheap, and only Conv/ReLU/Sigmoid/Mul."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, se: int = 0):
         super().__init__()
         self.body = nn.Sequential(*_conv_bn(cin, cout, stride), nn.ReLU(inplace=True), *_conv_bn(cout, cout))
-        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].weight)  # each block starts as the identity (the gate of zeros is zeros)
+        if se:
+            self.body.append(SqueezeExcite(cout, se))
         self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(*_conv_bn(cin, cout, stride, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -32,14 +48,15 @@ class BasicBlock(nn.Module):
 
 class EdgeNet(nn.Module):
     def __init__(self, num_classes: int = 7, widths: tuple[int, ...] = (48, 96, 192, 256),
-                 depths: tuple[int, ...] = (2, 2, 2, 2), stem: int = 32, drop: float = 0.3, in_chans: int = 1):
+                 depths: tuple[int, ...] = (2, 2, 2, 2), stem: int = 32, drop: float = 0.3, in_chans: int = 1,
+                 se: int = 0):
         super().__init__()
         layers: list[nn.Module] = [*_conv_bn(in_chans, stem), nn.ReLU(inplace=True),
                                    *_conv_bn(stem, stem, 2), nn.ReLU(inplace=True)]
         cin = stem
         for i, (w, d) in enumerate(zip(widths, depths)):
             for j in range(d):
-                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1, se))
                 cin = w
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop), nn.Linear(cin, num_classes))
