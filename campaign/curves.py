@@ -29,12 +29,22 @@ def read_logs(folder: Path) -> dict[str, list[dict]]:
     return logs
 
 
+FROM_SCRATCH_BELOW = 0.5  # a warm restart starts from a trained model (≥ 60 % after its first epoch)
+
+
+def from_scratch(rows: list[dict]) -> bool:
+    """Whether a stage started from random weights: the logs carry no settings, but the first epoch tells."""
+    return rows[0]["val_accuracy"] < FROM_SCRATCH_BELOW
+
+
 def table(logs: dict[str, list[dict]]) -> str:
-    lines = ["| stage | epochs | best validation (epoch) | mean-class there | curve |", "|---|---|---|---|---|"]
+    lines = ["| stage | start | epochs | best validation (epoch) | mean-class there | curve |",
+             "|---|---|---|---|---|---|"]
     for name, rows in logs.items():
         best = max(rows, key=lambda r: r["val_accuracy"])
         curve = " ".join(f"{100 * r['val_accuracy']:.2f}" for r in rows)
-        lines.append(f"| {name} | {len(rows)} | {best['val_accuracy']:.2%} ({best['epoch']}) | "
+        start = "scratch" if from_scratch(rows) else "restart"
+        lines.append(f"| {name} | {start} | {len(rows)} | {best['val_accuracy']:.2%} ({best['epoch']}) | "
                      f"{best['val_mean_class_accuracy']:.2%} | {curve} |")
     return "\n".join(lines)
 
@@ -43,16 +53,22 @@ def plot(logs: dict[str, list[dict]], out: Path) -> Path:
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for name, rows in logs.items():
-        ax.plot([r["epoch"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=".",
-                linestyle="--" if name.startswith("n") else "-", label=name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch of the stage (each a warm restart)")
-    ax.set_ylabel("FER2013 validation top-1 (%)")
-    ax.set_title("Training campaign: validation per epoch (dashed: feredge-n)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    panels = {"warm restarts of a shipped model": {k: v for k, v in logs.items() if not from_scratch(v)},
+              "from scratch": {k: v for k, v in logs.items() if from_scratch(v)}}
+    panels = {title: stages for title, stages in panels.items() if stages}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    for ax, (title, stages) in zip(axes[0], panels.items()):
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # up to 20 stages a panel, each its own colour
+        for name, rows in stages.items():
+            ax.plot([r["epoch"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=".",
+                    linestyle="--" if name.startswith("n") else "-", label=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch of the stage")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+    axes[0][0].set_ylabel("FER2013 validation top-1 (%)")
+    fig.suptitle("Training campaign: validation per epoch (dashed: feredge-n)")
     return save(fig, out)
 
 

@@ -20,10 +20,12 @@ def test_each_stage_gets_a_row_with_its_best_epoch_and_the_curve_a_png(tmp_path)
     rows = [{"epoch": e, "val_accuracy": a, "val_mean_class_accuracy": 0.5} for e, a in [(1, 0.6), (2, 0.65), (3, 0.64)]]
     (logs / "stage-a.json").write_text(json.dumps(rows))
     (logs / "stage-b.json").write_text(json.dumps(rows[:1]))
+    (logs / "scratch.json").write_text(json.dumps([{**rows[0], "val_accuracy": 0.25}, *rows[1:]]))
     done = run("--logs", str(logs), "--out", str(tmp_path / "curves.png"))
     assert done.returncode == 0, done.stderr
-    assert "| stage-a | 3 | 65.00% (2) | 50.00% | 60.00 65.00 64.00 |" in done.stdout
-    assert "| stage-b | 1 | 60.00% (1) |" in done.stdout
+    assert "| stage-a | restart | 3 | 65.00% (2) | 50.00% | 60.00 65.00 64.00 |" in done.stdout
+    assert "| stage-b | restart | 1 | 60.00% (1) |" in done.stdout
+    assert "| scratch | scratch | 3 | 65.00% (2) |" in done.stdout
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
