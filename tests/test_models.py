@@ -144,3 +144,11 @@ def test_edge_architecture_knobs_export_within_budget():
         session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         got = session.run(None, {session.get_inputs()[0].name: faces.numpy()})[0]
         np.testing.assert_allclose(got, model(faces).detach().numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, field", [({"se": -1}, "se"), ({"depths": [2, 2, 2]}, "one entry per stage"),
+                                           ({"widths": [48, 0, 192, 256]}, "widths"), ({"stem": 0}, "stem"),
+                                           ({"drop": 1.5}, "drop"), ({"se": True}, "se")])
+def test_edge_knobs_that_would_build_another_network_are_refused(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        create_model("feredge-s", **kwargs)

@@ -205,6 +205,14 @@ def test_config_errors_name_the_field():
         config_from_dict({"epochs": "many"}, "cfg.toml")
 
 
+def test_train_refuses_model_kwargs_that_do_not_fit(prepared_fer, tmp_path):
+    for kwargs, why in (({"se": -2}, "se must be an integer >= 0"), ({"depth": [1]}, "unexpected keyword")):
+        r = CliRunner().invoke(cli, ["train", "--data", str(prepared_fer), "--out", str(tmp_path / "run"),
+                                     "--device", "cpu", "--set", f"model_kwargs={json.dumps(kwargs)}"])
+        assert r.exit_code != 0 and "Traceback" not in r.output, r.output
+        assert "model_kwargs" in r.output and why in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
 def test_checkpoint_mismatch_is_explained(prepared_fer, tmp_path):
     train(small_cfg(prepared_fer, tmp_path / "run", epochs=1))
     side = tmp_path / "run" / "best.safetensors.json"

@@ -70,7 +70,7 @@ def load_checkpoint(path: Path, expect_model: str | None = None):
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in info.model_kwargs.items()}
     try:
         model = create_model(info.model, num_classes=len(info.classes), **kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{sidecar_path(path)}: field 'model_kwargs' does not fit {info.model} ({exc})") from None
     load_into(model, read_state_dict(path), str(path))
     model.eval()

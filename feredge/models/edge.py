@@ -46,11 +46,27 @@ class BasicBlock(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
+def _check_knobs(widths: tuple[int, ...], depths: tuple[int, ...], stem: int, drop: float, se: int) -> None:
+    """Refuse knobs that would otherwise build a different network silently (zip drops unmatched stages)."""
+    counts = {"widths": widths, "depths": depths}
+    for name, values in counts.items():
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
+    if len(widths) != len(depths):
+        raise ValueError(f"widths and depths must have one entry per stage, got {len(widths)} and {len(depths)}")
+    for name, value in {"stem": stem, "se": se}.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "stem" else 0):
+            raise ValueError(f"{name} must be an integer >= {1 if name == 'stem' else 0} (se 0 is off), got {value!r}")
+    if not 0 <= drop < 1:
+        raise ValueError(f"drop must be in [0, 1), got {drop!r}")
+
+
 class EdgeNet(nn.Module):
     def __init__(self, num_classes: int = 7, widths: tuple[int, ...] = (48, 96, 192, 256),
                  depths: tuple[int, ...] = (2, 2, 2, 2), stem: int = 32, drop: float = 0.3, in_chans: int = 1,
                  se: int = 0):
         super().__init__()
+        _check_knobs(widths, depths, stem, drop, se)
         layers: list[nn.Module] = [*_conv_bn(in_chans, stem), nn.ReLU(inplace=True),
                                    *_conv_bn(stem, stem, 2), nn.ReLU(inplace=True)]
         cin = stem
