@@ -23,6 +23,7 @@ TEACHERS="$RUNS/teachers"
 FEREDGE="${FEREDGE:-feredge}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CARRY="${FEREDGE_CARRY:-$REPO/campaign/carry}"
+LOGS="${FEREDGE_LOGS:-$REPO/campaign/logs}"  # finished stages' logs (tests point it elsewhere)
 STATE="last_state.pt"
 BEST_IS_LAST="best-is-last"  # a carried run whose best epoch is its last: best.safetensors is not carried twice
 
@@ -145,7 +146,7 @@ status() {
     for stage in "${STAGES[@]}"; do
         name="${stage%%|*}"
         log="$RUNS/$name/log.json"
-        [ -f "$log" ] || log="$REPO/campaign/logs/$name.json"
+        [ -f "$log" ] || log="$LOGS/$name.json"
         [ -f "$log" ] || log="$CARRY/$name/log.json"
         if [ -f "$log" ]; then
             python3 - "$log" "$name" <<'PY'
@@ -168,8 +169,8 @@ run_queue() {
         name="${stage%%|*}"
         settings="${stage#*|}"
         out="$RUNS/$name"
-        if [ ! -d "$out" ] && [ -f "$REPO/campaign/logs/$name.json" ]; then
-            echo "$(date -Is) $name: finished on an earlier machine (campaign/logs/$name.json), skipped"
+        if [ ! -d "$out" ] && [ -f "$LOGS/$name.json" ]; then
+            echo "$(date -Is) $name: finished on an earlier machine ($LOGS/$name.json), skipped"
             continue
         fi
         restore_stage "$name"
@@ -188,8 +189,8 @@ run_queue() {
         fi
         echo "$(date -Is) $name: $FEREDGE ${args[*]}"
         if nice -n 19 "$FEREDGE" "${args[@]}" >> "$RUNS/$name.out" 2>&1; then
-            mkdir -p "$REPO/campaign/logs"  # finished: its curve goes into the work tree, to be committed
-            cp "$out/log.json" "$REPO/campaign/logs/$name.json"
+            mkdir -p "$LOGS"  # finished: its curve goes into the work tree, to be committed
+            cp "$out/log.json" "$LOGS/$name.json"
             rm -rf "${CARRY:?}/$name"  # its carried state has served: commit the removal with the log
         else
             echo "$(date -Is) $name: stopped with exit $?"
@@ -211,7 +212,7 @@ carry() {
     for stage in "${STAGES[@]}"; do
         name="${stage%%|*}"
         out="$RUNS/$name"
-        [ -f "$out/$STATE" ] && [ ! -f "$REPO/campaign/logs/$name.json" ] || continue
+        [ -f "$out/$STATE" ] && [ ! -f "$LOGS/$name.json" ] || continue
         new="$CARRY/.$name.new"
         rm -rf "$new" && mkdir -p "$new"
         copied=0
