@@ -12,6 +12,10 @@ class DataError(FeredgeError):
     """A dataset file or record is not what the loader expects."""
 
 
+class ModelKwargsError(FeredgeError, ValueError):
+    """Architecture settings (``model_kwargs``) that the named model does not take."""
+
+
 class CheckpointError(FeredgeError):
     """A checkpoint does not match the model it is loaded into."""
 

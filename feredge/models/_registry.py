@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from feredge.artifact import InputSpec
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, ModelKwargsError
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, num_classes: int = 7, **kwargs):
-    """Build a registered model (torch needed); extra kwargs go to the architecture."""
-    return model_info(name).builder(num_classes=num_classes, **kwargs)
+    """Build a registered model (torch needed); extra kwargs go to the architecture, which refuses ones it does
+    not take (TypeError) or values that would build another network (ValueError): both are the caller's input."""
+    builder = model_info(name).builder
+    try:
+        return builder(num_classes=num_classes, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ModelKwargsError(f"model_kwargs {kwargs} do not fit {name} ({exc})") from None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from feredge._optional import require
 from feredge.artifact import Artifact, sidecar_path
 from feredge.artifact import read as read_artifact
-from feredge.errors import CheckpointError
+from feredge.errors import CheckpointError, ModelKwargsError
 from feredge.models._registry import create_model
 
 
@@ -70,8 +70,8 @@ def load_checkpoint(path: Path, expect_model: str | None = None):
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in info.model_kwargs.items()}
     try:
         model = create_model(info.model, num_classes=len(info.classes), **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{sidecar_path(path)}: field 'model_kwargs' does not fit {info.model} ({exc})") from None
+    except ModelKwargsError as exc:
+        raise CheckpointError(f"{sidecar_path(path)}: field {exc}") from None
     load_into(model, read_state_dict(path), str(path))
     model.eval()
     return model, info

@@ -48,15 +48,14 @@ class BasicBlock(nn.Module):
 
 def _check_knobs(widths: tuple[int, ...], depths: tuple[int, ...], stem: int, drop: float, se: int) -> None:
     """Refuse knobs that would otherwise build a different network silently (zip drops unmatched stages)."""
-    counts = {"widths": widths, "depths": depths}
-    for name, values in counts.items():
+    for name, values in {"widths": widths, "depths": depths}.items():
         if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
             raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
     if len(widths) != len(depths):
         raise ValueError(f"widths and depths must have one entry per stage, got {len(widths)} and {len(depths)}")
-    for name, value in {"stem": stem, "se": se}.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "stem" else 0):
-            raise ValueError(f"{name} must be an integer >= {1 if name == 'stem' else 0} (se 0 is off), got {value!r}")
+    for name, value, least in (("stem", stem, 1), ("se", se, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least} (se 0 is off), got {value!r}")
     if not 0 <= drop < 1:
         raise ValueError(f"drop must be in [0, 1), got {drop!r}")
 

@@ -105,10 +105,7 @@ class Trainer:
             raise FeredgeError(f"ten_crop cuts {self.spec.size}-pixel crops ({cfg.model}'s input) out of {side}-pixel "
                                "images: crops must be smaller than the images; set ten_crop=false or pick another model")
         torch.manual_seed(cfg.seed)
-        try:
-            self.model = create_model(cfg.model, num_classes=len(self.classes), **cfg.model_kwargs)
-        except (TypeError, ValueError) as exc:
-            raise FeredgeError(f"model_kwargs: {cfg.model_kwargs} does not fit {cfg.model} ({exc})") from None
+        self.model = create_model(cfg.model, num_classes=len(self.classes), **cfg.model_kwargs)
         self._warm_start()
         self.model.to(self.device)
         self.cuda = self.device.type == "cuda"
