@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from feredge import Recognizer  # noqa: E402
+from feredge.artifact import atomic_write_text  # noqa: E402
 from feredge.vision.crop import FACE_MARGIN  # noqa: E402
 from feredge.vision.images import read_image  # noqa: E402
 
@@ -62,9 +63,13 @@ def score(rec: Recognizer, items: list[tuple[Path, str]]) -> dict:
     recall = {c: float((pred_a[truth_a == k] == k).mean()) for k, c in enumerate(classes) if (truth_a == k).any()}
     support = {c: int((truth_a == k).sum()) for k, c in enumerate(classes) if (truth_a == k).any()}
     steady = [recall[c] for c in recall if support[c] >= STEADY]
+    # rows: the label; columns: the prediction, then "no face" (where the errors go says more than recall)
+    confusion = {c: [int((pred_a[truth_a == k] == j).sum()) for j in [*range(len(classes)), -1]]
+                 for k, c in enumerate(classes) if (truth_a == k).any()}
     return {"n": len(items), "face_found": found / max(len(items), 1),
             "accuracy": float((pred_a == truth_a).mean()), "mean_class_accuracy": float(np.mean(list(recall.values()))),
-            f"mean_class_accuracy_{STEADY}plus": float(np.mean(steady)), "recall": recall, "support": support}
+            f"mean_class_accuracy_{STEADY}plus": float(np.mean(steady)), "recall": recall, "support": support,
+            "confusion": confusion, "confusion_columns": [*classes, "no face"]}
 
 
 def main() -> None:
@@ -97,7 +102,7 @@ def main() -> None:
                   + " ".join(f"{c} {v:.2f}" for c, v in r["recall"].items()), flush=True)
     if args.out:
         old = json.loads(args.out.read_text()) if args.out.exists() else []
-        args.out.write_text(json.dumps(old + results, indent=1))
+        atomic_write_text(args.out, json.dumps(old + results, indent=1))
 
 
 if __name__ == "__main__":
