@@ -23,6 +23,9 @@ DEFAULT_MODEL = "feredge-s"
 #: --device of every command: auto = cuda when a usable GPU is there, else cpu.
 DEVICE = "auto"
 DEVICES = ("auto", "cpu", "cuda")
+#: Validation figures a run can pick its best epoch by; the ferplus_* ones score against the FER+ majority
+#: vote (ten annotators) where the validation split has FER+ votes, FER2013's own labels being noisier.
+SELECT_METRICS = ("accuracy", "mean_class_accuracy", "ferplus_accuracy", "ferplus_mean_class_accuracy")
 
 
 @dataclass
@@ -47,7 +50,8 @@ class TrainConfig:
     step_gamma: float = 0.1
     warmup_pct: float = 0.15
     label_smoothing: float = 0.1
-    soft_labels: bool = False  # train on soft.npy (FER+ vote distributions) when present
+    soft_labels: bool = False  # train on soft.npy (FER+ vote distributions; prepare with --ferplus)
+    soft_label_share: float = 1.0  # with soft_labels: the soft labels' share of the label target, the rest the hard label
     mixup: float = 0.0  # Beta(a, a) mixing strength; 0 disables
     cutmix: float = 0.0
     hflip: bool = True
@@ -70,7 +74,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead; 0 = off
     val_fraction: float = 0.1  # carved from the training split, seeded and stratified
     val_split: str = ""  # use a prepared split for validation instead of carving one
-    select_metric: str = "accuracy"  # accuracy | mean_class_accuracy
+    select_metric: str = "accuracy"  # one of SELECT_METRICS: which validation figure picks the best epoch
     early_stop: int = 0  # stop after this many epochs without improvement; 0 = never
     seed: int = 0
     deterministic: bool = False
@@ -112,7 +116,8 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer": (lambda v: v in ("sgd", "adamw", "radam"), "sgd, adamw or radam"),
     "scheduler": (lambda v: v in ("onecycle", "cosine", "plateau", "step"), "onecycle, cosine, plateau or step"),
     "teacher_tta": (lambda v: v in ("none", "ten-crop"), "none or ten-crop"),
-    "select_metric": (lambda v: v in ("accuracy", "mean_class_accuracy"), "accuracy or mean_class_accuracy"),
+    "select_metric": (lambda v: v in SELECT_METRICS, " or ".join(SELECT_METRICS)),
+    "soft_label_share": (lambda v: 0 <= v <= 1, "a share in [0, 1]"),
     "device": (lambda v: re.fullmatch(r"|auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N"),
 }
 

@@ -15,7 +15,7 @@ from feredge import artifact
 from feredge.artifact import Artifact
 from feredge.config import DEVICE
 from feredge.errors import FeredgeError
-from feredge.metrics import metrics, softmax
+from feredge.metrics import softmax, validation_figures
 
 DEFAULT_OUT = Path("runs/eval")
 #: What `write_report` puts in the folder; any of them there means earlier results (feredge.outputs).
@@ -74,7 +74,7 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: s
             raise FeredgeError(f"{ckpt}: trained on classes {classes}, but {data} has {data_meta['classes']}")
         probs.append(softmax(logits) if len(checkpoints) > 1 else logits)
     scores = np.mean(probs, 0)
-    report = metrics(scores, np.asarray(part.labels), classes)
+    report = validation_figures(scores, np.asarray(part.labels), part.soft, classes)
     report.update({"checkpoints": [str(c) for c in checkpoints], "data": str(data), "split": split, "tta": tta,
                    "ensemble": "mean softmax" if len(checkpoints) > 1 else None})
     return report, scores
@@ -118,6 +118,9 @@ def table(report: dict) -> tuple[str, list[str], list[list[str]]]:
     """The terminal table of a report: title, header, one row per class."""
     title = (f"top-1 {report['accuracy']:.4f}  mean-class {report['mean_class_accuracy']:.4f}  "
              f"(n={report['n']}, tta {report['tta']})")
+    if "ferplus_accuracy" in report:
+        title += (f"\nagainst the FER+ majority vote: top-1 {report['ferplus_accuracy']:.4f}  "
+                  f"mean-class {report['ferplus_mean_class_accuracy']:.4f}")
     return title, ["class", "precision", "recall", "f1", "support"], [
         [c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])]
         for c, m in report["per_class"].items()]

@@ -41,6 +41,49 @@ def test_two_epochs_lower_the_loss(prepared_fer, tmp_path):
     assert meta.input_spec.size == 48 and "val_accuracy" in meta.details["metrics"]
 
 
+def _with_votes(prepared, dst):
+    """The prepared data with FER+-like votes: each image's split 0.4 its label, 0.6 neutral (as FER+'s
+    annotators call many of FER2013's sad and angry faces neutral), so every majority is neutral."""
+    import shutil
+
+    shutil.copytree(prepared, dst)
+    for split in ("train", "val"):
+        labels = np.load(dst / split / "labels.npy")
+        soft = np.zeros((len(labels), 7), np.float32)
+        soft[np.arange(len(labels)), labels] = 0.4
+        soft[:, 6] += 0.6
+        np.save(dst / split / "soft.npy", soft)
+    return dst
+
+
+def test_soft_labels_share_the_target_and_ferplus_agreement_is_logged(prepared_fer, tmp_path):
+    """soft_label_share blends the soft labels into the hard one; with votes, each epoch also logs top-1 and
+    mean-class against their majority, and a run can pick its best epoch by them."""
+    data = _with_votes(prepared_fer, tmp_path / "votes")
+    cfg = small_cfg(data, tmp_path / "run", epochs=1, soft_labels=True, soft_label_share=0.25, label_smoothing=0.0,
+                    select_metric="ferplus_accuracy")
+    trainer = Trainer(cfg)
+    idx = torch.arange(6)
+    hard = torch.nn.functional.one_hot(trainer.train.labels[idx], 7).float()
+    torch.testing.assert_close(trainer._targets(idx), 0.75 * hard + 0.25 * trainer.train.soft[idx])
+    trainer.fit()
+    row = json.loads((tmp_path / "run" / "log.json").read_text())[-1]
+    # every majority is neutral: agreement is the share called neutral, the accuracy of the one class present
+    assert row["val_ferplus_accuracy"] == pytest.approx(row["val_ferplus_mean_class_accuracy"])
+    assert abs(row["val_ferplus_accuracy"] - row["val_accuracy"]) > 0.05  # the labels say otherwise
+    meta = json.loads((tmp_path / "run" / "best.safetensors.json").read_text())
+    assert meta["details"]["metrics"]["val_ferplus_accuracy"] == row["val_ferplus_accuracy"]
+    from feredge.weights.package import training_stages
+
+    recipe = training_stages(tmp_path / "run" / "best.safetensors")[-1]["recipe"]
+    assert recipe["soft_label_share"] == 0.25 and recipe["select_metric"] == "ferplus_accuracy"
+    from feredge.evaluate import evaluate_checkpoints, table
+
+    report, _ = evaluate_checkpoints([tmp_path / "run" / "best.safetensors"], data, "val", device="cpu")
+    assert report["ferplus_accuracy"] == pytest.approx(report["ferplus_mean_class_accuracy"])
+    assert "against the FER+ majority vote" in table(report)[0]
+
+
 def test_cpu_bf16_runs_the_model_in_bf16_and_keeps_fp32_weights(prepared_fer, tmp_path):
     """cpu_bf16 autocasts the model's step (convolutions see bf16), while weights, optimiser state and the
     saved checkpoint stay fp32, so a run can switch the setting off and resume nothing else changed."""

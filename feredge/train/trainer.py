@@ -18,11 +18,11 @@ import torch.nn.functional as F
 
 from feredge._version import __version__
 from feredge.artifact import Artifact, InputSpec
-from feredge.config import TrainConfig
+from feredge.config import SELECT_METRICS, TrainConfig
 from feredge.data.splits import train_val_splits
 from feredge.data.store import ATTRIBUTES, Split
 from feredge.errors import FeredgeError
-from feredge.metrics import metrics
+from feredge.metrics import validation_figures
 from feredge.models import create_model, model_info
 from feredge.models.checkpoint import load_into, read_meta, read_state_dict
 from feredge.train import tensor_ops as ops
@@ -69,6 +69,16 @@ def _check_multitask(cfg: TrainConfig, train: Split) -> dict[str, float]:
     return aux
 
 
+def _check_soft_labels(cfg: TrainConfig, train: Split, val: Split) -> None:
+    """Soft labels or FER+ selection on data without FER+ votes would silently train or select on the hard labels."""
+    if cfg.soft_labels and train.soft is None:
+        raise FeredgeError(f"{cfg.data}: soft_labels=true but its training split has no soft labels (soft.npy); "
+                           "prepare it with --ferplus VOTES.csv, or set soft_labels=false")
+    if cfg.select_metric.startswith("ferplus") and val.soft is None:
+        raise FeredgeError(f"{cfg.data}: select_metric={cfg.select_metric} but the validation split has no FER+ "
+                           "votes (soft.npy); prepare it with --ferplus VOTES.csv, or select by accuracy")
+
+
 def _epoch_order(cfg: TrainConfig, data: DeviceData, gen: torch.Generator, dist: Dist) -> torch.Tensor:
     """This rank's sample order for the epoch: a permutation, or a class-balanced draw with replacement."""
     n = len(data)
@@ -94,6 +104,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         train, val, self.data_meta = train_val_splits(cfg)
         self.aux = _check_multitask(cfg, train)
+        _check_soft_labels(cfg, train, val)
         self.classes = self.data_meta["classes"]
         self.train = DeviceData.from_split(train, self.device)
         self.views = self._detector_views(train)
@@ -181,10 +192,10 @@ class Trainer:
 
     def _targets(self, idx: torch.Tensor) -> torch.Tensor:
         k = len(self.classes)
-        if self.cfg.soft_labels and self.train.soft is not None:
-            target = self.train.soft[idx].float()
-        else:
-            target = F.one_hot(self.train.labels[idx], k).float()
+        target = F.one_hot(self.train.labels[idx], k).float()
+        if self.cfg.soft_labels:
+            share = self.cfg.soft_label_share
+            target = (1 - share) * target + share * self.train.soft[idx].float()
         eps = self.cfg.label_smoothing
         return target * (1 - eps) + eps / k
 
@@ -277,7 +288,7 @@ class Trainer:
 
     def validate(self) -> dict:
         logits = predict_logits(self.kept, self.val.images, self.spec, "none", self.eval_crop, device=str(self.device))
-        return metrics(logits, np.asarray(self.val.labels), self.classes)
+        return validation_figures(logits, np.asarray(self.val.labels), self.val.soft, self.classes)
 
     def _meta(self, epoch: int, val: dict) -> Artifact:
         return Artifact(
@@ -287,7 +298,7 @@ class Trainer:
             details={
                 "eval_crop": self.eval_crop,
                 "epoch": epoch + 1,
-                "metrics": {"val_accuracy": val["accuracy"], "val_mean_class_accuracy": val["mean_class_accuracy"]},
+                "metrics": {f"val_{k}": val[k] for k in SELECT_METRICS if k in val},
                 "config": dataclasses.asdict(self.cfg),
                 **({"teacher_sha256": self.teacher_sha256} if self.teacher_sha256 else {}),
                 "data": {"dataset": self.data_meta.get("dataset"), "path": self.cfg.data,
@@ -337,14 +348,15 @@ class Trainer:
             improved = score > self.best
             self.best = max(self.best, score)
             stale = 0 if improved else stale + 1
-            row.update(val_accuracy=val["accuracy"], val_mean_class_accuracy=val["mean_class_accuracy"],
+            row.update({f"val_{k}": val[k] for k in SELECT_METRICS if k in val},
                        lr=self.opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
             if self.dist.main:
                 self.history.append(row)
                 self.run.log(self.history)
                 self._save(epoch, val, improved)
                 print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} train {row['train_accuracy']:.4f} "
-                      f"val {val['accuracy']:.4f} (mean-class {val['mean_class_accuracy']:.4f}) "
+                      f"val {val['accuracy']:.4f} (mean-class {val['mean_class_accuracy']:.4f}"
+                      + (f"; FER+ {val['ferplus_accuracy']:.4f}" if "ferplus_accuracy" in val else "") + ") "
                       f"{row['images_per_s']:.0f} img/s {row['seconds']:.0f}s{' *' if improved else ''}", flush=True)
             if cfg.early_stop and stale >= cfg.early_stop:
                 break

@@ -136,6 +136,10 @@ def training_stages(checkpoint: Path) -> list[dict]:
              "epochs_planned": cfg["epochs"],
              "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
              "wall_time_s": round(sum(r["seconds"] for r in log))}
+    if cfg.get("soft_labels"):
+        stage["recipe"]["soft_label_share"] = cfg.get("soft_label_share", 1.0)
+    if cfg.get("select_metric", "accuracy") != "accuracy":
+        stage["recipe"]["select_metric"] = cfg["select_metric"]
     if meta.details.get("teacher_sha256"):  # the teacher paths may since hold other files
         stage["recipe"]["teacher_sha256"] = ",".join(h[:16] for h in meta.details["teacher_sha256"].values())
     init = shipped_card(Path(cfg["init"])) if cfg.get("init") else None
@@ -171,7 +175,8 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
         "gflops_macs": count_macs(deployed, (s.channels, s.size, s.size)) / 1e9,
         "data": "FER2013 Training (28,709) for training; validation = 10% of Training, stratified, seed "
                 f"{cfg['seed']}; test = FER2013 PublicTest (3,589), evaluated once",
-        "labels": "FER2013 original labels" + (" + FER+ soft labels" if cfg["soft_labels"] else ""),
+        "labels": "FER2013 original labels" + (f" + FER+ soft labels ({cfg.get('soft_label_share', 1.0):.0%} of the target)"
+                                                 if cfg["soft_labels"] else ""),
         "stages": stages,
         "epochs_run": sum(st["epochs_run"] for st in stages),
         "selected_epoch": selected,
