@@ -82,6 +82,11 @@ def test_soft_labels_share_the_target_and_ferplus_agreement_is_logged(prepared_f
     report, _ = evaluate_checkpoints([tmp_path / "run" / "best.safetensors"], data, "val", device="cpu")
     assert report["ferplus_accuracy"] == pytest.approx(report["ferplus_mean_class_accuracy"])
     assert "against the FER+ majority vote" in table(report)[0]
+    from feredge.weights.package import _ferplus_row
+
+    card = {f"{w}_ferplus_{k}": v for w in ("validation", "publictest")
+            for k, v in (("accuracy", report["ferplus_accuracy"]), ("mean_class_accuracy", 0.5))}
+    assert f"{report['ferplus_accuracy']:.4f}" in _ferplus_row(card) and _ferplus_row({}) == ""
 
 
 def test_cpu_bf16_runs_the_model_in_bf16_and_keeps_fp32_weights(prepared_fer, tmp_path):

@@ -59,17 +59,19 @@ def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tupl
 def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray | None = None) -> dict:
     """Metrics of a shipped ONNX through the runtime path (ONNX Runtime, NumPy pre-processing)."""
     from feredge.data.store import load_split
-    from feredge.metrics import metrics
+    from feredge.metrics import validation_figures
     from feredge.runtime.ort import OrtRunner
     from feredge.vision.preprocess import preprocess_faces
 
     part = load_split(data, split)
     images, labels = np.asarray(part.images), np.asarray(part.labels)
+    soft = None if part.soft is None else np.asarray(part.soft)
     if images_index is not None:
         images, labels = images[images_index], labels[images_index]
+        soft = None if soft is None else soft[images_index]
     with OrtRunner(WEIGHTS_DIR / f"{name}.onnx") as runner:
         logits = runner.infer_all(preprocess_faces(images, runner.info.input_spec))
-        return metrics(logits, labels, list(runner.info.classes))
+        return validation_figures(logits, labels, soft, list(runner.info.classes))
 
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "warmup_pct", "batch_size",
@@ -186,6 +188,8 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
         "publictest_single_pass_accuracy": test["accuracy"],
         "publictest_mean_class_accuracy": test["mean_class_accuracy"],
         "publictest_per_class_recall": {c: m["recall"] for c, m in test["per_class"].items()},
+        **{f"{where}_ferplus_{k}": figures[f"ferplus_{k}"] for where, figures in (("validation", val), ("publictest", test))
+           for k in ("accuracy", "mean_class_accuracy") if f"ferplus_{k}" in figures},
         "runtime": f"single pass (no TTA), ONNX Runtime on {name}.onnx; torch on {name}.safetensors agrees"
                    + _prior_line(meta.details.get("prior_correction")),
         "prior_correction": meta.details.get("prior_correction"),
@@ -196,6 +200,15 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
     artifact.atomic_write_text(paths["json"], json.dumps(card, indent=2))
     artifact.atomic_write_text(paths["md"], _markdown(card, paths["confusion"].name))
     return card
+
+
+def _ferplus_row(card: dict) -> str:
+    """Agreement with FER+'s ten-annotator majority, where the data carry its votes (FER2013's labels are noisier)."""
+    if "publictest_ferplus_accuracy" not in card:
+        return ""
+    return (f"| against the FER+ majority vote: validation / PublicTest | {card['validation_ferplus_accuracy']:.4f} / "
+            f"{card['publictest_ferplus_accuracy']:.4f} (mean-class {card['validation_ferplus_mean_class_accuracy']:.4f} / "
+            f"{card['publictest_ferplus_mean_class_accuracy']:.4f}) |\n")
 
 
 def _prior_line(correction: dict | None) -> str:
@@ -241,7 +254,7 @@ def _markdown(card: dict, confusion_png: str) -> str:
 | wall time | {card['wall_time_s']} s of training |
 | **validation accuracy** (held-out 10 % of Training) | {card['validation_accuracy']:.4f} (mean-class {card['validation_mean_class_accuracy']:.4f}) |
 | **PublicTest accuracy, single pass** | **{card['publictest_single_pass_accuracy']:.4f}** (mean-class {card['publictest_mean_class_accuracy']:.4f}) |
-| what the runtime uses | {card['runtime']} |
+{_ferplus_row(card)}| what the runtime uses | {card['runtime']} |
 | training-data licence | {card['training_data_licence']} |
 
 Training stages (each later stage starts from the previous stage's best weights, with a fresh schedule; a soup's ingredients all start from the stage before them):
