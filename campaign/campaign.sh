@@ -135,6 +135,10 @@ STAGES=(
     # s12-ferplus agrees with the FER+ majority on 78.8 % of the validation carve (s10-bf16: 66.9 %) and with
     # FER2013's labels on 66.3 % (69.1 %). Between the two: half the label target from the votes.
     "s12-fp50|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    # feredge-n with the same change: n9-det (the shipped soup's restart recipe, half detector crops) in bf16,
+    # with FER+'s votes as the label target, all of it or half.
+    "n12-ferplus|$NRESTART --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true"
+    "n12-fp50|$NRESTART --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
     # feredge-n from scratch with s-long-kd's schedule (the issue's "then feredge-n, distilled from the new
     # feredge-s"), distill weight 0.8 as its restarts; teacher: the best ensemble of teacher_search.py over
     # stage 8, the four of ENSEMBLE5 and s-long-kd: s5-raw + n2 + s-long-kd, 72.46 % ten-crop on validation.
