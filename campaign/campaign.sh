@@ -139,10 +139,15 @@ STAGES=(
     # with FER+'s votes as the label target, all of it or half.
     "n12-ferplus|$NRESTART --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true"
     "n12-fp50|$NRESTART --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
-    # feredge-n from scratch with s-long-kd's schedule (the issue's "then feredge-n, distilled from the new
-    # feredge-s"), distill weight 0.8 as its restarts; teacher: the best ensemble of teacher_search.py over
-    # stage 8, the four of ENSEMBLE5 and s-long-kd: s5-raw + n2 + s-long-kd, 72.46 % ten-crop on validation.
-    "n-long-kd|--recipe feredge-n --seed 0 --device cpu --epochs 250 --set teacher=$TEACHERS/s5-raw.safetensors,$TEACHERS/n2.safetensors,$KEPT/s-long-kd/best.safetensors --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5 --set cpu_bf16=true"
+    # Restarts of stage 5 as trained with stage 9's recipe (s12-fp50) and one change each, ingredients for a soup
+    # of FER+ half-target models: peak lr 0.03 / 0.05 (as s8-lr03 / s8-lr05 were for stage 7 and 8's soups),
+    # camera augmentation on half the images.
+    "s14-fp50-lr03|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "s14-fp50-lr05|${RESTART5/--lr 0.02/--lr 0.05} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "s14-fp50-cam|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5 --set camera_augment=0.5"
+    # (feredge-n's long from-scratch run, queued here at the session's start with a FER2013-label teacher, was
+    # withdrawn before its first epoch once FER+'s votes proved what the photos need; its teacher is to be
+    # chosen again, by FER+ agreement as well.)
 )
 
 prepare() {
