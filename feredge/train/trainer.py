@@ -71,6 +71,9 @@ def _check_multitask(cfg: TrainConfig, train: Split) -> dict[str, float]:
 
 def _check_soft_labels(cfg: TrainConfig, train: Split, val: Split) -> None:
     """Soft labels or FER+ selection on data without FER+ votes would silently train or select on the hard labels."""
+    if not cfg.soft_labels and cfg.soft_label_share != 1.0:
+        raise FeredgeError(f"soft_label_share={cfg.soft_label_share} mixes soft labels into the target, but "
+                           "soft_labels=false: set soft_labels=true too, or drop soft_label_share")
     if cfg.soft_labels and train.soft is None:
         raise FeredgeError(f"{cfg.data}: soft_labels=true but its training split has no soft labels (soft.npy); "
                            "prepare it with --ferplus VOTES.csv, or set soft_labels=false")
