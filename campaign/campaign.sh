@@ -198,7 +198,8 @@ rows = json.load(open(sys.argv[1]))
 rows = rows if isinstance(rows, list) else rows.get("epochs", [])
 best = max(rows, key=lambda r: r.get("val_accuracy", 0), default={})
 last = rows[-1] if rows else {}
-print(f"{sys.argv[2]}: epoch {last.get('epoch')} of the run, best validation {best.get('val_accuracy')} at epoch {best.get('epoch')}")
+fp = f" (FER+ agreement {best['val_ferplus_accuracy']:.4f})" if "val_ferplus_accuracy" in best else ""
+print(f"{sys.argv[2]}: epoch {last.get('epoch')} of the run, best validation {best.get('val_accuracy')} at epoch {best.get('epoch')}{fp}")
 PY
         else
             echo "$name: not started"
