@@ -293,7 +293,7 @@ class Trainer:
         logits = predict_logits(self.kept, self.val.images, self.spec, "none", self.eval_crop, device=str(self.device))
         return validation_figures(logits, np.asarray(self.val.labels), self.val.soft, self.classes)
 
-    def _meta(self, epoch: int, val: dict) -> Artifact:
+    def _meta(self, epoch: int, scores: dict) -> Artifact:
         return Artifact(
             "checkpoint", self.cfg.model, tuple(self.classes), self.spec,
             model_kwargs={k: v for k, v in self.cfg.model_kwargs.items() if k != "pretrained"},
@@ -301,7 +301,7 @@ class Trainer:
             details={
                 "eval_crop": self.eval_crop,
                 "epoch": epoch + 1,
-                "metrics": {f"val_{k}": val[k] for k in SELECT_METRICS if k in val},
+                "metrics": scores,
                 "config": dataclasses.asdict(self.cfg),
                 **({"teacher_sha256": self.teacher_sha256} if self.teacher_sha256 else {}),
                 "data": {"dataset": self.data_meta.get("dataset"), "path": self.cfg.data,
@@ -309,13 +309,13 @@ class Trainer:
                          or f"{self.cfg.val_fraction:.0%} of train, stratified, seed {self.cfg.seed}"},
             })
 
-    def _save(self, epoch: int, val: dict, improved: bool) -> None:
+    def _save(self, epoch: int, scores: dict, improved: bool) -> None:
         state = {"epoch": epoch + 1, "best": self.best, "history": self.history,
                  "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                  "scaler": self.scaler.state_dict()}
         if self.ema is not None:  # last.safetensors holds the average: the trained weights go here
             state.update(model=self.model.state_dict(), ema_updates=self.ema.updates)
-        self.run.save(self.kept, self._meta(epoch, val), improved, state)
+        self.run.save(self.kept, self._meta(epoch, scores), improved, state)
 
     def resume(self) -> None:
         """Continue from out/last.safetensors + last_state.pt (weights-only loading), which must be one epoch's."""
@@ -351,12 +351,13 @@ class Trainer:
             improved = score > self.best
             self.best = max(self.best, score)
             stale = 0 if improved else stale + 1
-            row.update({f"val_{k}": val[k] for k in SELECT_METRICS if k in val},
+            scores = {f"val_{k}": val[k] for k in SELECT_METRICS if k in val}  # the log row's and the sidecar's
+            row.update(scores,
                        lr=self.opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
             if self.dist.main:
                 self.history.append(row)
                 self.run.log(self.history)
-                self._save(epoch, val, improved)
+                self._save(epoch, scores, improved)
                 print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} train {row['train_accuracy']:.4f} "
                       f"val {val['accuracy']:.4f} (mean-class {val['mean_class_accuracy']:.4f}"
                       + (f"; FER+ {val['ferplus_accuracy']:.4f}" if "ferplus_accuracy" in val else "") + ") "
