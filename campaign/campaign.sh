@@ -35,7 +35,8 @@ HISTORY=(
     "s4|231fb7f|feredge-s"     # feredge-s stage 4 (validation 68.70 % as shipped, ONNX; 68.73 % in torch)
     "s3|ffcb1b8|feredge-s"     # feredge-s stage 3 (ten-crop 69.81 % on validation)
     "s2|7a60a95|feredge-s"     # feredge-s stage 2
-    "nsoup|8b652c2|feredge-n"  # feredge-n soup (shipped today)
+    "nsoup|8b652c2|feredge-n"  # feredge-n soup (shipped before stage 12)
+    "s9|28e02ec|feredge-s"     # feredge-s stage 9 (s12-fp50: FER+'s votes as half the label target)
     "n3|b980cc1|feredge-n"     # feredge-n stage 3
     "n2|00c9732|feredge-n"     # feredge-n stage 2, distilled from s3
 )
@@ -57,6 +58,10 @@ PROXY="$LONG --epochs 15"
 # their logs in campaign/logs/): prepare lays each out as a run folder, $KEPT/NAME/{best.safetensors,log.json},
 # so a run that starts from one lists its stages on the model card as from any run.
 KEPT="$RUNS/kept"
+# The teacher with the best FER+ agreement short of giving up FER2013 (campaign/teachers-ferplus.json, from
+# teacher_search.py --by ferplus_accuracy): stage 9 + s13-long-fp's last epoch, ten-crop, 69.19 % on FER2013's
+# validation labels and 77.16 % on FER+'s majority (ENSEMBLE5: 70.68 % / 66.9 %).
+ENSEMBLE_FP="$TEACHERS/s9.safetensors,$KEPT/s13-long-fp-last/best.safetensors"
 LONG_RESTART="--recipe feredge-s --epochs 12 --lr 0.03 --seed 0 --device cpu --set init=$KEPT/s-long-kd/best.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set cpu_bf16=true"
 
 # name | command-line settings of the first start (later starts resume the run's own saved settings)
@@ -145,6 +150,16 @@ STAGES=(
     "s14-fp50-lr03|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
     "s14-fp50-lr05|${RESTART5/--lr 0.02/--lr 0.05} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
     "s14-fp50-cam|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5 --set camera_augment=0.5"
+    # s11-det50 (the long run's restart) with stage 9's one change: half the label target from FER+'s votes.
+    "s15-long-fp50|$LONG_RESTART --set detector_crops=0.5 --set soft_labels=true --set soft_label_share=0.5"
+    # n12-fp50 (shipped feredge-n) with one change, the teacher: ENSEMBLE_FP in place of ENSEMBLE5.
+    "n13-fpteach|${NRESTART/$ENSEMBLE5/$ENSEMBLE_FP} --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    # feredge-n's long from-scratch schedule (250 epochs at about 17 s in bf16, one session), distilled from
+    # ENSEMBLE_FP with half the label target from FER+'s votes and half the images cut as the detector cuts.
+    "n-long-fp50|--recipe feredge-n --epochs 250 --seed 0 --device cpu --set teacher=$ENSEMBLE_FP --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    # s-long-kd (250 epochs from scratch, 71.14 % validation) with stage 9's one change: half the label target
+    # from FER+'s votes. About 4.5 hours: it spans sessions through `carry`.
+    "s-long-fp50|$LONG --epochs 250 --set soft_labels=true --set soft_label_share=0.5"
     # (feredge-n's long from-scratch run, queued here at the session's start with a FER2013-label teacher, was
     # withdrawn before its first epoch once FER+'s votes proved what the photos need; its teacher is to be
     # chosen again, by FER+ agreement as well.)
@@ -173,7 +188,9 @@ prepare() {
         name="$(basename "$kept" .safetensors)"
         [ -f "$kept" ] && [ ! -f "$KEPT/$name/best.safetensors" ] || continue
         mkdir -p "$KEPT/$name"
-        cp "$LOGS/$name.json" "$KEPT/$name/log.json"
+        log="$LOGS/$name.json"  # NAME-last: a run's last epoch kept in place of its best, with the run's log
+        [ -f "$log" ] || log="$LOGS/${name%-last}.json"
+        cp "$log" "$KEPT/$name/log.json"
         cp "$kept.json" "$KEPT/$name/best.safetensors.json"
         cp "$kept" "$KEPT/$name/best.tmp" && mv "$KEPT/$name/best.tmp" "$KEPT/$name/best.safetensors"
     done
