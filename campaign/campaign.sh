@@ -154,6 +154,8 @@ STAGES=(
     "s15-long-fp50|$LONG_RESTART --set detector_crops=0.5 --set soft_labels=true --set soft_label_share=0.5"
     # n12-fp50 (shipped feredge-n) with one change, the teacher: ENSEMBLE_FP in place of ENSEMBLE5.
     "n13-fpteach|${NRESTART/$ENSEMBLE5/$ENSEMBLE_FP} --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    # s12-fp50 (stage 9) with the same one change: the FER+-agreeing teacher ENSEMBLE_FP in place of ENSEMBLE5.
+    "s16-fpteach|$RESTART5 --set teacher=$ENSEMBLE_FP --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
     # feredge-n's long from-scratch schedule (250 epochs at about 17 s in bf16, one session), distilled from
     # ENSEMBLE_FP with half the label target from FER+'s votes and half the images cut as the detector cuts.
     "n-long-fp50|--recipe feredge-n --epochs 250 --seed 0 --device cpu --set teacher=$ENSEMBLE_FP --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
