@@ -369,9 +369,11 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     stamp = os.stat(cache1).st_mtime_ns
     train(cfg, resume=True)
     assert os.stat(cache1).st_mtime_ns == stamp
-    from feredge.weights.package import training_stages
+    from feredge.weights.package import _weights_line, training_stages
 
-    assert training_stages(out / "last.safetensors")[-1]["recipe"]["teacher_sha256"] == file_sha256(t1)[:16]
+    last = training_stages(out / "last.safetensors")[-1]
+    assert last["recipe"]["teacher_sha256"] == file_sha256(t1)[:16]
+    assert "last epoch" in _weights_line(last, 2) and "best validation" not in _weights_line(last, 2)
     Trainer(dataclasses.replace(cfg, teacher=str(t2)))
     assert cache2.is_file() and os.stat(cache1).st_mtime_ns == stamp
     stamps = (os.stat(cache1).st_mtime_ns, os.stat(cache2).st_mtime_ns)

@@ -136,7 +136,7 @@ def training_stages(checkpoint: Path) -> list[dict]:
              "recipe": {k: cfg.get(k, getattr(defaults, k))
                         for k in RECIPE_KEYS + (DISTILL_KEYS if cfg.get("teacher") else ())},
              "epochs_planned": cfg["epochs"],
-             "epochs_run": len(log), "selected_epoch": meta.details["epoch"],
+             "epochs_run": len(log), "selected_epoch": meta.details["epoch"], "checkpoint": path.stem,
              "wall_time_s": round(sum(r["seconds"] for r in log))}
     if cfg.get("soft_labels"):
         stage["recipe"]["soft_label_share"] = cfg.get("soft_label_share", 1.0)
@@ -225,6 +225,8 @@ def _weights_line(last: dict, selected: int | None) -> str:
                 else "fine-tunes")
         return (f"weights: a {last['soup']} soup (average) of {last['recipe']['ingredients_kept']} {what}, "
                 "the runs marked kept")
+    if last.get("checkpoint") == "last":  # a run whose FER2013 validation is not its selector (FER+ targets)
+        return f"weights of epoch {selected} (the last stage's last epoch)"
     return f"weights of epoch {selected} (best validation of the last stage)"
 
 
@@ -273,7 +275,7 @@ Per-class recall on PublicTest:
 
 {card['notes']}
 
-Reproduce: `python -m feredge.weights.package <run>/best.safetensors --data prepared/fer2013 --hardware ...{reproduce_prior}`
+Reproduce: `python -m feredge.weights.package <run>/{card['stages'][-1].get('checkpoint', 'best')}.safetensors --data prepared/fer2013 --hardware ...{reproduce_prior}`
 re-evaluates the shipped files; `tests/test_default_model.py` checks the PublicTest number to 0.1 pp.
 """
 
