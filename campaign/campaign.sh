@@ -64,6 +64,10 @@ KEPT="$RUNS/kept"
 ENSEMBLE_FP="$TEACHERS/s9.safetensors,$KEPT/s13-long-fp-last/best.safetensors"
 LONG_RESTART="--recipe feredge-s --epochs 12 --lr 0.03 --seed 0 --device cpu --set init=$KEPT/s-long-kd/best.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set cpu_bf16=true"
 
+# Stage 9's label target (half of it FER+'s votes) and its settings besides the teacher and the starting point.
+FP50="--set soft_labels=true --set soft_label_share=0.5"
+STAGE9="--set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true $FP50"
+
 # name | command-line settings of the first start (later starts resume the run's own saved settings)
 STAGES=(
     # Stage 4's warm restart, one change: the ensemble's ten-crop logits as teacher instead of its own.
@@ -139,32 +143,32 @@ STAGES=(
     "s13-long-fp|$LONG_RESTART --set detector_crops=0.5 --set soft_labels=true"
     # s12-ferplus agrees with the FER+ majority on 78.8 % of the validation carve (s10-bf16: 66.9 %) and with
     # FER2013's labels on 66.3 % (69.1 %). Between the two: half the label target from the votes.
-    "s12-fp50|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "s12-fp50|$RESTART5 --set teacher=$ENSEMBLE5 $STAGE9"
     # feredge-n with the same change: n9-det (the shipped soup's restart recipe, half detector crops) in bf16,
     # with FER+'s votes as the label target, all of it or half.
     "n12-ferplus|$NRESTART --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true"
-    "n12-fp50|$NRESTART --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "n12-fp50|$NRESTART --set detector_crops=0.5 --set cpu_bf16=true $FP50"
     # Restarts of stage 5 as trained with stage 9's recipe (s12-fp50) and one change each, ingredients for a soup
     # of FER+ half-target models: peak lr 0.03 / 0.05 (as s8-lr03 / s8-lr05 were for stage 7 and 8's soups),
     # camera augmentation on half the images.
-    "s14-fp50-lr03|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
-    "s14-fp50-lr05|${RESTART5/--lr 0.02/--lr 0.05} --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
-    "s14-fp50-cam|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5 --set camera_augment=0.5"
+    "s14-fp50-lr03|${RESTART5/--lr 0.02/--lr 0.03} --set teacher=$ENSEMBLE5 $STAGE9"
+    "s14-fp50-lr05|${RESTART5/--lr 0.02/--lr 0.05} --set teacher=$ENSEMBLE5 $STAGE9"
+    "s14-fp50-cam|$RESTART5 --set teacher=$ENSEMBLE5 $STAGE9 --set camera_augment=0.5"
     # s11-det50 (the long run's restart) with stage 9's one change: half the label target from FER+'s votes.
-    "s15-long-fp50|$LONG_RESTART --set detector_crops=0.5 --set soft_labels=true --set soft_label_share=0.5"
+    "s15-long-fp50|$LONG_RESTART --set detector_crops=0.5 $FP50"
     # n12-fp50 (shipped feredge-n) with one change, the teacher: ENSEMBLE_FP in place of ENSEMBLE5.
-    "n13-fpteach|${NRESTART/$ENSEMBLE5/$ENSEMBLE_FP} --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "n13-fpteach|${NRESTART/$ENSEMBLE5/$ENSEMBLE_FP} --set detector_crops=0.5 --set cpu_bf16=true $FP50"
     # s12-fp50 (stage 9) with the same one change: the FER+-agreeing teacher ENSEMBLE_FP in place of ENSEMBLE5.
-    "s16-fpteach|$RESTART5 --set teacher=$ENSEMBLE_FP --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "s16-fpteach|$RESTART5 --set teacher=$ENSEMBLE_FP $STAGE9"
     # feredge-n's long from-scratch schedule (250 epochs at about 17 s in bf16, one session), distilled from
     # ENSEMBLE_FP with half the label target from FER+'s votes and half the images cut as the detector cuts.
-    "n-long-fp50|--recipe feredge-n --epochs 250 --seed 0 --device cpu --set teacher=$ENSEMBLE_FP --set teacher_tta=ten-crop --set distill_weight=0.8 --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "n-long-fp50|--recipe feredge-n --epochs 250 --seed 0 --device cpu --set teacher=$ENSEMBLE_FP --set distill_weight=0.8 $STAGE9"
     # s16-fpteach (+2.94 points of steady mean-class on the photos: 0.06 short of the rule) with one change, the
     # starting point: stage 9 itself, so the lineage's next stage.
-    "s17-fpteach9|${RESTART5/s5-raw.safetensors/s9.safetensors} --set teacher=$ENSEMBLE_FP --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true --set soft_labels=true --set soft_label_share=0.5"
+    "s17-fpteach9|${RESTART5/s5-raw.safetensors/s9.safetensors} --set teacher=$ENSEMBLE_FP $STAGE9"
     # s-long-kd (250 epochs from scratch, 71.14 % validation) with stage 9's one change: half the label target
     # from FER+'s votes. About 4.5 hours: it spans sessions through `carry`.
-    "s-long-fp50|$LONG --epochs 250 --set soft_labels=true --set soft_label_share=0.5"
+    "s-long-fp50|$LONG --epochs 250 $FP50"
     # (feredge-n's long from-scratch run, queued here at the session's start with a FER2013-label teacher, was
     # withdrawn before its first epoch once FER+'s votes proved what the photos need; its teacher is to be
     # chosen again, by FER+ agreement as well.)
