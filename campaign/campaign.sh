@@ -166,6 +166,13 @@ STAGES=(
     # s16-fpteach (+2.94 points of steady mean-class on the photos: 0.06 short of the rule) with one change, the
     # starting point: stage 9 itself, so the lineage's next stage.
     "s17-fpteach9|${RESTART5/s5-raw.safetensors/s9.safetensors} --set teacher=$ENSEMBLE_FP $STAGE9"
+    # s15-long-fp50 (the long run's restart with the half FER+ target: 70.33 % validation, the photos' worst
+    # reader) with s16-fpteach's one change, the FER+-agreeing teacher ENSEMBLE_FP in place of ENSEMBLE5 (on
+    # stage 9 it gave +6.3 top-1 and +2.9 steady mean-class on the photos at 0.5 points of validation).
+    "s18-long-fpteach|${LONG_RESTART/$ENSEMBLE5/$ENSEMBLE_FP} --set detector_crops=0.5 $FP50"
+    # s16-fpteach with one change: the teacher's share of the loss 0.8 (feredge-n's, whose same teacher change
+    # gained twice what feredge-s's did on the photos) in place of the recipe's 0.5.
+    "s19-fpteach-dw8|$RESTART5 --set teacher=$ENSEMBLE_FP $STAGE9 --set distill_weight=0.8"
     # s-long-kd (250 epochs from scratch, 71.14 % validation) with stage 9's one change: half the label target
     # from FER+'s votes. About 4.5 hours: it spans sessions through `carry`.
     "s-long-fp50|$LONG --epochs 250 $FP50"
