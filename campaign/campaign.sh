@@ -173,6 +173,12 @@ STAGES=(
     # s16-fpteach with one change: the teacher's share of the loss 0.8 (feredge-n's, whose same teacher change
     # gained twice what feredge-s's did on the photos) in place of the recipe's 0.5.
     "s19-fpteach-dw8|$RESTART5 --set teacher=$ENSEMBLE_FP $STAGE9 --set distill_weight=0.8"
+    # s16-fpteach with one change each: 20 epochs (feredge-n's restart length, whose same teacher change passed
+    # the rule) in place of 12; the teacher s13-long-fp's last epoch alone (80.64 % FER+ agreement ten-crop,
+    # the campaign's highest; it reads the photos' top-1 best and their rare classes worst) in place of
+    # ENSEMBLE_FP.
+    "s20-fpteach20|${RESTART5/--epochs 12/--epochs 20} --set teacher=$ENSEMBLE_FP $STAGE9"
+    "s21-s13teach|$RESTART5 --set teacher=$KEPT/s13-long-fp-last/best.safetensors $STAGE9"
     # s-long-kd (250 epochs from scratch, 71.14 % validation) with stage 9's one change: half the label target
     # from FER+'s votes. About 4.5 hours: it spans sessions through `carry`.
     "s-long-fp50|$LONG --epochs 250 $FP50"
