@@ -9,6 +9,10 @@ is found counts as wrong (the detector is part of the path).
     python benchmarks/real_photos.py --photos ~/feredge-runs/real-photos --model feredge-s feredge-n \
         [--half tune|check|all] [--margin 0 0.1] [--align] [--tta] [--out results.json]
 
+Each model after the first is also compared with the first on the same photos: the difference in top-1,
+mean-class and steady mean-class, with a 90 % interval from resampling identities (how much of a gap the
+luck of who is in the half could make).
+
 The photos and any crops of them must never be committed (see their README); only the numbers are.
 """
 
@@ -40,36 +44,68 @@ def half_of(identity: str) -> str:
     return "tune" if int(hashlib.sha256(identity.encode()).hexdigest(), 16) % 2 == 0 else "check"
 
 
-def load(photos: Path, half: str) -> list[tuple[Path, str]]:
+#: Bootstrap draws for the paired comparison against the first model (identities resampled with replacement).
+DRAWS = 2000
+
+
+def load(photos: Path, half: str) -> list[tuple[Path, str, str]]:
+    """(image, label, identity) of each photo in the half."""
     with open(photos / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return [(photos / r["path"], r["label7"]) for r in rows if half == "all" or half_of(r["identity"]) == half]
+    return [(photos / r["path"], r["label7"], r["identity"]) for r in rows
+            if half == "all" or half_of(r["identity"]) == half]
 
 
-def score(rec: Recognizer, items: list[tuple[Path, str]]) -> dict:
-    """Top-1, mean-class, per-class recall and the share of photos where a face was found."""
+def predict(rec: Recognizer, items: list[tuple[Path, str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Class index of each label and of the largest face's prediction (-1 where no face was found)."""
     classes = list(rec.classes)
-    truth, pred, found = [], [], 0
-    for path, label in items:
+    truth, pred = [], []
+    for path, label, _ in items:
         faces = rec(read_image(path))
         truth.append(classes.index(label))
-        if faces:
-            found += 1
-            largest = max(faces, key=lambda f: f.box[2] * f.box[3])
-            pred.append(classes.index(largest.label))
-        else:
-            pred.append(-1)  # no face: wrong whatever the label
-    truth_a, pred_a = np.array(truth), np.array(pred)
-    recall = {c: float((pred_a[truth_a == k] == k).mean()) for k, c in enumerate(classes) if (truth_a == k).any()}
-    support = {c: int((truth_a == k).sum()) for k, c in enumerate(classes) if (truth_a == k).any()}
-    steady = [recall[c] for c in recall if support[c] >= STEADY]
+        # no face: wrong whatever the label
+        pred.append(classes.index(max(faces, key=lambda f: f.box[2] * f.box[3]).label) if faces else -1)
+    return np.array(truth), np.array(pred)
+
+
+def headline(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Top-1, mean-class and steady mean-class (classes with ≥ STEADY photos), the figures the rule compares."""
+    present = np.unique(truth)
+    recall = [float((pred[truth == k] == k).mean()) for k in present]
+    steady = [r for k, r in zip(present, recall) if (truth == k).sum() >= STEADY]
+    return {"accuracy": float((pred == truth).mean()), "mean_class_accuracy": float(np.mean(recall)),
+            f"mean_class_accuracy_{STEADY}plus": float(np.mean(steady))}
+
+
+def score(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    """The headline figures, per-class recall and support, the confusion and the share of faces found."""
+    recall = {c: float((pred[truth == k] == k).mean()) for k, c in enumerate(classes) if (truth == k).any()}
+    support = {c: int((truth == k).sum()) for k, c in enumerate(classes) if (truth == k).any()}
     # rows: the label; columns: the prediction, then "no face" (where the errors go says more than recall)
-    confusion = {c: [int((pred_a[truth_a == k] == j).sum()) for j in [*range(len(classes)), -1]]
-                 for k, c in enumerate(classes) if (truth_a == k).any()}
-    return {"n": len(items), "face_found": found / max(len(items), 1),
-            "accuracy": float((pred_a == truth_a).mean()), "mean_class_accuracy": float(np.mean(list(recall.values()))),
-            f"mean_class_accuracy_{STEADY}plus": float(np.mean(steady)), "recall": recall, "support": support,
+    confusion = {c: [int((pred[truth == k] == j).sum()) for j in [*range(len(classes)), -1]]
+                 for k, c in enumerate(classes) if (truth == k).any()}
+    return {"n": len(truth), "face_found": float((pred >= 0).mean()) if len(pred) else 0.0,
+            **headline(truth, pred), "recall": recall, "support": support,
             "confusion": confusion, "confusion_columns": [*classes, "no face"]}
+
+
+def paired_difference(truth: np.ndarray, base: np.ndarray, other: np.ndarray, identities: list[str],
+                      draws: int = DRAWS, seed: int = 0) -> dict[str, list[float]]:
+    """``other`` minus ``base`` on each headline figure, with a 90 % interval from resampling identities.
+
+    Both models see the same resampled photos (paired), and a person's photos move together, so the interval
+    says how far a difference of this size is from the noise of which people happen to be in the half."""
+    names, index = np.unique(np.array(identities), return_inverse=True)
+    members = [np.flatnonzero(index == i) for i in range(len(names))]
+    rng = np.random.default_rng(seed)
+    point = {k: headline(truth, other)[k] - v for k, v in headline(truth, base).items()}
+    samples: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(draws):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        b, o = headline(truth[rows], base[rows]), headline(truth[rows], other[rows])
+        for k in samples:
+            samples[k].append(o[k] - b[k])
+    return {k: [point[k], *np.percentile(samples[k], [5, 95]).tolist()] for k in point}
 
 
 def main() -> None:
@@ -86,20 +122,31 @@ def main() -> None:
     items = load(args.photos, args.half)
     if args.limit:
         items = items[:args.limit]
-    results = []
+    results, first = [], None
+    identities = [identity for _, _, identity in items]
     for model in args.model:
         for margin in args.margin:
             t0 = time.perf_counter()
             with Recognizer(model, margin=margin, align=args.align, tta=args.tta, device="cpu") as rec:
-                r = score(rec, items)
+                truth, pred = predict(rec, items)
+                r = score(truth, pred, list(rec.classes))
             r.update(model=model, margin=margin, align=args.align, tta=args.tta, half=args.half,
                      seconds=round(time.perf_counter() - t0, 1))
+            if first is None:
+                first = (model, margin, pred)
+            else:
+                r["against_first"] = {"model": first[0], "margin": first[1],
+                                      "difference": paired_difference(truth, first[2], pred, identities)}
             results.append(r)
             print(f"{model:<10} margin {margin:<5} align {args.align!s:<5} tta {args.tta!s:<5} {args.half}: "
                   f"n {r['n']}, face found {r['face_found']:.1%}, top-1 {r['accuracy']:.2%}, "
                   f"mean-class {r['mean_class_accuracy']:.2%} (classes with ≥ {STEADY} photos: "
                   f"{r[f'mean_class_accuracy_{STEADY}plus']:.2%})  "
                   + " ".join(f"{c} {v:.2f}" for c, v in r["recall"].items()), flush=True)
+            if "against_first" in r:
+                print("    minus the first, 90 % interval over identities: " + ", ".join(
+                    f"{key} {d:+.2%} [{lo:+.2%}, {hi:+.2%}]"
+                    for key, (d, lo, hi) in r["against_first"]["difference"].items()), flush=True)
     if args.out:
         old = json.loads(args.out.read_text()) if args.out.exists() else []
         atomic_write_text(args.out, json.dumps(old + results, indent=1))
