@@ -63,6 +63,7 @@ KEPT="$RUNS/kept"
 # validation labels and 77.16 % on FER+'s majority (ENSEMBLE5: 70.68 % / 66.9 %).
 ENSEMBLE_FP="$TEACHERS/s9.safetensors,$KEPT/s13-long-fp-last/best.safetensors"
 LONG_RESTART="--recipe feredge-s --epochs 12 --lr 0.03 --seed 0 --device cpu --set init=$KEPT/s-long-kd/best.safetensors --set warmup_pct=0.1 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set cpu_bf16=true"
+LONG_RESTART_FP="${LONG_RESTART/$ENSEMBLE5/$ENSEMBLE_FP}"  # the same with the FER+-agreeing teacher
 
 # Stage 9's label target (half of it FER+'s votes) and its settings besides the teacher and the starting point.
 FP50="--set soft_labels=true --set soft_label_share=0.5"
@@ -169,7 +170,7 @@ STAGES=(
     # s15-long-fp50 (the long run's restart with the half FER+ target: 70.33 % validation, the photos' worst
     # reader) with s16-fpteach's one change, the FER+-agreeing teacher ENSEMBLE_FP in place of ENSEMBLE5 (on
     # stage 9 it gave +6.3 top-1 and +2.9 steady mean-class on the photos at 0.5 points of validation).
-    "s18-long-fpteach|${LONG_RESTART/$ENSEMBLE5/$ENSEMBLE_FP} --set detector_crops=0.5 $FP50"
+    "s18-long-fpteach|$LONG_RESTART_FP --set detector_crops=0.5 $FP50"
     # s16-fpteach with one change: the teacher's share of the loss 0.8 (feredge-n's, whose same teacher change
     # gained twice what feredge-s's did on the photos) in place of the recipe's 0.5.
     "s19-fpteach-dw8|$RESTART5 --set teacher=$ENSEMBLE_FP $STAGE9 --set distill_weight=0.8"
@@ -182,6 +183,10 @@ STAGES=(
     # s-long-kd (250 epochs from scratch, 71.14 % validation) with stage 9's one change: half the label target
     # from FER+'s votes. About 4.5 hours: it spans sessions through `carry`.
     "s-long-fp50|$LONG --epochs 250 $FP50"
+    # s18-long-fpteach (a restart of the long run with the half FER+ target and the teacher ENSEMBLE_FP) with one
+    # change, the starting point: s-long-fp50's best epoch, the long run trained with the half FER+ target from
+    # its first epoch, in place of s-long-kd's.
+    "s22-longfp50-fpteach|${LONG_RESTART_FP/$KEPT\/s-long-kd/$RUNS\/s-long-fp50} --set detector_crops=0.5 $FP50"
     # (feredge-n's long from-scratch run, queued here at the session's start with a FER2013-label teacher, was
     # withdrawn before its first epoch once FER+'s votes proved what the photos need; its teacher is to be
     # chosen again, by FER+ agreement as well.)
