@@ -51,7 +51,7 @@ def prepared_copy(prepared: Path, dst: Path, edit) -> Path:
     return dst
 
 
-def toml(path: Path, text: str) -> Path:
+def toml_file(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
 
@@ -72,7 +72,7 @@ def edit_sidecar(ckpt: Path, edit) -> Path:
     return ckpt
 
 
-def write(path: Path, data: bytes) -> Path:
+def write_file(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
 
@@ -87,13 +87,13 @@ def truncated_state(run: Path, tmp: Path) -> Path:
 def bad_bytes_csv(tmp: Path) -> Path:
     images, labels = make_fer_images(1)
     pixels = " ".join(map(str, images[0].reshape(-1)))
-    return write(tmp / "fer.csv", f"emotion,pixels,Usage\n0,{pixels},Training\n".encode() + b"\xff,1,Training\n")
+    return write_file(tmp / "fer.csv", f"emotion,pixels,Usage\n0,{pixels},Training\n".encode() + b"\xff,1,Training\n")
 
 
 def truncated_jpeg(tmp: Path) -> Path:
     src = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
     data = src.read_bytes()
-    return write(tmp / "half.jpg", data[:len(data) // 2])
+    return write_file(tmp / "half.jpg", data[:len(data) // 2])
 
 
 def blank_jpeg(tmp: Path) -> Path:
@@ -120,7 +120,7 @@ def two_train_folders(tmp: Path) -> Path:
     return tmp / "src"
 
 
-def png() -> bytes:
+def png_bytes() -> bytes:
     import io
 
     from PIL import Image
