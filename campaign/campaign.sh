@@ -180,6 +180,9 @@ STAGES=(
     # ENSEMBLE_FP.
     "s20-fpteach20|${RESTART5/--epochs 12/--epochs 20} --set teacher=$ENSEMBLE_FP $STAGE9"
     "s21-s13teach|$RESTART5 --set teacher=$KEPT/s13-long-fp-last/best.safetensors $STAGE9"
+    # s16-fpteach with one change: three quarters of the label target from FER+'s votes (was half), between
+    # s16 and the all-votes target that read the photos' top-1 best (s12-ferplus, 79.05 %).
+    "s23-fp75-fpteach|$RESTART5 --set teacher=$ENSEMBLE_FP ${STAGE9/soft_label_share=0.5/soft_label_share=0.75}"
     # s-long-kd (250 epochs from scratch, 71.14 % validation) with stage 9's one change: half the label target
     # from FER+'s votes. About 4.5 hours: it spans sessions through `carry`.
     "s-long-fp50|$LONG --epochs 250 $FP50"
