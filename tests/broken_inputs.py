@@ -138,7 +138,9 @@ def tree_of(tmp: Path, files: dict[str, bytes]) -> Path:
     return tmp / "src"
 
 
-def edit_json(path: Path, edit) -> None:
+def edit_json(path: Path, edit) -> Path:
+    """``path``'s JSON passed through ``edit`` (which changes it in place) and written back."""
     data = json.loads(path.read_text())
     edit(data)
     path.write_text(json.dumps(data))
+    return path
