@@ -144,3 +144,10 @@ def edit_json(path: Path, edit) -> Path:
     edit(data)
     path.write_text(json.dumps(data))
     return path
+
+
+def without(folder: Path, *names: str) -> Path:
+    """``folder`` with the subfolders ``names`` removed."""
+    for name in names:
+        shutil.rmtree(folder / name)
+    return folder
