@@ -73,10 +73,15 @@ def steady_classes(truth: np.ndarray) -> list[int]:
     return [int(k) for k in np.unique(truth) if (truth == k).sum() >= STEADY]
 
 
+def class_recall(truth: np.ndarray, pred: np.ndarray) -> dict[int, float]:
+    """Recall of each class present in ``truth``."""
+    return {int(k): float((pred[truth == k] == k).mean()) for k in np.unique(truth)}
+
+
 def headline(truth: np.ndarray, pred: np.ndarray, steady: list[int] | None = None) -> dict[str, float]:
     """Top-1, mean-class and steady mean-class, the figures the rule compares (``steady``: the classes to
     average for the last, by default those with ≥ STEADY photos here; a resample keeps the whole half's)."""
-    recall = {int(k): float((pred[truth == k] == k).mean()) for k in np.unique(truth)}
+    recall = class_recall(truth, pred)
     steady = steady_classes(truth) if steady is None else steady
     return {"accuracy": float((pred == truth).mean()), "mean_class_accuracy": float(np.mean(list(recall.values()))),
             f"mean_class_accuracy_{STEADY}plus": float(np.mean([recall[k] for k in steady if k in recall]))}
@@ -84,8 +89,9 @@ def headline(truth: np.ndarray, pred: np.ndarray, steady: list[int] | None = Non
 
 def score(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
     """The headline figures, per-class recall and support, the confusion and the share of faces found."""
-    recall = {c: float((pred[truth == k] == k).mean()) for k, c in enumerate(classes) if (truth == k).any()}
-    support = {c: int((truth == k).sum()) for k, c in enumerate(classes) if (truth == k).any()}
+    per_class = class_recall(truth, pred)
+    recall = {classes[k]: r for k, r in per_class.items()}
+    support = {classes[k]: int((truth == k).sum()) for k in per_class}
     # rows: the label; columns: the prediction, then "no face" (where the errors go says more than recall)
     confusion = {c: [int((pred[truth == k] == j).sum()) for j in [*range(len(classes)), -1]]
                  for k, c in enumerate(classes) if (truth == k).any()}
@@ -104,7 +110,7 @@ def paired_difference(truth: np.ndarray, base: np.ndarray, other: np.ndarray, id
     members = [np.flatnonzero(index == i) for i in range(len(names))]
     rng = np.random.default_rng(seed)
     steady = steady_classes(truth)
-    point = {k: headline(truth, other)[k] - v for k, v in headline(truth, base).items()}
+    point = {k: headline(truth, other, steady)[k] - v for k, v in headline(truth, base, steady).items()}
     samples: dict[str, list[float]] = {k: [] for k in point}
     for _ in range(draws):
         rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])

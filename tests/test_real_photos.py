@@ -1,15 +1,9 @@
 """The real-photos benchmark's bookkeeping: the identity split and the paired comparison the shipping rule reads
 (the photos themselves never reach the tests; these are synthetic labels and predictions)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-_spec = importlib.util.spec_from_file_location(
-    "real_photos", Path(__file__).resolve().parents[1] / "benchmarks" / "real_photos.py")
-real_photos = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(real_photos)
+from benchmarks import real_photos
 
 STEADY_KEY = f"mean_class_accuracy_{real_photos.STEADY}plus"
 
