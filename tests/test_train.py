@@ -89,27 +89,6 @@ def test_soft_labels_share_the_target_and_ferplus_agreement_is_logged(prepared_f
     assert f"{report['ferplus_accuracy']:.4f}" in _ferplus_row(card) and _ferplus_row({}) == ""
 
 
-def test_cpu_bf16_runs_the_model_in_bf16_and_keeps_fp32_weights(prepared_fer, tmp_path):
-    """cpu_bf16 autocasts the model's step (convolutions see bf16), while weights, optimiser state and the
-    saved checkpoint stay fp32, so a run can switch the setting off and resume nothing else changed."""
-    trainer = Trainer(small_cfg(prepared_fer, tmp_path / "run", epochs=3, lr=0.1, cpu_bf16=True))
-    seen: list[torch.dtype] = []
-    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
-    conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
-    trainer.fit(stop_after=2)
-    assert seen and seen[0] == torch.bfloat16  # the first training step ran in bf16
-    log = json.loads((tmp_path / "run" / "log.json").read_text())
-    assert all(np.isfinite(row["train_loss"]) for row in log) and log[-1]["train_loss"] < log[0]["train_loss"]
-    weights = load_file(str(tmp_path / "run" / "last.safetensors"))
-    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
-    # a machine without AMX goes on in fp32: the setting is how the step is computed, not another run
-    more = Trainer(small_cfg(prepared_fer, tmp_path / "run", epochs=3, lr=0.1, cpu_bf16=False))
-    more.resume()
-    assert more.start_epoch == 2 and more.amp_dtype is None
-    more.fit()
-    assert len(json.loads((tmp_path / "run" / "log.json").read_text())) == 3
-
-
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_resume_matches_uninterrupted(prepared_fer, tmp_path, ema):
     train(small_cfg(prepared_fer, tmp_path / "full", epochs=2, ema=ema))
