@@ -50,9 +50,9 @@ def main() -> None:
         for method in METHODS:
             int8 = quantize_qdq(fp32, calib, Path(tmp) / f"m.{method}.onnx", method)
             rows.append({"precision": "int8", "calibration": method,
-                         **onnx_accuracy(int8, x, labels, classes, optimize=False)})
+                         **onnx_accuracy(int8, x, labels, classes, exact_qdq=True)})
             rows.append({"precision": "int8 (ORT CPU kernels)", "calibration": method,
-                         **onnx_accuracy(int8, x, labels, classes)})
+                         **onnx_accuracy(int8, x, labels, classes, exact_qdq=False)})
     print(f"{ckpt.name} on {args.data} split '{args.split}' ({len(x)} images), ONNX Runtime CPU, "
           f"calibration {len(calib)} training images")
     print("int8 = exact Q/DQ arithmetic (TensorRT's semantics); 'ORT CPU kernels' = ONNX Runtime's fused int8 "

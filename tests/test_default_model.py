@@ -67,5 +67,5 @@ def test_int8_drop_on_fer2013_publictest(real_fer_prepared, tmp_path):
     x = preprocess_faces(np.asarray(split.images), InputSpec.from_dict(report["input_spec"]))
     labels = np.asarray(split.labels)
     fp32 = onnx_accuracy(report["files"]["fp32"], x, labels, report["classes"])
-    int8 = onnx_accuracy(report["files"]["int8"], x, labels, report["classes"], optimize=False)  # exact Q/DQ
+    int8 = onnx_accuracy(report["files"]["int8"], x, labels, report["classes"], exact_qdq=True)  # exact Q/DQ
     assert 100 * (fp32["accuracy"] - int8["accuracy"]) <= 1.0

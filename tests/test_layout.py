@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "feredge"
 #: room shares: the artifact contract, errors, settings, metrics, the CUDA layer and the vision building
 #: blocks (reading frames, finding faces, crop geometry, tracking, drawing).
 ROOMS = [
-    ("ground", ("_version", "errors", "_optional", "artifact", "metrics", "config", "outputs", "cuda", "plots",
+    ("ground", ("_version", "errors", "_optional", "ort_session", "artifact", "metrics", "config", "outputs", "cuda", "plots",
                 "vision")),
     ("data", ("data",)),
     ("models", ("models",)),

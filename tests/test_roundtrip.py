@@ -13,7 +13,9 @@ import pytest
 from feredge import artifact
 from feredge.evaluate import evaluate_checkpoints, model_logits
 from feredge.export.exporter import ExportOptions, export
+from feredge.ort_session import int8_kernels_saturate
 from feredge.predict import predict_images
+from feredge.runtime.ort import OrtRunner
 
 SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
@@ -59,6 +61,23 @@ def test_each_format_evaluates_like_the_checkpoint(exported, prepared_fer, fmt):
     assert abs(got["accuracy"] - ref["accuracy"]) * 100 <= ACC_TOL_PP[fmt]
     if fmt == "fp32":
         assert got["confusion_matrix"] == ref["confusion_matrix"]
+
+
+def test_int8_runs_as_written_where_the_fused_kernels_clip(exported):
+    """On x86 without VNNI, ONNX Runtime's fused u8·s8 kernels saturate (on this test's tiny model they moved
+    validation accuracy by 12 points): there the runner runs Q/DQ as written, elsewhere the fused kernels."""
+    assert int8_kernels_saturate("flags\t: fpu sse2 avx2 fma", "x86_64")
+    assert not int8_kernels_saturate("flags\t: fpu avx2 avx512_vnni", "x86_64")
+    assert not int8_kernels_saturate("flags\t: fpu avx2 avx_vnni", "AMD64")
+    assert not int8_kernels_saturate("", "aarch64")  # Jetson's Arm cores: no such instruction
+    _, files, _ = exported
+    x = np.random.default_rng(0).standard_normal((16, 1, 48, 48)).astype(np.float32)
+    with OrtRunner(files["int8"], exact_qdq=True) as exact, OrtRunner(files["int8"], exact_qdq=False) as fused, \
+            OrtRunner(files["int8"]) as default:
+        want, clipped, got = exact.infer(x), fused.infer(x), default.infer(x)
+    np.testing.assert_array_equal(got, want if int8_kernels_saturate() else clipped)
+    if int8_kernels_saturate():
+        assert not np.array_equal(want, clipped)
 
 
 def test_descriptions_agree_across_formats(exported):

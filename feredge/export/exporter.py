@@ -88,12 +88,14 @@ def _validation_images(data: Path | None, seed: int, val_fraction: float, n: int
     return np.asarray(train.images[hold]), np.asarray(train.labels[hold])
 
 
-def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[str], optimize: bool = True) -> dict:
-    """Accuracy with ONNX Runtime; ``optimize=False`` evaluates Q/DQ exactly as written (TensorRT's semantics)."""
+def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[str],
+                  exact_qdq: bool | None = None) -> dict:
+    """Accuracy with ONNX Runtime; ``exact_qdq=True`` evaluates Q/DQ as written (TensorRT's semantics),
+    False with its fused int8 kernels, None as the runtime's runner does (``feredge.ort_session``)."""
     from feredge.export.onnx import ort_logits
     from feredge.metrics import metrics
 
-    logits = ort_logits(path, x, optimize)
+    logits = ort_logits(path, x, exact_qdq)
     m = metrics(logits, labels, classes)
     return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
             "size_bytes": Path(path).stat().st_size}
@@ -158,12 +160,12 @@ def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions,
 
     images, labels = _validation_images(opts.calib_data, opts.seed, opts.val_fraction)
     x = preprocess_faces(images, spec)
-    acc = {fmt: onnx_accuracy(p, x, labels, classes, optimize=fmt != "int8")
+    acc = {fmt: onnx_accuracy(p, x, labels, classes, exact_qdq=True)
            for fmt, p in paths.items() if fmt in ("fp32", "fp16", "int8")}
     if "int8" in paths:
-        # What ONNX Runtime's fused int8 CPU kernels give, for users who run the Q/DQ ONNX there; on x86
-        # without VNNI they saturate, so the gate uses the exact Q/DQ arithmetic TensorRT implements.
-        acc["int8_ort_cpu_kernels"] = onnx_accuracy(paths["int8"], x, labels, classes)
+        # What ONNX Runtime's fused int8 CPU kernels give on this CPU; on x86 without VNNI they saturate, so
+        # the gate uses the exact Q/DQ arithmetic TensorRT implements (and the runner does there, too).
+        acc["int8_ort_cpu_kernels"] = onnx_accuracy(paths["int8"], x, labels, classes, exact_qdq=False)
     report["accuracy"] = {"split": f"held-out {opts.val_fraction:.0%} of train (seed {opts.seed})", "n": len(x), **acc}
     if "int8" not in acc:
         return None

@@ -11,6 +11,7 @@ from feredge import artifact
 from feredge._optional import require
 from feredge.artifact import Artifact, file_sha256, onnx_properties
 from feredge.errors import FeredgeError
+from feredge.ort_session import session_options
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -44,15 +45,12 @@ def simplify(onnx_bytes: bytes):
     return simplified
 
 
-def ort_logits(path: Path, x: np.ndarray, optimize: bool = True, chunk: int = 256) -> np.ndarray:
+def ort_logits(path: Path, x: np.ndarray, exact_qdq: bool | None = None, chunk: int = 256) -> np.ndarray:
     """ONNX Runtime's logits for a float32 batch on the CPU, in chunks (padded to a fixed batch axis).
     The export checks its files with ONNX Runtime itself, beneath the runtime's runners (which run them
-    afterwards and check their description again); ``optimize=False`` runs Q/DQ nodes as written."""
+    afterwards and check their description again); ``exact_qdq`` as in ``feredge.ort_session``."""
     ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # its warnings about unused initialisers are not the user's business
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options = session_options(exact_qdq)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     source = session.get_inputs()[0]
     fixed = source.shape[0] if isinstance(source.shape[0], int) and source.shape[0] > 0 else 0

@@ -14,6 +14,7 @@ import numpy as np
 from feredge._optional import require
 from feredge.artifact import from_onnx_properties
 from feredge.errors import FeredgeError
+from feredge.ort_session import session_options
 from feredge.runtime.base import Runner, TensorSpec
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -22,16 +23,14 @@ _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 class OrtRunner(Runner):
     backend = "ort"
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int = 0, optimize: bool = True,
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 0, exact_qdq: bool | None = None,
                  max_batch: int = 64):
-        """``optimize=False`` runs Q/DQ nodes as written (exact quantisation arithmetic in float) instead of
-        fusing them into ONNX Runtime's int8 kernels, whose u8·s8 products saturate on x86 CPUs without VNNI.
+        """``exact_qdq`` runs Q/DQ nodes as written instead of ONNX Runtime's fused int8 kernels; by default
+        only on CPUs where those clip (``feredge.ort_session``), so an INT8 file answers alike everywhere.
         ``max_batch`` bounds ``bind`` for a dynamic batch axis (buffers are sized for it once)."""
         super().__init__(path)
         ort = require("onnxruntime")
-        options = ort.SessionOptions()
-        if not optimize:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options = session_options(exact_qdq)
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
