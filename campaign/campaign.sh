@@ -31,7 +31,7 @@ BEST_IS_LAST="best-is-last"  # a carried run whose best epoch is its last: best.
 # new or resumed, steps in fp32 (how a step is computed, not what is trained: --resume allows the change, and
 # weights, optimiser state and checkpoints are fp32 either way).
 STEP=()
-grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2> /dev/null || STEP=(--set cpu_bf16=false)
+grep -qwE 'amx_tile|avx512_bf16' /proc/cpuinfo 2> /dev/null || STEP=(--set cpu_bf16=false)
 
 # Earlier shipped versions, recovered from git as teachers: name | commit | model. Each keeps its own
 # sidecar and card; versions that predate them get today's sidecar of the same model (architecture, classes

@@ -36,6 +36,7 @@ def session_options(exact_qdq: bool | None = None) -> Any:
     ort = require("onnxruntime")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # its warnings about unused initialisers are not the user's business
-    if int8_kernels_saturate() if exact_qdq is None else exact_qdq:
+    exact = int8_kernels_saturate() if exact_qdq is None else exact_qdq
+    if exact:  # the other optimisations stay (constant folding turns the weights' DequantizeLinear into floats)
         options.add_session_config_entry("session.disable_quant_qdq", "1")
     return options

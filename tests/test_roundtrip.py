@@ -13,7 +13,7 @@ import pytest
 from feredge import artifact
 from feredge.evaluate import evaluate_checkpoints, model_logits
 from feredge.export.exporter import ExportOptions, export
-from feredge.ort_session import int8_kernels_saturate
+from feredge.ort_session import int8_kernels_saturate, session_options
 from feredge.predict import predict_images
 from feredge.runtime.ort import OrtRunner
 
@@ -63,7 +63,7 @@ def test_each_format_evaluates_like_the_checkpoint(exported, prepared_fer, fmt):
         assert got["confusion_matrix"] == ref["confusion_matrix"]
 
 
-def test_int8_runs_as_written_where_the_fused_kernels_clip(exported):
+def test_int8_runs_as_written_where_the_fused_kernels_clip(exported, tmp_path):
     """On x86 without VNNI, ONNX Runtime's fused u8·s8 kernels saturate (on this test's tiny model they moved
     validation accuracy by 12 points): there the runner runs Q/DQ as written, elsewhere the fused kernels."""
     assert int8_kernels_saturate("flags\t: fpu sse2 avx2 fma", "x86_64")
@@ -78,6 +78,20 @@ def test_int8_runs_as_written_where_the_fused_kernels_clip(exported):
     np.testing.assert_array_equal(got, want if int8_kernels_saturate() else clipped)
     if int8_kernels_saturate():
         assert not np.array_equal(want, clipped)
+    # on every CPU: the exact path keeps Q/DQ around float convolutions, the fused one has int8 convolutions
+    assert "QLinearConv" not in _optimised_ops(files["int8"], True, tmp_path / "exact.onnx")
+    assert "QLinearConv" in _optimised_ops(files["int8"], False, tmp_path / "fused.onnx")
+
+
+def _optimised_ops(path: Path, exact_qdq: bool, out: Path) -> set[str]:
+    """The operators of the graph ONNX Runtime actually runs for ``path`` (its optimised model, saved)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = session_options(exact_qdq)
+    options.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return {node.op_type for node in onnx.load(str(out)).graph.node}
 
 
 def test_descriptions_agree_across_formats(exported):

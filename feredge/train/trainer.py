@@ -39,8 +39,7 @@ __all__ = ["Trainer", "native_cpu_bf16", "run_config", "train"]
 
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware: elsewhere torch emulates it, and cpu_bf16 slows training down."""
-    cpu = torch.cpu
-    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
 @dataclass
