@@ -260,11 +260,11 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
 
     images = list(images) or [Path(__file__).resolve().parent / "media" / "group.jpg"]
     folder = output_folder(out, overwrite)
-    results = predict_images(images, model, backend, folder, tta, device)
+    document = predict_images(images, model, backend, folder, tta, device)
     if as_json:
-        click.echo(json.dumps(results, indent=2))
+        click.echo(json.dumps(document, indent=2))
         return
-    for r in results:
+    for r in document["results"]:
         if not r["faces"]:
             click.echo(f"{r['image']}: no faces found (detect {r['ms']['detect']:.1f} ms)")
         else:

@@ -36,8 +36,9 @@ def output_names(images: list[Path]) -> list[str]:
 
 
 def predict_images(images: list[Path], model: Path | str | None = None, backend: str | None = None,
-                   out: Path = DEFAULT_OUT, tta: bool = False, device: str | None = None) -> list[dict]:
-    """Detect faces in each image, classify their expression, write annotated copies and results.json."""
+                   out: Path = DEFAULT_OUT, tta: bool = False, device: str | None = None) -> dict:
+    """Detect faces in each image, classify their expression, write annotated copies and results.json;
+    returns that document (model, backend and one result per image), which `predict --json` prints."""
     cv2 = require("cv2")
     from feredge.vision.overlay import draw
 
@@ -56,12 +57,12 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
             ok, jpeg = cv2.imencode(".jpg", annotated)
             target = atomic_write_bytes(out / name, jpeg.tobytes())
             results.append({"image": str(path), "annotated": str(target), "faces": [f.to_dict() for f in faces],
-                            "ms": {"detect": 1e3 * (t1 - t0), "classify": 1e3 * (t2 - t1)}})
-        atomic_write_text(out / RESULTS, json.dumps({"model": str(rec.path), "backend": rec.backend,
-                                                     "results": results}, indent=2))
+                            "ms": {"detect": round(1e3 * (t1 - t0), 3), "classify": round(1e3 * (t2 - t1), 3)}})
+        document = {"model": str(rec.path), "backend": rec.backend, "results": results}
+        atomic_write_text(out / RESULTS, json.dumps(document, indent=2))
     for stale in earlier - {Path(r["annotated"]).resolve() for r in results}:
         stale.unlink(missing_ok=True)  # replaced runs leave no picture that results.json no longer lists
-    return results
+    return document
 
 
 def _earlier_outputs(out: Path) -> set[Path]:

@@ -33,7 +33,7 @@ def test_recognizer_gives_the_faces_predict_writes(tmp_path, model):
     args = ["predict", str(GROUP), "--json", "--out", str(tmp_path / "p")] + (["--model", model] if model else [])
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    cli_faces = json.loads(result.output[result.output.index("["):])[0]["faces"]
+    cli_faces = json.loads(result.output[result.output.index("{"):])["results"][0]["faces"]
     with feredge.Recognizer(model) as r:
         faces = r(cv2.imread(str(GROUP)))
     assert len(faces) == 3

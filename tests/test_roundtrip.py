@@ -42,8 +42,8 @@ def exported(prepared_fer, tmp_path_factory):
 @pytest.mark.parametrize("fmt", ["fp32", "fp16", "int8"])
 def test_each_format_predicts_like_the_checkpoint(exported, fmt):
     ckpt, files, out = exported
-    ref = predict_images([GROUP], ckpt, out=out / "pred-ckpt")
-    got = predict_images([GROUP], files[fmt], out=out / f"pred-{fmt}")
+    ref = predict_images([GROUP], ckpt, out=out / "pred-ckpt")["results"]
+    got = predict_images([GROUP], files[fmt], out=out / f"pred-{fmt}")["results"]
     assert len(ref[0]["faces"]) == len(got[0]["faces"]) == 3
     for a, b in zip(ref[0]["faces"], got[0]["faces"]):
         assert a["box"] == b["box"]

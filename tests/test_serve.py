@@ -102,7 +102,7 @@ def test_frame_model_matches_predict(server, tmp_path):
     inp = th.InferInput("image", data.shape, "UINT8")
     inp.set_data_from_numpy(data)
     faces = json.loads(th.InferenceServerClient(server.url).infer("fer_frame", [inp]).as_numpy("faces").tobytes())["faces"]
-    local = predict_images([GROUP], shipped("feredge-s"), out=tmp_path)[0]["faces"]
+    local = predict_images([GROUP], shipped("feredge-s"), out=tmp_path)["results"][0]["faces"]
     assert [f["label"] for f in faces] == [f["label"] for f in local]
     bad = th.InferInput("image", [4], "UINT8")
     bad.set_data_from_numpy(np.zeros(4, np.uint8))

@@ -25,6 +25,11 @@ from feredge.vision.images import quiet_opencv, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
+#: What each kind of source must be for OpenCV to open it, said when it cannot (images are read by feredge).
+EXPECTED_SOURCE = {"camera": "a connected camera no other program holds",
+                   "file": "a video this OpenCV can decode (e.g. MJPG or H.264 in .avi / .mp4)",
+                   "stream": "a reachable stream URL this OpenCV's FFmpeg can play",
+                   "gstreamer": "a pipeline ending in appsink, with OpenCV built with GStreamer"}
 
 
 @dataclass
@@ -107,8 +112,8 @@ class FrameSource:
         with quiet_opencv(self.cv2):  # its backends warn on every failed probe; the error below says it once
             cap = self._capture()
         if not cap.isOpened():
-            raise FeredgeError(f"{self.spec}: cannot open this {self.kind} source through OpenCV"
-                               + (" (is the camera connected and free?)" if self.kind == "camera" else ""))
+            raise FeredgeError(f"{self.spec}: cannot open this {self.kind} source through OpenCV; expected "
+                               + EXPECTED_SOURCE[self.kind])
         return cap
 
     # reader thread -----------------------------------------------------------------------------------
