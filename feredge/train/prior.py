@@ -6,7 +6,7 @@ tau·log(prior) from the logits (Menon et al. 2021, "Long-tail learning via logi
 the Bayes rule for the balanced error) trades a little top-1 for recall of the rare classes. Folded into
 the classifier's bias it costs nothing at inference and travels into every export. The sweep below shows
 what each tau costs and gains on the validation carve; the shipped tau (recorded in the sidecar) was chosen
-on real photos, with validation as a floor (README, "Training campaign").
+on real photos, with validation as a floor (campaign/README.md, "Real photos: every candidate").
 
     python -m feredge.train.prior CHECKPOINT --data PREPARED    # validation accuracy for a range of tau
     python -m feredge.train.prior CORRECTED --undo OUT           # the weights as trained, correction removed

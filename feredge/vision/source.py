@@ -28,7 +28,7 @@ STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp
 #: What each kind of source must be for OpenCV to open it, said when it cannot (images are read by feredge).
 EXPECTED_SOURCE = {"camera": "a connected camera no other program holds",
                    "file": "a video this OpenCV can decode (e.g. MJPG or H.264 in .avi / .mp4)",
-                   "stream": "a reachable stream URL this OpenCV's FFmpeg can play",
+                   "stream": "a reachable stream URL one of this OpenCV's video backends can play",
                    "gstreamer": "a pipeline ending in appsink, with OpenCV built with GStreamer"}
 
 
