@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class FrameSource:
         self._thread = threading.Thread(target=self._reader, name="feredge-capture", daemon=True)
         self._thread.start()
 
-    def _capture(self):
+    def _capture(self) -> Any:  # a cv2.VideoCapture (OpenCV is imported lazily)
         cv2 = self.cv2
         if self.kind == "camera":
             target = int(self.spec) if self.spec.isdigit() else self.spec
@@ -108,7 +109,7 @@ class FrameSource:
             cap = cv2.VideoCapture(self.spec)
         return cap
 
-    def _open(self):
+    def _open(self) -> Any:
         with quiet_opencv(self.cv2):  # its backends warn on every failed probe; the error below says it once
             cap = self._capture()
         if not cap.isOpened():
