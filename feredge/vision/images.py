@@ -3,6 +3,7 @@ command and the library, so every input gets the same checks."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +16,31 @@ from feredge.errors import FeredgeError
 
 #: Larger images are refused before decoding: 100 MP is already a 400 MB BGR frame.
 MAX_PIXELS = 100_000_000
+#: The EXIF tag saying how the stored pixels must turn to stand upright. Phones store portrait photos
+#: sideways and set it; viewers and cv2.imread apply it, OpenCV's IMREAD_UNCHANGED (needed here for 16-bit
+#: and alpha) does not, and sideways faces are missed or misread by the detector and the model.
+EXIF_ORIENTATION = 0x0112
+UPRIGHT = 1
 
 
-def _check_with_pillow(path: Path) -> None:
+def _orientation(img) -> int:
+    """A Pillow image's EXIF orientation, 1 (as stored) when absent or not one of the eight defined."""
+    value = img.getexif().get(EXIF_ORIENTATION, UPRIGHT)
+    return value if value in range(1, 9) else UPRIGHT
+
+
+def upright(frame: np.ndarray, orientation: int) -> np.ndarray:
+    """The frame turned as its EXIF orientation says (what Pillow's ImageOps.exif_transpose does)."""
+    turned = {2: lambda f: f[:, ::-1], 3: lambda f: f[::-1, ::-1], 4: lambda f: f[::-1],
+              5: lambda f: f.swapaxes(0, 1), 6: lambda f: np.rot90(f, -1),
+              7: lambda f: f[::-1, ::-1].swapaxes(0, 1), 8: lambda f: np.rot90(f, 1)}.get(orientation)
+    return frame if turned is None else np.ascontiguousarray(turned(frame))
+
+
+def _check_with_pillow(path: Path) -> int:
     """Size limit and completeness, which OpenCV does not report: it decodes half of a truncated JPEG
-    without a word, so the file is fully decoded once by Pillow, which raises on a short file."""
+    without a word, so the file is fully decoded once by Pillow, which raises on a short file. Returns the
+    file's EXIF orientation."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -30,13 +51,25 @@ def _check_with_pillow(path: Path) -> None:
                     raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than "
                                        f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
                 img.load()
+                return _orientation(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP (Pillow's decompression-bomb limit); "
                            "downscale it first") from None
     except UnidentifiedImageError:
-        return  # a format Pillow does not know: OpenCV may still read it (or say it cannot)
+        return UPRIGHT  # a format Pillow does not know: OpenCV may still read it (or say it cannot)
     except (OSError, SyntaxError, ValueError) as exc:
         raise FeredgeError(f"{path}: damaged or truncated image ({exc}); expected a complete JPEG/PNG file") from None
+
+
+def _orientation_of_bytes(encoded: bytes) -> int:
+    """The EXIF orientation of an encoded image; decoding problems are OpenCV's to report."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(encoded)) as img:
+            return _orientation(img)
+    except (OSError, SyntaxError, ValueError):
+        return UPRIGHT
 
 
 @contextmanager
@@ -84,11 +117,11 @@ def read_image(path: Path | str) -> np.ndarray:
         raise FeredgeError(f"{path}: is a folder, expected an image file")
     if path.stat().st_size == 0:
         raise FeredgeError(f"{path}: empty file (expected a JPEG/PNG image)")
-    _check_with_pillow(path)
+    orientation = _check_with_pillow(path)
     frame = _quiet_decode(cv2, np.fromfile(str(path), np.uint8))
     if frame is None:
         raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
-    return to_bgr(frame, str(path))
+    return upright(to_bgr(frame, str(path)), orientation)
 
 
 def decode_image(encoded: bytes, where: str = "image") -> np.ndarray:
@@ -98,4 +131,4 @@ def decode_image(encoded: bytes, where: str = "image") -> np.ndarray:
     frame = _quiet_decode(cv2, data) if data.size else None
     if frame is None:
         raise FeredgeError(f"{where}: cannot decode the bytes (expected a JPEG or PNG file's contents)")
-    return to_bgr(frame, where)
+    return upright(to_bgr(frame, where), _orientation_of_bytes(encoded))

@@ -1,0 +1,42 @@
+"""Pictures stand upright as their EXIF orientation says (phones store portrait photos sideways), through
+every reader: files (predict, explain, image folders) and encoded bytes (the `fer_frame` server model)."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+import feredge
+from feredge.vision.images import EXIF_ORIENTATION, decode_image, read_image
+
+GROUP = Path(feredge.__file__).parent / "media" / "group.jpg"
+
+
+def _tagged(pixels: Image.Image, orientation: int, path: Path) -> Path:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    pixels.save(path, exif=exif)  # PNG: lossless, so what each reader turns can be compared exactly
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_each_orientation_turns_as_pillow_does(tmp_path, orientation):
+    rgb = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    path = _tagged(Image.fromarray(rgb), orientation, tmp_path / "tagged.png")
+    with Image.open(path) as img:
+        expected = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))[..., ::-1]
+    assert expected.shape[:2] == ((7, 5) if orientation >= 5 else (5, 7))
+    np.testing.assert_array_equal(read_image(path), expected)
+    np.testing.assert_array_equal(decode_image(path.read_bytes()), expected)
+
+
+def test_a_sideways_phone_photo_gives_the_faces_of_the_upright_one(tmp_path):
+    upright = cv2.imread(str(GROUP))
+    stored = Image.fromarray(np.rot90(upright, 1)[..., ::-1].copy())  # stored turned left; 6 says turn right
+    path = _tagged(stored, 6, tmp_path / "phone.png")
+    with feredge.Recognizer() as rec:
+        want, got = rec(upright), rec(read_image(path))
+    assert len(want) == 3
+    assert [f.to_dict() for f in got] == [f.to_dict() for f in want]
