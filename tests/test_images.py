@@ -40,3 +40,19 @@ def test_a_sideways_phone_photo_gives_the_faces_of_the_upright_one(tmp_path):
         want, got = rec(upright), rec(read_image(path))
     assert len(want) == 3
     assert [f.to_dict() for f in got] == [f.to_dict() for f in want]
+
+
+def test_a_png_with_a_faulty_colour_profile_reads_silently_and_the_same(tmp_path, capfd):
+    """libpng warns on stderr itself about a faulty profile; the chunks that do not change pixels are
+    dropped before OpenCV decodes, so the pixels stay as they were and nothing leaks."""
+    with Image.open(GROUP) as img:
+        profile = img.info["icc_profile"]  # an RGB profile: libpng refuses it on a gray PNG, with a warning
+        img.convert("L").resize((64, 48)).save(tmp_path / "gray.png", icc_profile=profile)
+    with Image.open(tmp_path / "gray.png") as img:
+        want = np.asarray(img.convert("RGB"))[..., ::-1]
+    capfd.readouterr()
+    np.testing.assert_array_equal(read_image(tmp_path / "gray.png"), want)
+    np.testing.assert_array_equal(decode_image((tmp_path / "gray.png").read_bytes()), want)
+    assert capfd.readouterr().err == ""
+    cv2.imread(str(tmp_path / "gray.png"))  # the check can see a warning: OpenCV on the whole file prints one
+    assert "libpng warning" in capfd.readouterr().err

@@ -84,11 +84,32 @@ def quiet_opencv(cv2) -> Iterator[None]:
         cv2.utils.logging.setLogLevel(level)
 
 
-def _quiet_decode(cv2, data: np.ndarray) -> np.ndarray | None:
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: The PNG chunks that decide the pixels (critical ones, and tRNS: palette transparency). The others carry
+#: colour profiles, text and timestamps that OpenCV ignores, and libpng prints a warning straight to stderr
+#: for the common faulty ones ("iCCP: known incorrect sRGB profile"), beyond OpenCV's log level.
+PNG_PIXEL_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS"}
+
+
+def _png_pixels_only(data: bytes) -> bytes:
+    """A PNG's bytes without the chunks that do not change its pixels; anything not laid out as PNG chunks
+    is returned as it was, for the decoder to judge."""
+    if not data.startswith(PNG_SIGNATURE):
+        return data
+    kept, at = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while at + 12 <= len(data):
+        end = at + 12 + int.from_bytes(data[at:at + 4], "big")
+        if data[at + 4:at + 8] in PNG_PIXEL_CHUNKS:
+            kept.append(data[at:end])
+        at = end
+    return b"".join(kept) if at == len(data) else data
+
+
+def _quiet_decode(cv2, data: bytes) -> np.ndarray | None:
     """OpenCV's decoder, silent: feredge's message says what went wrong."""
     with quiet_opencv(cv2):
         try:
-            return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            return cv2.imdecode(np.frombuffer(_png_pixels_only(data), np.uint8), cv2.IMREAD_UNCHANGED)
         except cv2.error:
             return None
 
@@ -118,7 +139,7 @@ def read_image(path: Path | str) -> np.ndarray:
     if path.stat().st_size == 0:
         raise FeredgeError(f"{path}: empty file (expected a JPEG/PNG image)")
     orientation = _check_with_pillow(path)
-    frame = _quiet_decode(cv2, np.fromfile(str(path), np.uint8))
+    frame = _quiet_decode(cv2, path.read_bytes())
     if frame is None:
         raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
     return upright(to_bgr(frame, str(path)), orientation)
@@ -127,8 +148,7 @@ def read_image(path: Path | str) -> np.ndarray:
 def decode_image(encoded: bytes, where: str = "image") -> np.ndarray:
     """A BGR uint8 frame from a file's bytes (what the `fer_frame` server model receives)."""
     cv2 = require("cv2")
-    data = np.frombuffer(encoded, np.uint8)
-    frame = _quiet_decode(cv2, data) if data.size else None
+    frame = _quiet_decode(cv2, encoded) if encoded else None
     if frame is None:
         raise FeredgeError(f"{where}: cannot decode the bytes (expected a JPEG or PNG file's contents)")
     return upright(to_bgr(frame, where), _orientation_of_bytes(encoded))
