@@ -114,14 +114,15 @@ def explain_images(images: list[Path], checkpoint: Path, out: Path,
     torch = require("torch")
     from feredge.predict import output_names
     from feredge.recognizer import Recognizer
-    from feredge.vision.images import read_image
+    from feredge.vision.images import check_image
 
-    frames = [read_image(Path(p)) for p in images]
+    checked = [check_image(p) for p in images]  # every input checked before any output is written
     written = []
     with Recognizer(checkpoint, backend="torch", device="cpu") as rec:
         model, info = rec.runner.model, rec.info
         spec, classes = info.input_spec, list(info.classes)
-        for path, frame, name in zip(images, frames, output_names(images)):
+        for path, image, name in zip(images, checked, output_names(images)):
+            frame = image.read()
             boxes, _, landmarks = rec.detect(frame)
             if not len(boxes):
                 log(f"{path}: no faces found, nothing to explain")

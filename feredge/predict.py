@@ -10,7 +10,7 @@ from pathlib import Path
 from feredge._optional import require
 from feredge.artifact import atomic_write_bytes, atomic_write_text
 from feredge.recognizer import Recognizer
-from feredge.vision.images import read_image
+from feredge.vision.images import check_image
 
 DEFAULT_OUT = Path("runs/predict")
 #: The file whose presence says a folder holds earlier results.
@@ -42,12 +42,13 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
     cv2 = require("cv2")
     from feredge.vision.overlay import draw
 
-    frames = [read_image(Path(p)) for p in images]  # every input checked before any output is written
+    checked = [check_image(p) for p in images]  # every input checked before any output is written
     out = Path(out)
     earlier = _earlier_outputs(out)
     results = []
     with Recognizer(model, backend=backend, device=device, tta=tta) as rec:
-        for path, frame, name in zip(images, frames, output_names(images)):
+        for path, image, name in zip(images, checked, output_names(images)):
+            frame = image.read()
             t0 = time.perf_counter()
             boxes, scores, landmarks = rec.detect(frame)
             t1 = time.perf_counter()

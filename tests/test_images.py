@@ -56,3 +56,22 @@ def test_a_png_with_a_faulty_colour_profile_reads_silently_and_the_same(tmp_path
     assert capfd.readouterr().err == ""
     cv2.imread(str(tmp_path / "gray.png"))  # the check can see a warning: OpenCV on the whole file prints one
     assert "libpng warning" in capfd.readouterr().err
+
+
+def test_predict_checks_every_image_first_then_holds_one_frame_at_a_time(tmp_path, monkeypatch):
+    from feredge.predict import predict_images
+    from feredge.recognizer import Recognizer
+    from feredge.vision.images import CheckedImage
+
+    events = []
+    read, detect = CheckedImage.read, Recognizer.detect
+    monkeypatch.setattr(CheckedImage, "read", lambda self: events.append("read") or read(self))
+    monkeypatch.setattr(Recognizer, "detect", lambda self, frame: events.append("detect") or detect(self, frame))
+    predict_images([GROUP, GROUP, GROUP], out=tmp_path / "p")
+    assert events == ["read", "detect"] * 3
+
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(GROUP.read_bytes()[:5000])
+    with pytest.raises(feredge.FeredgeError, match="truncated"):
+        predict_images([GROUP, cut], out=tmp_path / "q")
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").iterdir())

@@ -7,6 +7,7 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,10 @@ def upright(frame: np.ndarray, orientation: int) -> np.ndarray:
     return frame if turned is None else np.ascontiguousarray(turned(frame))
 
 
-def _check_with_pillow(path: Path) -> int:
+def _check_with_pillow(path: Path) -> int | None:
     """Size limit and completeness, which OpenCV does not report: it decodes half of a truncated JPEG
     without a word, so the file is fully decoded once by Pillow, which raises on a short file. Returns the
-    file's EXIF orientation."""
+    file's EXIF orientation, None for a format Pillow does not know."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -56,7 +57,7 @@ def _check_with_pillow(path: Path) -> int:
         raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP (Pillow's decompression-bomb limit); "
                            "downscale it first") from None
     except UnidentifiedImageError:
-        return UPRIGHT  # a format Pillow does not know: OpenCV may still read it (or say it cannot)
+        return None  # OpenCV may still read it (or say it cannot)
     except (OSError, SyntaxError, ValueError) as exc:
         raise FeredgeError(f"{path}: damaged or truncated image ({exc}); expected a complete JPEG/PNG file") from None
 
@@ -128,9 +129,24 @@ def to_bgr(frame: np.ndarray, where: str) -> np.ndarray:
     return frame
 
 
-def read_image(path: Path | str) -> np.ndarray:
-    """A BGR uint8 frame from an image file; a missing, damaged or truncated file is a one-line error."""
-    cv2 = require("cv2")
+@dataclass(frozen=True)
+class CheckedImage:
+    """An image file that passed every check, decoded only when read: a command checks all its inputs
+    before it writes anything, then holds one frame at a time (a thousand phone photos are 36 GB decoded)."""
+
+    path: Path
+    orientation: int
+
+    def read(self) -> np.ndarray:
+        """The BGR uint8 frame, upright."""
+        frame = _quiet_decode(require("cv2"), self.path.read_bytes())
+        if frame is None:
+            raise FeredgeError(f"{self.path}: cannot read image (expected a JPEG/PNG file)")
+        return upright(to_bgr(frame, str(self.path)), self.orientation)
+
+
+def check_image(path: Path | str) -> CheckedImage:
+    """A missing, empty, damaged or truncated file, a folder or an oversized picture as a one-line error."""
     path = Path(path)
     if not path.exists():
         raise FeredgeError(f"{path}: file not found (expected a JPEG/PNG image)")
@@ -139,10 +155,14 @@ def read_image(path: Path | str) -> np.ndarray:
     if path.stat().st_size == 0:
         raise FeredgeError(f"{path}: empty file (expected a JPEG/PNG image)")
     orientation = _check_with_pillow(path)
-    frame = _quiet_decode(cv2, path.read_bytes())
-    if frame is None:
-        raise FeredgeError(f"{path}: cannot read image (expected a JPEG/PNG file)")
-    return upright(to_bgr(frame, str(path)), orientation)
+    if orientation is None:  # a format Pillow does not know: decoding it is the only check there is
+        CheckedImage(path, UPRIGHT).read()
+    return CheckedImage(path, orientation or UPRIGHT)
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """A BGR uint8 frame from an image file, upright; bad files are one-line errors (check_image)."""
+    return check_image(path).read()
 
 
 def decode_image(encoded: bytes, where: str = "image") -> np.ndarray:

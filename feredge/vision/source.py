@@ -22,7 +22,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
-from feredge.vision.images import quiet_opencv, read_image
+from feredge.vision.images import check_image, quiet_opencv, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
@@ -82,7 +82,7 @@ class FrameSource:
                 raise FeredgeError(f"{spec}: no images in the folder (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
             self.fps = 0.0
         elif self.kind == "image":
-            read_image(spec)  # one picture: a missing or damaged file is the user's error, said now
+            check_image(spec)  # one picture: a missing or damaged file is the user's error, said now
             self.images, self.fps = [Path(spec)], 0.0
         else:
             if self.kind == "file" and not Path(spec).is_file():
