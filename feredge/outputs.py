@@ -6,6 +6,7 @@ folder or file that already holds results is refused unless the user passed ``--
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,19 @@ def _found(folder: Path, markers: Sequence[str]) -> str | None:
     return None
 
 
+def writable(path: Path, flag: str = "--out", is_file: bool = False) -> Path:
+    """``path`` (a folder to write in or a file to write, and whatever folders it needs) must be creatable by
+    this process: said before any work, not as the operating system's traceback after it."""
+    path = Path(path)
+    folder = path.parent if is_file else path
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise FeredgeError(f"{path}: {existing} is a file, so {flag} cannot go there; expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FeredgeError(f"{path}: no permission to write in {existing}; choose another {flag}")
+    return path
+
+
 def output_folder(out: Path | None, default: Path, markers: Sequence[str], overwrite: bool,
                   flag: str = "--out") -> Path:
     """The folder a command writes into: ``out`` when given (refused while it holds a marker, unless
@@ -33,13 +47,13 @@ def output_folder(out: Path | None, default: Path, markers: Sequence[str], overw
         marker = _found(out, markers)
         if marker is not None and not overwrite:
             raise FeredgeError(f"{out}: holds earlier results ({marker}); pass --overwrite or choose another {flag}")
-        return out
+        return writable(out, flag)
     default = Path(default)
     candidate, n = default, 1
     while not overwrite and _found(check_folder(candidate, flag), markers) is not None:
         n += 1
         candidate = default.with_name(f"{default.name}-{n}")
-    return candidate
+    return writable(candidate, flag)
 
 
 def output_file(path: Path, overwrite: bool, flag: str = "--out") -> Path:
@@ -49,4 +63,4 @@ def output_file(path: Path, overwrite: bool, flag: str = "--out") -> Path:
         raise FeredgeError(f"{path}: is a folder; {flag} takes a file name")
     if path.exists() and not overwrite:
         raise FeredgeError(f"{path}: already exists; pass --overwrite to replace it or choose another {flag}")
-    return path
+    return writable(path, flag, is_file=True)

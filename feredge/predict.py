@@ -26,12 +26,18 @@ def output_folder(out: Path | None, overwrite: bool) -> Path:
 
 
 def output_names(images: list[Path]) -> list[str]:
-    """One annotated-file name per input; same-named images from different folders get -2, -3 …"""
-    names, seen = [], {}
+    """One annotated-file name per input, all different: same-named images from different folders get the
+    first free -2, -3 … (an input may itself be called ``group-2.jpg``)."""
+    names: list[str] = []
+    taken: set[str] = set()
     for path in images:
-        stem = Path(path).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.annotated.jpg" if seen[stem] == 1 else f"{stem}-{seen[stem]}.annotated.jpg")
+        stem, n = Path(path).stem, 1
+        name = f"{stem}.annotated.jpg"
+        while name in taken:
+            n += 1
+            name = f"{stem}-{n}.annotated.jpg"
+        taken.add(name)
+        names.append(name)
     return names
 
 

@@ -75,3 +75,11 @@ def test_predict_checks_every_image_first_then_holds_one_frame_at_a_time(tmp_pat
     with pytest.raises(feredge.FeredgeError, match="truncated"):
         predict_images([GROUP, cut], out=tmp_path / "q")
     assert not (tmp_path / "q").exists() or not any((tmp_path / "q").iterdir())
+
+
+def test_every_input_gets_its_own_annotated_file():
+    from feredge.predict import output_names
+
+    names = output_names([Path("a/group.jpg"), Path("b/group.jpg"), Path("group-2.jpg"), Path("c/group.png")])
+    assert names == ["group.annotated.jpg", "group-2.annotated.jpg", "group-2-2.annotated.jpg",
+                     "group-3.annotated.jpg"]

@@ -5,7 +5,10 @@ explicit folder a fresh one is picked."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +115,37 @@ def test_two_images_with_one_name_give_two_files(tmp_path):
     assert names == ["photo-2.annotated.jpg", "photo.annotated.jpg", "results.json"]
     again = CliRunner().invoke(cli, ["predict", str(tmp_path / "a" / "photo.jpg"), "--out", str(tmp_path / "out")])
     assert again.exit_code != 0 and "holds earlier results" in again.output
+
+
+def _unprivileged(argv: list[str]) -> list[str]:
+    """The command as a user without root's right to write anywhere (CI runs as root)."""
+    if os.geteuid() != 0:
+        return argv
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: no way to meet a folder it may not write in")
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={drop}", f"--bounding-set={drop}", *argv]
+
+
+@pytest.mark.parametrize("args, where", [
+    (["predict", str(GROUP), "--out", "{ro}/p"], "--out"),
+    (["run-camera", "--source", str(GROUP), "--jsonl", "{ro}/f.jsonl"], "--jsonl"),
+    (["run-camera", "--source", str(GROUP), "--record", "{ro}/f.mp4"], "--record"),
+])
+def test_an_output_it_may_not_write_is_one_line_before_any_work(tmp_path, args, where):
+    readonly = tmp_path / "ro"
+    readonly.mkdir(mode=0o555)
+    argv = [sys.executable, "-m", "feredge", *(a.replace("{ro}", str(readonly)) for a in args)]
+    result = subprocess.run(_unprivileged(argv), capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [f"Error: {args[-1].replace('{ro}', str(readonly))}: no permission "
+                                                  f"to write in {readonly}; choose another {where}"]
+    assert not any(readonly.iterdir())
+
+
+def test_an_output_below_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = CliRunner().invoke(cli, ["predict", str(GROUP), "--out", str(tmp_path / "afile" / "sub")])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'afile'} is a file, so --out cannot go there" in result.output

@@ -13,6 +13,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
+from feredge.outputs import output_file
 from feredge.streaming import STAGES as STREAM_STAGES
 from feredge.vision.detector import DETECT_MAX_SIDE, DETECT_MIN_SIDE
 
@@ -52,12 +53,8 @@ def check_options(opts: CameraOptions) -> None:
         if not ok:
             raise FeredgeError(f"{flag} {value}: expected {expected}")
     for flag, path in (("--jsonl", opts.json_path), ("--record", opts.record)):
-        if path is not None and Path(path).is_dir():
-            raise FeredgeError(f"{path}: is a folder; {flag} takes a file name")
-        if path is not None and Path(path).exists() and not opts.overwrite:
-            raise FeredgeError(f"{path}: exists; pass --overwrite to replace it ({flag})")
-        if path is not None and not Path(path).parent.is_dir():
-            raise FeredgeError(f"{path}: its folder does not exist ({flag})")
+        if path is not None:
+            output_file(path, opts.overwrite, flag)
 
 
 class Recorder:
@@ -110,11 +107,15 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     except BaseException:
         rec.close()
         raise
-    recorder = Recorder(opts.record, frames.fps) if opts.record else None
-    jsonl = open(opts.json_path, "w") if opts.json_path else None
+    recorder, jsonl = None, None
     totals = {s: 0.0 for s in STAGES}
     count, faces_seen, fps, stop_reason = 0, 0, 0.0, ""
-    try:
+    try:  # from here on, whatever happens, the stream's threads are stopped before the error is reported
+        for path in (opts.record, opts.json_path):
+            if path is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        recorder = Recorder(opts.record, frames.fps) if opts.record else None
+        jsonl = open(opts.json_path, "w") if opts.json_path else None
         t_prev = time.perf_counter()
         for item in frames:
             t0 = time.perf_counter()
