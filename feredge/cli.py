@@ -335,15 +335,10 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 @click.option("--server", help="host:port of `feredge serve` (HTTP): send the batched face crops there for inference")
 def run_camera_cmd(**options) -> None:
     """Live expression recognition. On a camera, video file, stream or image folder."""
-    from feredge.camera.app import run_camera
+    from feredge.camera.app import run_camera, summary_lines
 
     summary = run_camera(CameraOptions(**options), log=lambda m: click.echo(m, err=True))
-    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["mean_ms"].items())
-    click.echo(f"{summary['frames']} frames, {summary['faces']} faces ({summary['stopped']}); dropped "
-               f"{summary['dropped']}, corrupt {summary['corrupt']}, reconnects {summary['reconnects']}; "
-               f"mean ms per frame: {stages}")
-    for key in [k for k in ("json", "record") if summary[k]]:
-        click.echo(f"{key}: {summary[key]}")
+    click.echo("\n".join(summary_lines(summary)))
 
 
 @cli.command("explain")

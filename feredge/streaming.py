@@ -29,6 +29,7 @@ class StreamFrame:
     detected: bool  # whether the detector ran on this frame (else the tracks' boxes were reused)
     dropped_before: list[int] = field(default_factory=list)  # indices dropped since the previous frame
     ms: dict[str, float] = field(default_factory=dict)
+    path: str | None = None  # the picture's file, for folder and image sources
 
 
 class Stream:
@@ -67,7 +68,8 @@ class Stream:
 
     @property
     def stats(self):
-        """The source's `SourceStats`: frames read, dropped (by index), corrupt, reconnects, why it ended."""
+        """The source's `SourceStats`: frames read, dropped (by index), corrupt (a folder's unreadable files by
+        name), files skipped as not pictures, reconnects, why it ended."""
         return self.source.stats
 
     @property
@@ -101,7 +103,8 @@ class Stream:
             reported += len(dropped)
             self.frames += 1
             yield StreamFrame(frame.index, frame.timestamp, frame.image, faces, detected, list(dropped),
-                              {"capture": 1e3 * (t0 - t_wait), "detect": 1e3 * (t1 - t0), "classify": 1e3 * (t2 - t1)})
+                              {"capture": 1e3 * (t0 - t_wait), "detect": 1e3 * (t1 - t0), "classify": 1e3 * (t2 - t1)},
+                              frame.path)
             if self.max_frames and self.frames >= self.max_frames:
                 return
             t_wait = time.perf_counter()

@@ -167,16 +167,30 @@ def test_a_missing_image_says_so_without_opencv_noise(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_a_truncated_jpeg_in_a_folder_is_counted_corrupt_not_analysed(tmp_path):
-    from feredge.vision.source import FrameSource
+def test_a_folder_names_what_it_could_not_read_and_each_line_its_picture(tmp_path):
+    from PIL import Image
 
-    folder = tmp_path / "imgs"
+    folder, out = tmp_path / "imgs", tmp_path / "f.jsonl"
     folder.mkdir()
     data = GROUP.read_bytes()
     (folder / "a.jpg").write_bytes(data)
-    (folder / "b.jpg").write_bytes(data[:len(data) // 2])
-    source = FrameSource(str(folder))
-    assert [f.index for f in source] == [0] and source.stats.corrupt == 1
+    (folder / "b.jpg").write_bytes(data[:len(data) // 2])  # truncated: counted corrupt, named, not half a frame
+    Image.open(GROUP).save(folder / "c.gif")
+    (folder / "notes.txt").write_text("not a picture")
+    result = _run(["--source", str(folder), "--jsonl", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 frames" in result.output and "corrupt 1" in result.output
+    assert f"unreadable pictures (1): {folder / 'b.jpg'}: damaged or truncated image" in result.output
+    assert "skipped, not pictures (1): notes.txt" in result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["frame"], line["image"]) for line in lines] == [(0, str(folder / "a.jpg")), (2, str(folder / "c.gif"))]
+    assert all(len(line["faces"]) == 3 for line in lines)
+
+    (folder / "a.jpg").unlink()
+    (folder / "c.gif").unlink()
+    nothing = _run(["--source", str(folder)])
+    assert nothing.exit_code == 1
+    assert f"{folder}: no frame could be read (end of folder); expected a folder with readable pictures" in nothing.output
 
 
 def test_a_jpeg_damaged_inside_is_refused_though_it_ends_complete(tmp_path):

@@ -17,6 +17,8 @@ from feredge.outputs import output_file
 from feredge.streaming import STAGES as STREAM_STAGES
 from feredge.vision.detector import DETECT_MAX_SIDE, DETECT_MIN_SIDE
 
+#: How many unreadable or skipped files the summary names (the rest are counted).
+SHOWN = 5
 STAGES = (*STREAM_STAGES, "draw")
 
 
@@ -130,7 +132,8 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
             ms["draw"] = (time.perf_counter() - t0) * 1000
             if jsonl is not None:
                 jsonl.write(json.dumps({
-                    "frame": item.index, "timestamp": round(item.timestamp, 4), "dropped_before": item.dropped_before,
+                    "frame": item.index, **({"image": item.path} if item.path else {}),
+                    "timestamp": round(item.timestamp, 4), "dropped_before": item.dropped_before,
                     "detected": item.detected, "ms": {k: round(v, 3) for k, v in ms.items()},
                     "faces": [f.to_dict() for f in item.faces]}) + "\n")
             count += 1
@@ -161,10 +164,27 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
     stats = frames.stats
     summary = {"frames": count, "faces": faces_seen, "source": opts.source, "kind": frames.kind,
                "stopped": stop_reason or stats.ended, "dropped": len(stats.dropped), "corrupt": stats.corrupt,
+               "unreadable": stats.unreadable, "skipped": stats.skipped,
                "reconnects": stats.reconnects,
                "mean_ms": {k: round(v / max(count, 1), 3) for k, v in totals.items()},
                "json": str(opts.json_path) if opts.json_path else None,
                "record": str(opts.record) if opts.record else None}
     if stats.ended.endswith("disconnected"):
         log(f"{opts.source}: the {frames.kind} went away after {count} frames; everything written is flushed")
+    for key, what in (("unreadable", "unreadable pictures"), ("skipped", "skipped, not pictures")):
+        if summary[key]:
+            log(f"{what} ({len(summary[key])}): " + "; ".join(summary[key][:SHOWN])
+                + ("; …" if len(summary[key]) > SHOWN else ""))
+    if count == 0 and frames.kind in ("file", "folder", "image") and not stop_reason:
+        raise FeredgeError(f"{opts.source}: no frame could be read ({stats.ended}); expected a "
+                           + ("folder with readable pictures" if frames.kind == "folder" else "video with frames"))
     return summary
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """What run-camera prints when it ends: counts, mean stage times, the files it wrote."""
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["mean_ms"].items())
+    return ([f"{summary['frames']} frames, {summary['faces']} faces ({summary['stopped']}); dropped "
+             f"{summary['dropped']}, corrupt {summary['corrupt']}, reconnects {summary['reconnects']}; "
+             f"mean ms per frame: {stages}"]
+            + [f"{key}: {summary[key]}" for key in ("json", "record") if summary[key]])

@@ -25,6 +25,8 @@ from feredge.errors import FeredgeError
 from feredge.vision.images import check_image, quiet_opencv, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+#: In a folder, every picture read_image decodes counts (a GIF gives its first frame; alone, one plays as a video).
+FOLDER_IMAGE_SUFFIXES = IMAGE_SUFFIXES | {".gif", ".avif", ".pgm", ".ppm", ".pnm"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
 #: What each kind of source must be for OpenCV to open it, said when it cannot (images are read by feredge).
 EXPECTED_SOURCE = {"camera": "a connected camera no other program holds",
@@ -38,6 +40,7 @@ class Frame:
     index: int  # position in the source (frames dropped before analysis leave gaps)
     timestamp: float  # seconds: the file's position for files, time since start for live sources
     image: np.ndarray
+    path: str | None = None  # the picture's file, for folder and image sources
 
 
 @dataclass
@@ -45,6 +48,8 @@ class SourceStats:
     read: int = 0
     dropped: list[int] = field(default_factory=list)  # indices of frames dropped because the consumer was behind
     corrupt: int = 0  # frames the decoder could not read (skipped)
+    unreadable: list[str] = field(default_factory=list)  # a folder's pictures that could not be read, and why
+    skipped: list[str] = field(default_factory=list)  # a folder's files that are not pictures (by suffix)
     reconnects: int = 0
     ended: str = ""  # why the source stopped: "end of file", "camera disconnected", "stopped", …
 
@@ -77,9 +82,12 @@ class FrameSource:
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
         if self.kind == "folder":
-            self.images = sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in Path(spec).iterdir() if p.is_file() and not p.name.startswith("."))
+            self.images = [p for p in files if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
+            self.stats.skipped = [p.name for p in files if p.suffix.lower() not in FOLDER_IMAGE_SUFFIXES]
             if not self.images:
-                raise FeredgeError(f"{spec}: no images in the folder (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise FeredgeError(f"{spec}: no images in the folder (expected "
+                                   f"{', '.join(sorted(FOLDER_IMAGE_SUFFIXES))})")
             self.fps = 0.0
         elif self.kind == "image":
             check_image(spec)  # one picture: a missing or damaged file is the user's error, said now
@@ -134,11 +142,12 @@ class FrameSource:
                 return
             try:
                 image = read_image(path)  # the checks predict makes: a truncated JPEG is corrupt, not half a frame
-            except FeredgeError:
+            except FeredgeError as exc:
                 self.stats.corrupt += 1
+                self.stats.unreadable.append(str(exc))
                 continue
             self.stats.read += 1
-            self._put(Frame(i, float(i), image))
+            self._put(Frame(i, float(i), image, str(path)))
         self.stats.ended = "end of folder" if self.kind == "folder" else "end of image"
 
     def _read_capture(self) -> None:
