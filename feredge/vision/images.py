@@ -45,17 +45,16 @@ def _check_with_pillow(path: Path) -> int | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # Pillow warns from 89 MP; the limit here is MAX_PIXELS, said with the size
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than "
                                        f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
                 img.load()
                 return _orientation(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP (Pillow's decompression-bomb limit); "
-                           "downscale it first") from None
+    except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused by Pillow itself, unread
+        raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP ({exc}); downscale it first") from None
     except UnidentifiedImageError:
         return None  # OpenCV may still read it (or say it cannot)
     except (OSError, SyntaxError, ValueError) as exc:
