@@ -32,11 +32,19 @@ def exported(prepared_fer, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("roundtrip")
     train(config_from_dict(dict(data=str(prepared_fer), out=str(out / "run"), model_kwargs=SMALL, epochs=3,
-                                batch_size=16, val_fraction=0.25, device="cpu"), "test"))
+                                batch_size=16, val_fraction=0.25, seed=3, device="cpu"), "test"))
     ckpt = out / "run" / "best.safetensors"
-    report = export(ckpt, ExportOptions(out=out / "exp", fp16=True, int8=True, calib_data=prepared_fer, calib_size=64,
-                                        max_drop=100.0, val_fraction=0.25))
+    # 60 calibration images: not a multiple of the calibrators' batch of 32
+    report = export(ckpt, ExportOptions(out=out / "exp", fp16=True, int8=True, calib_data=prepared_fer, calib_size=60,
+                                        max_drop=100.0))
     return ckpt, {f: Path(p) for f, p in report["files"].items()}, out
+
+
+def test_the_int8_gate_judges_on_the_checkpoints_own_validation_carve(exported):
+    _, _, out = exported
+    report = json.loads((out / "exp" / "best.export.json").read_text())
+    assert report["accuracy"]["split"] == "held-out 25% of train (seed 3)"  # as trained, not export's defaults
+    assert json.loads(Path(str(out / "exp" / "best.int8.onnx") + ".json").read_text())["details"]["calibration"]["images"] == 60
 
 
 @pytest.mark.parametrize("fmt", ["fp32", "fp16", "int8"])

@@ -50,10 +50,18 @@ def _method(name: str):
     return table[name]
 
 
+def even_batch(n: int, most: int) -> int:
+    """The largest batch size up to ``most`` that splits ``n`` inputs into equal batches: ONNX Runtime's
+    histogram calibrators stack every batch's activations, and a shorter last batch makes them fail."""
+    return max(d for d in range(1, max(1, min(n, most)) + 1) if n % d == 0)
+
+
 def _reader(batches: np.ndarray, input_name: str, batch: int, desc: str):
-    """A CalibrationDataReader over float32 NCHW inputs, with a progress bar over batches."""
+    """A CalibrationDataReader over float32 NCHW inputs in equal batches, with a progress bar over them."""
     q = require("onnxruntime.quantization")
     from tqdm import tqdm
+
+    batch = even_batch(len(batches), batch)
 
     class Reader(q.CalibrationDataReader):
         def __init__(self):

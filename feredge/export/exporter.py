@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +226,8 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
 
     check_options(opts)
     model, info = load_checkpoint(checkpoint)
+    trained = info.details.get("config") or {}  # the gate must judge on the checkpoint's own validation carve
+    opts = replace(opts, seed=trained.get("seed", opts.seed), val_fraction=trained.get("val_fraction", opts.val_fraction))
     spec = info.input_spec
     stem = Path(checkpoint).stem
     wanted = ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8", "calib-cache"] if opts.int8 else [])
