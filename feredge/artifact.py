@@ -142,11 +142,20 @@ def sidecar_path(artifact: Path) -> Path:
     return Path(str(artifact) + ".json")
 
 
-def check_folder(path: Path, option: str = "--out") -> Path:
-    """An output folder given on the command line must not be an existing file (checked before any work)."""
+def check_folder(path: Path, option: str = "--out", target: Path | None = None) -> Path:
+    """An output folder given on the command line must be a folder this process can create or write in:
+    said before any work, not as the operating system's traceback after it. ``target`` names the file
+    written there, when the option is a file."""
     path = Path(path)
+    named = target or path
     if path.exists() and not path.is_dir():
-        raise ArtifactError(f"{path}: {option} is a file, expected a folder")
+        raise ArtifactError(f"{named}: {option} is a file, expected a folder" if target is None
+                            else f"{named}: {path} is a file, so {option} cannot go there; expected a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise ArtifactError(f"{named}: {existing} is a file, so {option} cannot go there; expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ArtifactError(f"{named}: no permission to write in {existing}; choose another {option}")
     return path
 
 

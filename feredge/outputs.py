@@ -6,7 +6,6 @@ folder or file that already holds results is refused unless the user passed ``--
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,15 +25,9 @@ def _found(folder: Path, markers: Sequence[str]) -> str | None:
 
 
 def writable(path: Path, flag: str = "--out", is_file: bool = False) -> Path:
-    """``path`` (a folder to write in or a file to write, and whatever folders it needs) must be creatable by
-    this process: said before any work, not as the operating system's traceback after it."""
+    """``path`` (a folder to write in, or a file to write) must be creatable by this process (check_folder)."""
     path = Path(path)
-    folder = path.parent if is_file else path
-    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        raise FeredgeError(f"{path}: {existing} is a file, so {flag} cannot go there; expected a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FeredgeError(f"{path}: no permission to write in {existing}; choose another {flag}")
+    check_folder(path.parent if is_file else path, flag, path if is_file else None)
     return path
 
 

@@ -132,6 +132,9 @@ def _unprivileged(argv: list[str]) -> list[str]:
     (["predict", str(GROUP), "--out", "{ro}/p"], "--out"),
     (["run-camera", "--source", str(GROUP), "--jsonl", "{ro}/f.jsonl"], "--jsonl"),
     (["run-camera", "--source", str(GROUP), "--record", "{ro}/f.mp4"], "--record"),
+    (["export", "--model", "feredge-n", "--out", "{ro}/x"], "--out"),
+    (["train", "--data", str(GROUP.parent), "--out", "{ro}/t"], "--out"),
+    (["data", "prepare", "fer2013", str(GROUP.parent), "--out", "{ro}/d"], "--out"),
 ])
 def test_an_output_it_may_not_write_is_one_line_before_any_work(tmp_path, args, where):
     readonly = tmp_path / "ro"

@@ -17,9 +17,10 @@ class TorchRunner(Runner):
         super().__init__(path)
         self.torch = require("torch")
         from feredge.models.checkpoint import load_checkpoint
+        from feredge.models.device import torch_device
 
         self.model, self.info = load_checkpoint(self.path)
-        self.device = self.torch.device(device)
+        self.device = torch_device(device)
         self.model.to(self.device)
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
         self._graphs: dict[int, tuple] = {}

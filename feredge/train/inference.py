@@ -49,11 +49,10 @@ def predict_logits(model, images: np.ndarray, spec, tta: str = "none", crop: int
 def checkpoint_logits(path: Path, images: np.ndarray, tta: str, device: str = "",
                       batch_size: int = 256) -> tuple[np.ndarray, Artifact]:
     """Logits of a training checkpoint with torch (cuda when available unless ``device`` says otherwise)."""
-    import torch
-
     from feredge.models.checkpoint import load_checkpoint
+    from feredge.models.device import torch_device
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch_device(device)
     model, info = load_checkpoint(path)
     logits = predict_logits(model.to(device), images, info.input_spec, tta, info.details.get("eval_crop"), batch_size, device)
     return logits, info

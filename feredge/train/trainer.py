@@ -26,6 +26,7 @@ from feredge.errors import FeredgeError
 from feredge.metrics import validation_figures
 from feredge.models import create_model, model_info
 from feredge.models.checkpoint import load_into, read_meta, read_state_dict
+from feredge.models.device import torch_device
 from feredge.train import tensor_ops as ops
 from feredge.train.ddp import Dist, barrier, init_dist
 from feredge.train.distill import distill_loss, load_teachers, offline_logits, online_targets
@@ -106,7 +107,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch_device(cfg.device)
         self.dist = init_dist(self.device.type)
         self.out = Path(cfg.out)
         if cfg.deterministic:
