@@ -11,6 +11,10 @@ from feredge.config import TrainConfig, config_from_dict, load_config_file, pars
 from feredge.train.recipes import recipe as get_recipe
 from feredge.train.run_folder import run_config
 
+#: Settings that name files, saved absolute: `--out RUN --resume` then finds the run's data, starting point and
+#: teachers from any folder, and soups compare them as files, not as the text typed.
+PATH_SETTINGS = ("data", "init", "teacher")
+
 
 def train_config(options: dict[str, Any], recipe: str | None = None, config_file: Path | None = None,
                  sets: Sequence[str] = (), resume: bool = False) -> TrainConfig:
@@ -25,4 +29,7 @@ def train_config(options: dict[str, Any], recipe: str | None = None, config_file
         values.update(load_config_file(config_file))
     values.update(parse_set(sets))
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
+    for key in PATH_SETTINGS:
+        if values.get(key):
+            values[key] = ",".join(str(Path(p.strip()).absolute()) for p in str(values[key]).split(",") if p.strip())
     return config_from_dict(values, str(config_file or "options"))

@@ -73,6 +73,13 @@ def recalibrate_bn(model: torch.nn.Module, images: np.ndarray, spec, batch_size:
     model.eval()
 
 
+def _same_setting(key: str, mine, theirs) -> bool:
+    """Paths (runs saved before settings were stored absolute) are the same file however they were typed."""
+    if key in ("init", "data") and mine and theirs:
+        return Path(mine).resolve() == Path(theirs).resolve()
+    return mine == theirs
+
+
 def _check_ingredients(paths: list[Path]) -> list[Artifact]:
     metas = [read_meta(p) for p in paths]
     for path, meta in zip(paths, metas):
@@ -85,7 +92,7 @@ def _check_ingredients(paths: list[Path]) -> list[Artifact]:
             raise FeredgeError(f"{path}: classes or input differ from {paths[0]}'s; a soup needs one model")
         for key in SHARED_CONFIG:
             mine, theirs = meta.details["config"].get(key), first.details["config"].get(key)
-            if mine != theirs:
+            if not _same_setting(key, mine, theirs):
                 raise FeredgeError(f"{path}: config field '{key}' is {mine!r}, {paths[0]} has {theirs!r}; soup "
                                    "ingredients must be fine-tunes of one checkpoint on one validation carve")
     return metas
