@@ -85,7 +85,7 @@ def data_face_boxes(root: Path, split: str, seed: int, overwrite: bool) -> None:
     from feredge.outputs import output_file
 
     load_split(root, split)  # a missing dataset or split is reported before any work
-    output_file(Path(root) / split / FILE, overwrite)
+    output_file(Path(root) / split / FILE, overwrite, "ROOT")
     path, found = add_face_boxes(root, split, seed)
     click.echo(f"wrote {path}: the detector found {found:.1%} of the faces")
 
@@ -162,7 +162,12 @@ def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after,
 
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
     cfg = train_config(given, recipe, config_file, sets, resume)
-    click.echo(json.dumps(train(cfg, resume=resume, stop_after=stop_after, overwrite=overwrite)))
+    try:
+        click.echo(json.dumps(train(cfg, resume=resume, stop_after=stop_after, overwrite=overwrite)))
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {cfg.out} keeps its last finished epoch; `feredge train --out {cfg.out} --resume` "
+                   "continues it", err=True)
+        raise SystemExit(130) from None
 
 
 @cli.command("soup")

@@ -21,7 +21,7 @@ def read_meta(path: Path) -> Artifact:
     """The checkpoint's description; refuses anything but a checkpoint."""
     info = read_artifact(path)
     if info.kind != "checkpoint":
-        raise CheckpointError(f"{path}: is a {info.kind}, expected a training checkpoint (.safetensors)")
+        raise CheckpointError(f"{path}: is a {info.kind} file, expected a training checkpoint (.safetensors)")
     return info
 
 
