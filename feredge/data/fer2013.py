@@ -61,7 +61,9 @@ def read_csv(path: Path, problems: Problems) -> tuple[dict[str, Split], list[int
             reader = csv.reader(fh)
             header = next(reader, None)
             expected = ["emotion", "pixels", "Usage"]
-            if header is None or [h.strip() for h in header] != expected:
+            if header is None:
+                raise DataError(f"{path}: empty file, expected a CSV with the header {','.join(expected)}")
+            if [h.strip() for h in header] != expected:
                 raise DataError(f"{path}: header is {header}, expected {','.join(expected)}")
             for lineno, row in enumerate(reader, start=2):
                 _read_row(row, f"{path}: row {lineno}", lineno, rows, problems)

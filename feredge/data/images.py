@@ -15,6 +15,8 @@ def decode(path: Path, size: int | None, channels: int) -> np.ndarray:
 
     Raises ValueError with the reason when the file is not a decodable image.
     """
+    if Path(path).stat().st_size == 0:
+        raise ValueError("empty file (expected an image)")
     try:
         with Image.open(path) as img:
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: scale to 8 bits (convert() would clip)
