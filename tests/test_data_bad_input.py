@@ -47,6 +47,14 @@ def test_prepared_dataset_has_the_permissions_of_any_new_folder(fer_tree, tmp_pa
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in out.rglob("*") if p.is_file())
 
 
+def test_an_out_that_is_a_link_gets_the_dataset_where_it_points(fer_tree, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    prepare("fer2013", fer_tree, tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "meta.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # no staging or old folder left
+
+
 @pytest.mark.parametrize("damage", [lambda b: b[:len(b) // 2], lambda b: b"\x00" * 40, lambda b: b"PK\x03\x04garbage"])
 def test_damaged_calibration_cache_is_rebuilt(prepared_fer, tmp_path, damage):
     """Truncated, zeroed or garbage-zip caches are rebuilt with the same draw, and one line says so."""

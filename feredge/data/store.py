@@ -77,8 +77,9 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
     """Write ``dataset`` under ``out``: built in a temporary folder beside it and swapped in only when
-    complete, so an interrupted run never leaves new arrays beside an old meta.json."""
-    out = Path(out)
+    complete, so an interrupted run never leaves new arrays beside an old meta.json. An --out that is a
+    symbolic link is followed: the dataset is swapped in where it points, and the link stays."""
+    out = Path(out).resolve() if Path(out).is_symlink() else Path(out)
     check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
