@@ -39,3 +39,12 @@ def test_resume_from_another_folder_keeps_the_runs_data(prepared_fer, tmp_path, 
     assert json.loads(resumed.output.strip().splitlines()[-1])["epochs"] == 2
     saved = json.loads((tmp_path / "a" / "run" / "last.safetensors.json").read_text())["details"]["config"]
     assert saved["data"] == str(tmp_path / "a" / "prep")
+
+
+def test_a_bad_set_value_is_refused_even_when_an_option_replaces_it():
+    import pytest
+
+    from feredge.errors import FeredgeError
+
+    with pytest.raises(FeredgeError, match="epochs"):
+        train_config({"epochs": 1}, sets=["epochs=abc"])

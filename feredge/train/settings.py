@@ -27,7 +27,9 @@ def train_config(options: dict[str, Any], recipe: str | None = None, config_file
     values.update(get_recipe(recipe) if recipe else {})
     if config_file:
         values.update(load_config_file(config_file))
-    values.update(parse_set(sets))
+    pairs = parse_set(sets)
+    config_from_dict(pairs, "--set")  # each pair checked, also one that an explicit option then replaces
+    values.update(pairs)
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
     for key in PATH_SETTINGS:
         if values.get(key):
