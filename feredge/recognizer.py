@@ -4,6 +4,7 @@ fused GPU pipeline is a branch inside it. No torch unless a torch checkpoint is 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,12 @@ class Recognizer:
             raise FeredgeError(f"detector {detector!r}: expected one of {', '.join(DETECTORS)}")
         if max_faces is not None and max_faces < 1:
             raise FeredgeError(f"max_faces {max_faces}: expected a positive integer (or None: every face)")
-        self.path = resolve(model)
+        if not 0 <= margin <= 1:
+            raise FeredgeError(f"margin {margin}: expected 0 ≤ margin ≤ 1 (the share of the box added on each side)")
+        cores = os.cpu_count() or 1
+        if not 0 <= threads <= cores:
+            raise FeredgeError(f"threads {threads}: expected 0 (ONNX Runtime chooses) up to {cores}, this machine's cores")
+        self.path = resolve(model, "checkpoint" if backend == "torch" else "onnx")
         kind = backend or backend_for(self.path)
         self.device = resolve_device(device, kind or "")
         kwargs = {"threads": threads} if threads and kind == "ort" else {}

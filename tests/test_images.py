@@ -83,3 +83,12 @@ def test_every_input_gets_its_own_annotated_file():
     names = output_names([Path("a/group.jpg"), Path("b/group.jpg"), Path("group-2.jpg"), Path("c/group.png")])
     assert names == ["group.annotated.jpg", "group-2.annotated.jpg", "group-2-2.annotated.jpg",
                      "group-3.annotated.jpg"]
+
+
+@pytest.mark.parametrize("side", [10100, 20000])  # over feredge's 100 MP; over twice Pillow's own limit
+def test_encoded_bytes_of_a_huge_picture_are_refused_before_decoding(tmp_path, side):
+    from tests.broken_inputs import huge_png
+
+    data = huge_png(tmp_path / "huge.png", side).read_bytes()
+    with pytest.raises(feredge.FeredgeError, match="frame.png: .*more than 100 MP"):
+        decode_image(data, "frame.png")

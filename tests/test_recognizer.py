@@ -113,6 +113,18 @@ def test_options_are_checked_without_cli_flags():
         feredge.Recognizer(detect_max_side=0)
     with pytest.raises(FeredgeError, match="device 'tpu'"):
         feredge.Recognizer(device="tpu")
+    with pytest.raises(FeredgeError, match="margin -1: expected 0 ≤ margin ≤ 1"):
+        feredge.Recognizer(margin=-1)
+    with pytest.raises(FeredgeError, match="threads 10000: expected 0 .ONNX Runtime chooses. up to"):
+        feredge.Recognizer(threads=10000)  # it started 10,000 threads and stalled the machine
+    with pytest.raises(FeredgeError, match="server 'grpc://h:1': expected host:port"):
+        feredge.Recognizer(server="grpc://h:1")
+
+
+def test_a_shipped_name_with_the_torch_backend_is_its_checkpoint():
+    pytest.importorskip("torch")
+    with feredge.Recognizer("feredge-n", backend="torch") as rec:
+        assert rec.path.name == "feredge-n.safetensors" and rec.backend == "torch"
 
 
 def test_stream_tracks_faces_of_a_video(tmp_path, rec):

@@ -67,7 +67,7 @@ def write_python_repository(root: Path, model: Path, b: Batching, threads: int =
         raise FeredgeError(f"{root}: exists; pass --overwrite or choose another --workdir")
     if root.exists():
         shutil.rmtree(root)
-    common = {"artifact": str(Path(model).resolve()), "threads": str(threads)}
+    common = {"artifact": str(Path(model).resolve()), "threads": str(threads), "feredge_model": info.model}
     for name, config in (("fer", fer_config("fer", info, "python", b, "probabilities", {**common, "feredge_kind": "fer"})),
                          ("fer_frame", frame_config("fer_frame", b, {**common, "feredge_kind": "frame"}))):
         (root / name / "1").mkdir(parents=True)

@@ -61,13 +61,21 @@ def _check_with_pillow(path: Path) -> int | None:
         raise FeredgeError(f"{path}: damaged or truncated image ({exc}); expected a complete JPEG/PNG file") from None
 
 
-def _orientation_of_bytes(encoded: bytes) -> int:
-    """The EXIF orientation of an encoded image; decoding problems are OpenCV's to report."""
+def _orientation_of_bytes(encoded: bytes, where: str) -> int:
+    """The EXIF orientation of an encoded image, read from its header; a picture over MAX_PIXELS is refused
+    before it is decoded. Other decoding problems are OpenCV's to report."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(encoded)) as img:
-            return _orientation(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(encoded)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise FeredgeError(f"{where}: {img.width}×{img.height} pixels is more than "
+                                       f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
+                return _orientation(img)
+    except Image.DecompressionBombError as exc:
+        raise FeredgeError(f"{where}: more than {MAX_PIXELS // 1_000_000} MP ({exc}); downscale it first") from None
     except (OSError, SyntaxError, ValueError):
         return UPRIGHT
 
@@ -167,7 +175,8 @@ def read_image(path: Path | str) -> np.ndarray:
 def decode_image(encoded: bytes, where: str = "image") -> np.ndarray:
     """A BGR uint8 frame from a file's bytes (what the `fer_frame` server model receives)."""
     cv2 = require("cv2")
+    orientation = _orientation_of_bytes(encoded, where)
     frame = _quiet_decode(cv2, encoded) if encoded else None
     if frame is None:
         raise FeredgeError(f"{where}: cannot decode the bytes (expected a JPEG or PNG file's contents)")
-    return upright(to_bgr(frame, where), _orientation_of_bytes(encoded))
+    return upright(to_bgr(frame, where), orientation)
