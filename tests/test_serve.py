@@ -239,3 +239,11 @@ def test_run_camera_through_the_server_matches_local(server, tmp_path):
     busy = _free_ports(1)[0]
     result = CliRunner().invoke(cli, ["run-camera", "--source", str(GROUP.parent), "--server", f"127.0.0.1:{busy}"])
     assert result.exit_code != 0 and "no `feredge serve` model 'fer' there" in result.output
+
+
+def test_a_served_model_other_than_the_local_one_is_refused(server):
+    from feredge.errors import FeredgeError
+    from feredge.recognizer import Recognizer
+
+    with pytest.raises(FeredgeError, match="serves feredge-s, but the local model is feredge-n"):
+        Recognizer("feredge-n", server=f"http://{server.url}")  # the scheme is accepted too
