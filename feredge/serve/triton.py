@@ -123,8 +123,9 @@ class TritonServer:
             except OSError:
                 pass
             time.sleep(0.25)
+        last = self.tail()  # before stop() closes the log
         self.stop()
-        raise FeredgeError(f"tritonserver was not ready after {timeout:.0f} s; last lines of {self.log_path}: {self.tail()}")
+        raise FeredgeError(f"tritonserver was not ready after {timeout:g} s; last lines of {self.log_path}: {last}")
 
     def counts(self, model: str = "fer") -> dict[str, float]:
         """``nv_inference_count`` (requests' items) and ``nv_inference_exec_count`` (executions) of ``model``
@@ -138,7 +139,8 @@ class TritonServer:
         return out
 
     def tail(self, n: int = 3) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         lines = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
         return " | ".join(lines[-n:])
 
@@ -175,6 +177,8 @@ def serve(model: Path, batching, ports: Ports = Ports(), host: str = HOST, workd
     from feredge.serve.repository import write_python_repository
 
     model = Path(model)
+    if not load_timeout > 0:
+        raise FeredgeError(f"--load-timeout {load_timeout}: expected a positive number of seconds")
     if model.suffix == ".safetensors":
         raise FeredgeError(f"{model}: serve an exported model (.onnx or .engine); export it with `feredge export`")
     triton_root()  # before anything is written: a missing server or a busy port leaves no half-used work folder
