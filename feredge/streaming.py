@@ -5,6 +5,7 @@ The same capture thread, ring, reconnect and tracker as `feredge run-camera`, wh
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,8 @@ class Stream:
             self._close_recognizer()
             raise
         self.frames = 0
+        # A stream dropped without close() or `with` must not keep its reader thread (and a camera) alive.
+        self._finalizer = weakref.finalize(self, _close, self.source, self.recognizer if self._owns else None)
 
     @property
     def stats(self):
@@ -115,14 +118,19 @@ class Stream:
 
     def close(self) -> None:
         """Stop the reader thread; the Recognizer too when the stream created it."""
-        self.source.close()
-        self._close_recognizer()
+        self._finalizer()
 
     def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _close(source, recognizer: Recognizer | None) -> None:
+    source.close()
+    if recognizer is not None:
+        recognizer.close()
 
 
 def stream(source: str | int | Path, model: str | Path | None = None, **options) -> Stream:

@@ -3,9 +3,12 @@ the crops it classifies, torch-free, and cheap to import."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +145,14 @@ def test_stream_tracks_faces_of_a_video(tmp_path, rec):
     assert all(label == smoothed for _, _, faces in items for _, label, smoothed in faces)  # smooth=1: none
     with pytest.raises(FeredgeError, match="max_frames -1"):
         feredge.stream(path, recognizer=rec, max_frames=-1)
+
+    for _ in feredge.stream(path, recognizer=rec):  # left without close() or `with`
+        break
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while any(t.name == "feredge-capture" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "feredge-capture" for t in threading.enumerate())  # its reader thread ended with it
 
 
 def test_import_is_lazy_and_the_api_runs_without_torch():
