@@ -206,6 +206,7 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
                 rows.append(row)
             for faces in opts.faces:
                 if faces > runner.max_batch:
+                    log(f"skip {path.name} {faces} faces: above the runner's maximum batch {runner.max_batch}")
                     continue
                 log(f"{path.name} [{runner.backend}] end to end, 720p frame with {faces} faces …")
                 frame, boxes = measure.synthetic_frame(faces)
@@ -217,6 +218,9 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
             for row in rows:
                 if row["artifact"] == str(path):
                     row["host_mem_mb"] = _rss_mb() - rss0
+    if not rows:
+        raise FeredgeError(f"nothing measured: every --batch and --faces is above the runners' maximum batch "
+                           f"({', '.join(str(b) for b in [*opts.batches, *opts.faces])}); choose smaller ones")
     return {"format": "feredge-bench-v1", "device": device, "environment": env,
             "semantics": {"window": opts.window.describe(), "cuda_graph": opts.cuda_graph and device != "cpu",
                           "model": "model alone: GPU runners with device buffers are timed by CUDA events around "
