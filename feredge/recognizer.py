@@ -104,6 +104,13 @@ class Recognizer:
     ``rec(frame, boxes)`` classifies given boxes (x, y, w, h) without detecting; ``rec.classify(crops)``
     classifies already-cropped faces.
 
+    Options: ``backend`` ort / trt / torch (default: from the file type; torch takes a shipped name's
+    checkpoint); ``device`` auto / cpu / cuda; ``detector`` yunet / haar; ``tta`` averages with the mirrored
+    face; ``margin`` (0–1) widens each box by that share on every side; ``detect_max_side`` scales the frame
+    the detector sees; ``max_faces`` keeps the largest faces; ``align`` levels the eyes (CPU crops only);
+    ``threads`` ONNX Runtime's intra-op threads (0: its own choice); ``server`` host:port of `feredge serve`,
+    which then runs the model while the crops are made here.
+
     Threads: one Recognizer holds per-call state (the detector's input size, the GPU pipeline's stream,
     buffers and graphs), so call it from one thread at a time; give each thread its own Recognizer
     (they share nothing but the model file). ``close()`` or ``with`` frees the runner's memory.
