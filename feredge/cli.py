@@ -155,8 +155,7 @@ def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after,
     """Train a registered model on a prepared dataset.
 
     Settings are read in this order, each source overriding the ones before it: the run's saved
-    settings (with --resume), then --recipe, then --config, then --set, then the options given here.
-    """
+    settings (with --resume), then --recipe, then --config, then --set, then the options given here."""
     from feredge.train.settings import train_config
     from feredge.train.trainer import train
 
@@ -165,8 +164,9 @@ def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after,
     try:
         click.echo(json.dumps(train(cfg, resume=resume, stop_after=stop_after, overwrite=overwrite)))
     except KeyboardInterrupt:
-        click.echo(f"interrupted: {cfg.out} keeps its last finished epoch; `feredge train --out {cfg.out} --resume` "
-                   "continues it", err=True)
+        if (Path(cfg.out) / "last_state.pt").is_file():
+            click.echo(f"interrupted: {cfg.out} keeps its last finished epoch; `feredge train --out {cfg.out} "
+                       "--resume` continues it", err=True)
         raise SystemExit(130) from None
 
 

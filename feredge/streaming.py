@@ -9,11 +9,15 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from feredge.errors import FeredgeError
 from feredge.recognizer import Face, Recognizer
+
+if TYPE_CHECKING:
+    from feredge.vision.source import FrameSource
 
 #: Stages timed per frame, in order (run-camera's overlay and JSONL report them).
 STAGES = ("capture", "detect", "classify")
@@ -127,7 +131,8 @@ class Stream:
         self.close()
 
 
-def _close(source, recognizer: Recognizer | None) -> None:
+def _close(source: FrameSource, recognizer: Recognizer | None) -> None:
+    """What closing a stream releases; a module function, so the finalizer holds no reference to the stream."""
     source.close()
     if recognizer is not None:
         recognizer.close()

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from feredge.cli import cli
@@ -42,9 +43,20 @@ def test_resume_from_another_folder_keeps_the_runs_data(prepared_fer, tmp_path, 
 
 
 def test_a_bad_set_value_is_refused_even_when_an_option_replaces_it():
-    import pytest
-
     from feredge.errors import FeredgeError
 
     with pytest.raises(FeredgeError, match="epochs"):
         train_config({"epochs": 1}, sets=["epochs=abc"])
+
+
+def test_a_run_saved_with_relative_paths_still_resumes(tmp_path, monkeypatch):
+    from feredge.errors import FeredgeError
+    from feredge.train.run_folder import check_same_run
+
+    monkeypatch.chdir(tmp_path)
+    old = {"data": "prep", "init": "runs/a/best.safetensors", "teacher": "t/a.safetensors, t/b.safetensors", "lr": 0.1}
+    new = {"data": str(tmp_path / "prep"), "init": str(tmp_path / "runs/a/best.safetensors"),
+           "teacher": f"{tmp_path / 't/a.safetensors'},{tmp_path / 't/b.safetensors'}", "lr": 0.1}
+    check_same_run(new, old, tmp_path)  # the same files, typed differently
+    with pytest.raises(FeredgeError, match="init 'runs/a/best.safetensors' -> "):
+        check_same_run({**new, "init": str(tmp_path / "other.safetensors")}, old, tmp_path)

@@ -67,8 +67,10 @@ def class_counts(labels: np.ndarray, n_classes: int) -> list[int]:
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that is a file, or that holds a prepared dataset, before any work is done."""
+    """Refuse an --out that is a file, or that holds a prepared dataset, before any work is done. The dataset
+    is built beside ``out`` and swapped in, so its parent folder must be writable too."""
     out = check_folder(out)
+    check_folder(out.parent, "--out", out)
     if (out / "meta.json").exists() and not overwrite:
         raise DataError(f"{out}: already holds a prepared dataset (meta.json); pass --overwrite or pick another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").exists():

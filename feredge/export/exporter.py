@@ -42,7 +42,7 @@ class ExportOptions:
     engine: bool = False
     implicit_int8: bool = False  # engine from fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)
     max_drop: float = 1.0  # percentage points INT8 may lose against FP32
-    seed: int = 0
+    seed: int = 0  # the validation carve, for a checkpoint without a saved config (else the checkpoint's own)
     val_fraction: float = 0.1
     parity_tol: float = 1e-3
     overwrite: bool = False

@@ -3,11 +3,16 @@ GPU this machine lacks is a one-line error naming it, not torch's driver traceba
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from feredge._optional import require
 from feredge.errors import FeredgeError
 
+if TYPE_CHECKING:
+    import torch
 
-def torch_device(requested: str | None):
+
+def torch_device(requested: str | None) -> torch.device:
     """``None``/""/"auto" → cuda when torch sees a GPU, else cpu; "cuda" / "cuda:N" only where it does."""
     torch = require("torch")
     if requested in (None, "", "auto"):

@@ -57,13 +57,25 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+#: Settings that name files (a comma-separated list for teachers): saved absolute by `feredge train`, and
+#: compared as the files they name, so a run saved with relative paths still resumes.
+PATH_SETTINGS = ("data", "init", "teacher")
+
+
+def same_files(a: str | None, b: str | None) -> bool:
+    """Whether two path settings name the same files, however they were typed."""
+    def files(value: str | None) -> list[Path]:
+        return [Path(p.strip()).resolve() for p in str(value or "").split(",") if p.strip()]
+    return files(a) == files(b)
+
+
 def check_same_run(settings: dict, old: dict, where: Path) -> None:
     """--resume continues the *same* run: changed data or hyper-parameters would silently mix two runs."""
-    ignore = ("out", "device", "data", "cpu_bf16")  # where and how the step is computed, not what is trained
+    ignore = ("out", "device", "cpu_bf16", *PATH_SETTINGS)  # where and how the step is computed; files below
     changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items()
                if k not in ignore and k in old and _plain(old[k]) != _plain(v)]
-    if old.get("data") and Path(old["data"]).resolve() != Path(settings["data"]).resolve():
-        changed.insert(0, f"data {old['data']!r} -> {settings['data']!r}")
+    changed[:0] = [f"{k} {old[k]!r} -> {settings.get(k)!r}" for k in PATH_SETTINGS
+                   if k in old and not same_files(old[k], settings.get(k))]
     if changed:
         raise FeredgeError(f"{where}: --resume with settings that differ from the run's: {'; '.join(changed)}; "
                            "resume with the same settings, or start a new run (another --out, or --set init=…)")

@@ -9,11 +9,7 @@ from typing import Any
 
 from feredge.config import TrainConfig, config_from_dict, load_config_file, parse_set
 from feredge.train.recipes import recipe as get_recipe
-from feredge.train.run_folder import run_config
-
-#: Settings that name files, saved absolute: `--out RUN --resume` then finds the run's data, starting point and
-#: teachers from any folder, and soups compare them as files, not as the text typed.
-PATH_SETTINGS = ("data", "init", "teacher")
+from feredge.train.run_folder import PATH_SETTINGS, run_config
 
 
 def train_config(options: dict[str, Any], recipe: str | None = None, config_file: Path | None = None,

@@ -9,11 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from feredge._optional import require
 from feredge.errors import FeredgeError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Larger images are refused before decoding: 100 MP is already a 400 MB BGR frame.
 MAX_PIXELS = 100_000_000
@@ -24,9 +28,14 @@ EXIF_ORIENTATION = 0x0112
 UPRIGHT = 1
 
 
-def _orientation(img) -> int:
-    """A Pillow image's EXIF orientation, 1 (as stored) when absent or not one of the eight defined."""
-    value = img.getexif().get(EXIF_ORIENTATION, UPRIGHT)
+def _orientation(img: Image.Image) -> int:
+    """A Pillow image's EXIF orientation, read before it is loaded; 1 (as stored) when absent, not one of the
+    eight defined, or a TIFF (OpenCV's TIFF decoder turns the picture itself). Corrupt EXIF counts as absent."""
+    if img.format == "TIFF":
+        return UPRIGHT
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's "Corrupt EXIF data" warning: the picture stays as stored
+        value = img.getexif().get(EXIF_ORIENTATION, UPRIGHT)
     return value if value in range(1, 9) else UPRIGHT
 
 
@@ -51,8 +60,9 @@ def _check_with_pillow(path: Path) -> int | None:
                 if img.width * img.height > MAX_PIXELS:
                     raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than "
                                        f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
+                orientation = _orientation(img)
                 img.load()
-                return _orientation(img)
+                return orientation
     except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused by Pillow itself, unread
         raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP ({exc}); downscale it first") from None
     except UnidentifiedImageError:

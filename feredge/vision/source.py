@@ -229,6 +229,7 @@ class FrameSource:
         self._stop.set()
         while not self.live and not self._queue.empty():
             self._queue.get_nowait()  # unblock a reader waiting on a full queue
-        self._thread.join(timeout=5)
+        if threading.current_thread() is not self._thread:  # a finalizer may run on the reader thread itself
+            self._thread.join(timeout=5)
         if self.kind not in ("folder", "image"):
             self.cap.release()
