@@ -148,9 +148,8 @@ def check_folder(path: Path, option: str = "--out", target: Path | None = None) 
     written there, when the option is a file."""
     path = Path(path)
     named = target or path
-    if path.exists() and not path.is_dir():
-        raise ArtifactError(f"{named}: {option} is a file, expected a folder" if target is None
-                            else f"{named}: {path} is a file, so {option} cannot go there; expected a folder")
+    if target is None and path.exists() and not path.is_dir():
+        raise ArtifactError(f"{path}: {option} is a file, expected a folder")
     existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
     if not existing.is_dir():
         raise ArtifactError(f"{named}: {existing} is a file, so {option} cannot go there; expected a folder")

@@ -24,13 +24,6 @@ def _found(folder: Path, markers: Sequence[str]) -> str | None:
     return None
 
 
-def writable(path: Path, flag: str = "--out", is_file: bool = False) -> Path:
-    """``path`` (a folder to write in, or a file to write) must be creatable by this process (check_folder)."""
-    path = Path(path)
-    check_folder(path.parent if is_file else path, flag, path if is_file else None)
-    return path
-
-
 def output_folder(out: Path | None, default: Path, markers: Sequence[str], overwrite: bool,
                   flag: str = "--out") -> Path:
     """The folder a command writes into: ``out`` when given (refused while it holds a marker, unless
@@ -40,13 +33,13 @@ def output_folder(out: Path | None, default: Path, markers: Sequence[str], overw
         marker = _found(out, markers)
         if marker is not None and not overwrite:
             raise FeredgeError(f"{out}: holds earlier results ({marker}); pass --overwrite or choose another {flag}")
-        return writable(out, flag)
+        return out
     default = Path(default)
     candidate, n = default, 1
     while not overwrite and _found(check_folder(candidate, flag), markers) is not None:
         n += 1
         candidate = default.with_name(f"{default.name}-{n}")
-    return writable(candidate, flag)
+    return check_folder(candidate, flag)
 
 
 def output_file(path: Path, overwrite: bool, flag: str = "--out") -> Path:
@@ -56,4 +49,5 @@ def output_file(path: Path, overwrite: bool, flag: str = "--out") -> Path:
         raise FeredgeError(f"{path}: is a folder; {flag} takes a file name")
     if path.exists() and not overwrite:
         raise FeredgeError(f"{path}: already exists; pass --overwrite to replace it or choose another {flag}")
-    return writable(path, flag, is_file=True)
+    check_folder(path.parent, flag, path)
+    return path

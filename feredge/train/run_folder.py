@@ -21,6 +21,7 @@ from feredge.artifact import Artifact, atomic_write_bytes, atomic_write_text, ch
 from feredge.errors import FeredgeError
 from feredge.models.checkpoint import load_into, read_meta, read_state_dict
 from feredge.train.checkpoint import save_checkpoint
+from feredge.train.distill import teacher_paths
 
 STATE_FILE = "last_state.pt"
 LAST = "last.safetensors"
@@ -64,9 +65,7 @@ PATH_SETTINGS = ("data", "init", "teacher")
 
 def same_files(a: str | None, b: str | None) -> bool:
     """Whether two path settings name the same files, however they were typed."""
-    def files(value: str | None) -> list[Path]:
-        return [Path(p.strip()).resolve() for p in str(value or "").split(",") if p.strip()]
-    return files(a) == files(b)
+    return ([Path(p).resolve() for p in teacher_paths(a or "")] == [Path(p).resolve() for p in teacher_paths(b or "")])
 
 
 def check_same_run(settings: dict, old: dict, where: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from feredge.config import TrainConfig, config_from_dict, load_config_file, parse_set
+from feredge.train.distill import teacher_paths
 from feredge.train.recipes import recipe as get_recipe
 from feredge.train.run_folder import PATH_SETTINGS, run_config
 
@@ -29,5 +30,5 @@ def train_config(options: dict[str, Any], recipe: str | None = None, config_file
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
     for key in PATH_SETTINGS:
         if values.get(key):
-            values[key] = ",".join(str(Path(p.strip()).absolute()) for p in str(values[key]).split(",") if p.strip())
+            values[key] = ",".join(str(Path(p).absolute()) for p in teacher_paths(str(values[key])))
     return config_from_dict(values, str(config_file or "options"))

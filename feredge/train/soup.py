@@ -31,6 +31,7 @@ from feredge.models.checkpoint import load_into, read_meta, read_state_dict
 from feredge.train import tensor_ops as ops
 from feredge.train.checkpoint import save_checkpoint
 from feredge.train.inference import predict_logits
+from feredge.train.run_folder import PATH_SETTINGS, same_files
 
 # What every ingredient must share: the same network, the same starting point and the same validation carve.
 SHARED_CONFIG = ("model", "model_kwargs", "init", "data", "val_fraction", "val_split", "seed", "limit_train")
@@ -75,8 +76,8 @@ def recalibrate_bn(model: torch.nn.Module, images: np.ndarray, spec, batch_size:
 
 def _same_setting(key: str, mine, theirs) -> bool:
     """Paths (runs saved before settings were stored absolute) are the same file however they were typed."""
-    if key in ("init", "data") and mine and theirs:
-        return Path(mine).resolve() == Path(theirs).resolve()
+    if key in PATH_SETTINGS and mine and theirs:
+        return same_files(mine, theirs)
     return mine == theirs
 
 

@@ -47,24 +47,35 @@ def upright(frame: np.ndarray, orientation: int) -> np.ndarray:
     return frame if turned is None else np.ascontiguousarray(turned(frame))
 
 
+@contextmanager
+def _opened_within_limit(source: Path | io.BytesIO, where: str) -> Iterator[Image.Image]:
+    """The picture opened by Pillow (its header read, no pixels yet), refused when over MAX_PIXELS: Pillow
+    warns from 89 MP, and over twice that refuses by itself, unread; both said here with the size."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise FeredgeError(f"{where}: {img.width}×{img.height} pixels is more than "
+                                       f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
+                yield img
+    except Image.DecompressionBombError as exc:
+        raise FeredgeError(f"{where}: more than {MAX_PIXELS // 1_000_000} MP ({exc}); downscale it first") from None
+
+
 def _check_with_pillow(path: Path) -> int | None:
     """Size limit and completeness, which OpenCV does not report: it decodes half of a truncated JPEG
     without a word, so the file is fully decoded once by Pillow, which raises on a short file. Returns the
     file's EXIF orientation, None for a format Pillow does not know."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():  # Pillow warns from 89 MP; the limit here is MAX_PIXELS, said with the size
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise FeredgeError(f"{path}: {img.width}×{img.height} pixels is more than "
-                                       f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
-                orientation = _orientation(img)
-                img.load()
-                return orientation
-    except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused by Pillow itself, unread
-        raise FeredgeError(f"{path}: more than {MAX_PIXELS // 1_000_000} MP ({exc}); downscale it first") from None
+        with _opened_within_limit(path, str(path)) as img:
+            orientation = _orientation(img)
+            img.load()
+            return orientation
     except UnidentifiedImageError:
         return None  # OpenCV may still read it (or say it cannot)
     except (OSError, SyntaxError, ValueError) as exc:
@@ -74,18 +85,9 @@ def _check_with_pillow(path: Path) -> int | None:
 def _orientation_of_bytes(encoded: bytes, where: str) -> int:
     """The EXIF orientation of an encoded image, read from its header; a picture over MAX_PIXELS is refused
     before it is decoded. Other decoding problems are OpenCV's to report."""
-    from PIL import Image
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(encoded)) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise FeredgeError(f"{where}: {img.width}×{img.height} pixels is more than "
-                                       f"{MAX_PIXELS // 1_000_000} MP; downscale it first")
-                return _orientation(img)
-    except Image.DecompressionBombError as exc:
-        raise FeredgeError(f"{where}: more than {MAX_PIXELS // 1_000_000} MP ({exc}); downscale it first") from None
+        with _opened_within_limit(io.BytesIO(encoded), where) as img:
+            return _orientation(img)
     except (OSError, SyntaxError, ValueError):
         return UPRIGHT
 
