@@ -25,6 +25,9 @@ DEVICE = "auto"
 DEVICES = ("auto", "cpu", "cuda")
 #: Validation figures a run can pick its best epoch by; the ferplus_* ones score against the FER+ majority
 #: vote (ten annotators) where the validation split has FER+ votes, FER2013's own labels being noisier.
+#: The precisions a checkpoint is exported and built at (export, bench --precision, engine plans). An exported
+#: file's own description uses `feredge.artifact.ARTIFACT_PRECISIONS` (int8 there says how: Q/DQ or cache).
+PRECISIONS = ("fp32", "fp16", "int8")
 SELECT_METRICS = ("accuracy", "mean_class_accuracy", "ferplus_accuracy", "ferplus_mean_class_accuracy")
 
 

@@ -16,10 +16,9 @@ import numpy as np
 from feredge import artifact
 from feredge.bench import measure
 from feredge.bench.environment import environment, is_jetson
-from feredge.config import DEVICE
+from feredge.config import DEVICE, PRECISIONS
 from feredge.config import DEVICES as COMMON_DEVICES
 from feredge.errors import FeredgeError
-from feredge.export import EXPORT_PRECISIONS
 
 DEVICES = (*COMMON_DEVICES, "jetson")
 DEFAULT_OUT = Path("runs/bench")
@@ -51,9 +50,9 @@ def check_options(opts: BenchOptions) -> None:
         raise FeredgeError(f"--device {opts.device}: expected one of {', '.join(DEVICES)}")
     if opts.window.duration_s <= 0 or opts.window.warmup_ms < 0:
         raise FeredgeError("--duration-s must be > 0 and --warmup-ms ≥ 0")
-    unknown = [p for p in opts.precisions if p not in EXPORT_PRECISIONS]
+    unknown = [p for p in opts.precisions if p not in PRECISIONS]
     if unknown:
-        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(EXPORT_PRECISIONS)}")
+        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(PRECISIONS)}")
     if "int8" in opts.precisions and opts.data is None and any(a.endswith(".safetensors") for a in opts.artifacts):
         raise FeredgeError("--precision int8 exports a checkpoint with calibration: pass --data DIR")
 

@@ -14,8 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from feredge.artifact import Artifact
+from feredge.config import PRECISIONS
 from feredge.errors import FeredgeError
-from feredge.export import EXPORT_PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ def parse_version(version: str) -> tuple[int, int]:
 def build_plan(trt_version: str, precision: str, implicit_int8: bool = False, weakly_typed: bool = False,
                dla: bool = False) -> BuildPlan:
     """Network and builder flags for ``precision`` on TensorRT ``trt_version``."""
-    if precision not in EXPORT_PRECISIONS:
-        raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(EXPORT_PRECISIONS)}")
+    if precision not in PRECISIONS:
+        raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     major, minor = parse_version(trt_version)
     onnx_kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
     if (major, minor) < (8, 5):
