@@ -10,12 +10,12 @@ import click
 from click.core import ParameterSource
 
 from feredge import cli_options as opt
+from feredge import config
 from feredge._version import __version__
 from feredge.bench.measure import Window
 from feredge.bench.run import DEFAULT_OUT as BENCH_OUT
 from feredge.bench.run import DEVICES as BENCH_DEVICES
 from feredge.bench.run import BenchOptions
-from feredge.calibration.quantize import METHODS
 from feredge.camera.app import CameraOptions
 from feredge.config import DEVICE, TrainConfig
 from feredge.data import DATASETS
@@ -27,9 +27,7 @@ from feredge.export.triton import Batching
 from feredge.predict import DEFAULT_OUT as PREDICT_OUT
 from feredge.runtime.base import BACKENDS
 from feredge.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
-from feredge.train.inference import TTA_MODES
 from feredge.train.recipes import RECIPES
-from feredge.vision.detector import DETECT_MAX_SIDE, DETECT_MIN_SIDE, DETECTORS
 
 PATH = opt.PATH
 
@@ -197,8 +195,7 @@ def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: 
 @opt.model("a checkpoint, ONNX or TensorRT engine", multiple=True)
 @click.option("--data", required=True, type=PATH, help="prepared dataset folder")
 @click.option("--split", default="val", help="split to evaluate (FER2013: val = PublicTest)")
-@click.option("--tta", type=click.Choice(TTA_MODES), default="none",
-              help="test-time augmentation (ten-crop: checkpoints only)")
+@opt.tta(config.TTA_MODES)
 @click.option("--ensemble", is_flag=True, help="average the softmax outputs of every --model")
 @opt.out(EVAL_OUT)
 @opt.device()
@@ -216,16 +213,19 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @cli.command("export")
 @opt.model("a .safetensors checkpoint")
 @click.option("--out", type=PATH, default=ExportOptions.out, help="output folder")
-@click.option("--fp16", is_flag=True, help="also write an FP16 ONNX (fp32 inputs/outputs)")
-@click.option("--int8", is_flag=True, help="also write an INT8 Q/DQ ONNX and a TensorRT calibration cache")
-@click.option("--calib-data", type=PATH, help="prepared dataset: calibration + accuracy gate")
+@opt.values("--precision", "precisions", ("fp32",), "precisions to write (fp32 is always written)")
+@click.option("--fp16", is_flag=True, help="short for --precision fp32 fp16: also an FP16 ONNX (fp32 inputs/outputs)")
+@click.option("--int8", is_flag=True, help="short for --precision fp32 int8: also an INT8 Q/DQ ONNX and a TensorRT "
+              "calibration cache")
+@click.option("--data", "--calib-data", "calib_data", type=PATH,
+              help="prepared dataset: calibration + accuracy gate (--calib-data is the same option)")
 @click.option("--calib-size", type=int, default=ExportOptions.calib_size,
               help="calibration images, class-balanced from train (never the held-out validation images)")
-@click.option("--calib-method", type=click.Choice(METHODS), default=ExportOptions.calib_method,
+@click.option("--calib-method", type=click.Choice(config.CALIB_METHODS), default=ExportOptions.calib_method,
               help="how activation ranges are chosen")
 @click.option("--batch", type=int, help="fixed batch size (default: dynamic batch axis)")
 @click.option("--dynamic", is_flag=True, help="dynamic batch axis (the default when --batch is not given)")
-@click.option("--max-batch", type=int, default=ExportOptions.max_batch, help="engine profile maximum batch")
+@opt.max_batch(ExportOptions.max_batch)
 @click.option("--engine", is_flag=True, help="build a TensorRT engine (needs TensorRT and a GPU)")
 @click.option("--implicit-int8", is_flag=True,
               help="with --int8 --engine: build from the fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)")
@@ -235,14 +235,17 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @click.option("--overwrite", is_flag=True, help="replace existing files in --out")
 @click.option("--format", "repo_format", type=click.Choice(["files", "triton"]), default="files",
               help="triton: also write a Triton model repository (+ DeepStream config) under --out/triton")
-def export_cmd(model, batch, dynamic, repo_format, **options) -> None:
+def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **options) -> None:
     """Export a checkpoint to ONNX, FP16, INT8 or TensorRT."""
     from feredge.export.exporter import export, summary
     from feredge.weights import resolve
 
     if batch is not None and dynamic:
         raise FeredgeError("--batch N fixes the batch size; --dynamic makes it variable: choose one")
-    opts = ExportOptions(batch=batch, dynamic=batch is None, triton=repo_format == "triton", **options)
+    for p in precisions:
+        config.check_choice("--precision", p, config.PRECISIONS)
+    opts = ExportOptions(batch=batch, dynamic=batch is None, triton=repo_format == "triton",
+                         fp16=fp16 or "fp16" in precisions, int8=int8 or "int8" in precisions, **options)
     head, table, tail = summary(export(resolve(model, "checkpoint"), opts))
     click.echo("\n".join(head))
     if table:
@@ -255,8 +258,8 @@ def export_cmd(model, batch, dynamic, repo_format, **options) -> None:
 @opt.model()
 @click.option("--backend", type=click.Choice(BACKENDS), help="default: from the file type")
 @opt.out(PREDICT_OUT)
-@click.option("--tta", is_flag=True, help="average with the mirrored face (flip TTA)")
-@opt.device(auto="cuda when the backend can run there, else cpu; TensorRT engines always run on cuda")
+@opt.tta()
+@opt.device()
 @opt.as_json
 def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) -> None:
     """Classify the faces' expressions in images. Faces are detected in IMAGES (default: the bundled group
@@ -288,7 +291,7 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
 @opt.values("--precision", "precisions", BenchOptions.precisions, "for a checkpoint: the precisions to export and bench")
 @opt.values("--batch", "batches", BenchOptions.batches, "model-alone batch sizes", int)
 @opt.values("--faces", "faces", BenchOptions.faces, "faces per frame for the end-to-end runs", int)
-@opt.device(BENCH_DEVICES, "jetson on a Jetson, cuda when a GPU is usable, else cpu")
+@opt.device(BENCH_DEVICES)
 @click.option("--data", type=PATH, help="prepared dataset: accuracy beside every latency")
 @click.option("--split", default=BenchOptions.split, help="split of --data whose top-1 is reported")
 @click.option("--warmup-ms", type=float, default=Window.warmup_ms,
@@ -296,7 +299,7 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
 @click.option("--duration-s", type=float, default=Window.duration_s, help="length of each timed window, in seconds")
 @click.option("--cuda-graph/--no-cuda-graph", default=BenchOptions.cuda_graph,
               help="replay GPU runs as a CUDA graph where the runner can capture one")
-@click.option("--threads", type=int, default=BenchOptions.threads, help="ONNX Runtime intra-op threads (0: its default)")
+@opt.threads()
 @click.option("--replay-tegrastats", type=PATH, help="take Jetson telemetry from a recorded log")
 @click.option("--compare", "compare_files", nargs=2, type=PATH,
               help="lay two report.json files side by side instead of measuring")
@@ -321,18 +324,21 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
               help="camera index, /dev/videoN, a video file, rtsp://… / http://…, a GStreamer pipeline, or an image folder")
 @opt.model()
 @click.option("--backend", type=click.Choice(BACKENDS), help="default: from the file type")
-@opt.device(auto="cuda when the backend can run there, else cpu")
-@click.option("--detector", type=click.Choice(DETECTORS), default=CameraOptions.detector,
+@opt.device()
+@opt.tta()
+@opt.threads()
+@click.option("--detector", type=click.Choice(config.DETECTORS), default=CameraOptions.detector,
               help="face detector (haar: OpenCV 4.x only)")
 @click.option("--detect-every", type=int, default=CameraOptions.detect_every,
               help="run the detector every Nth frame, track between")
-@click.option("--detect-max-side", type=int, default=DETECT_MAX_SIDE,
-              help=f"detector input: longer side in pixels (at least {DETECT_MIN_SIDE})")
+@click.option("--detect-max-side", type=int, default=CameraOptions.detect_max_side,
+              help=f"detector input: longer side in pixels (at least {config.DETECT_MIN_SIDE})")
 @click.option("--display/--no-display", default=CameraOptions.display, help="show the annotated frames in a window")
 @click.option("--jsonl", "json_path", type=PATH, help="write one JSON line per frame to this file")
 @click.option("--record", type=PATH, help="write the annotated video (.mp4 or .avi)")
 @click.option("--overwrite", is_flag=True, help="replace existing --jsonl / --record files")
-@click.option("--max-faces", type=int, default=CameraOptions.max_faces, help="largest faces kept per frame")
+@click.option("--max-faces", type=int, default=CameraOptions.max_faces,
+              help="largest faces kept per frame (0: every face)")
 @click.option("--smooth", type=float, default=CameraOptions.smooth,
               help="weight of the newest frame in each track's probabilities (1 = no smoothing)")
 @click.option("--align/--no-align", default=CameraOptions.align, help="rotate each face so the eyes are level")
@@ -371,7 +377,7 @@ def explain_cmd(images, model, data, split, per_class, out, overwrite) -> None:
 @click.option("--http-port", type=int, default=Ports.http, help="HTTP/REST (KServe v2) port")
 @click.option("--grpc-port", type=int, default=Ports.grpc, help="gRPC port")
 @click.option("--metrics-port", type=int, default=Ports.metrics, help="Prometheus metrics port")
-@click.option("--max-batch", type=int, default=Batching.max_batch, help="largest batch the dynamic batcher forms")
+@opt.max_batch(Batching.max_batch)
 @click.option("--max-queue-delay-us", type=int, default=Batching.max_queue_delay_us,
               help="microseconds a request may wait for others to join its batch")
 @click.option("--max-queue-size", type=int, default=Batching.max_queue_size,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from feredge._optional import missing_extra
-from feredge.config import DEFAULT_MODEL, DEVICE, DEVICES
+from feredge.config import DEFAULT_MODEL, DEVICE, DEVICES, THREADS, TTA, TTA_MODES
 from feredge.errors import FeredgeError
 
 PATH = click.Path(path_type=Path)
@@ -80,10 +80,29 @@ def model(what: str = "a .onnx / .engine / .safetensors file", multiple: bool = 
                         help=f"a shipped model's name or {what}{note} (default: {default})")
 
 
-def device(choices: tuple[str, ...] = DEVICES, auto: str = "cuda when usable, else cpu"):
-    """--device, one default (feredge.config.DEVICE) for every command."""
+def device(choices: tuple[str, ...] = DEVICES):
+    """--device wherever a model runs: the same choices (bench adds jetson) and one default."""
+    extra = "; jetson: on a Jetson, with its power and energy" if "jetson" in choices else ""
     return click.option("--device", type=click.Choice(choices), default=DEVICE,
-                        help=f"where the model runs (auto: {auto})")
+                        help=f"where the model runs (auto: cuda when the backend can run there, else cpu{extra})")
+
+
+def tta(choices: tuple[str, ...] = TTA_MODES[:2]):
+    """--tta: test-time augmentation, one spelling (ten-crop where a command classifies a dataset's images)."""
+    return click.option("--tta", type=click.Choice(choices), default=TTA,
+                        help="test-time augmentation: none, hflip (the mirrored face averaged in)"
+                        + (", ten-crop (corners, centre and their mirrors)" if "ten-crop" in choices else ""))
+
+
+def threads():
+    """--threads: ONNX Runtime's intra-op threads."""
+    return click.option("--threads", type=int, default=THREADS, help="ONNX Runtime intra-op threads (0: its choice)")
+
+
+def max_batch(default: int):
+    """--max-batch, one meaning everywhere: the largest batch one inference takes."""
+    return click.option("--max-batch", type=int, default=default,
+                        help="the largest batch one inference takes (engine profile, server batcher)")
 
 
 def out(default: Path, what: str = "earlier results"):

@@ -18,16 +18,66 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-#: What `predict`, `eval`, `export`, `serve` and `train` use when no model is named (README, "Choosing a model").
+# ---------------------------------------------------------------------------------------------------------
+# The defaults table. Every command, the Python API, the stream, the tracker, the export and the server read
+# their defaults here; nothing restates one. Choices that an option offers are listed beside its default.
+# ---------------------------------------------------------------------------------------------------------
+
+#: What every command and `Recognizer()` use when no model is named (README, "Which model to use").
 DEFAULT_MODEL = "feredge-s"
-#: --device of every command: auto = cuda when a usable GPU is there, else cpu.
+#: --device wherever a model runs: auto = cuda when the backend can run there, else cpu (also cuda:N).
 DEVICE = "auto"
 DEVICES = ("auto", "cpu", "cuda")
-#: Validation figures a run can pick its best epoch by; the ferplus_* ones score against the FER+ majority
-#: vote (ten annotators) where the validation split has FER+ votes, FER2013's own labels being noisier.
 #: The precisions a checkpoint is exported and built at (export, bench --precision, engine plans). An exported
 #: file's own description uses `feredge.artifact.ARTIFACT_PRECISIONS` (int8 there says how: Q/DQ or cache).
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Test-time augmentation: none, the mirrored face averaged in, or ten crops (datasets' equal-sized images).
+TTA = "none"
+TTA_MODES = ("none", "hflip", "ten-crop")
+#: The channel order of colour frames and crops handed to the API.
+COLOR = "bgr"
+COLORS = ("bgr", "rgb")
+#: Face detection: the detector, and how often a stream runs it (tracking between).
+DETECTOR = "yunet"
+DETECTORS = ("yunet", "haar")
+#: The detector sees frames scaled so their longer side is at most this. YuNet's cost grows with the
+#: pixel count (~68 ms for 1280×853 at full size, ~12 ms at 480 px wide on 2 cores) while its anchors
+#: find faces down to ~10 px, so a 40 px face in a 720p frame is still ~20 px here; at full resolution
+#: a multi-megapixel photo's faces are larger than YuNet's largest anchors and are lost.
+DETECT_MAX_SIDE = 640
+#: The smallest detector input that can find anything: on a close-up that a face fills, YuNet finds the
+#: face with the longer side scaled to 40 px and loses it at 32 px.
+DETECT_MIN_SIDE = 48
+DETECT_EVERY = 1
+#: Context added around the detector's box, as a fraction of its side (runtime, training's detector crops,
+#: explain). Chosen by benchmarks/in_the_wild.py on 1,500 faces of training's validation carve pasted into
+#: frames at 80–220 px, ±20°, found by YuNet: accuracy on found faces with margin 0 / 0.05 / 0.1 — feredge-s
+#: 66.5 / 65.7 / 65.3 %, feredge-n 66.4 / 66.1 / 63.5 % (benchmarks/results/in_the_wild-holdout.json).
+FACE_MARGIN = 0.0
+#: Largest faces kept per frame; 0 keeps every face (a crowd is treated alike by predict, run-camera, the API).
+MAX_FACES = 0
+#: Tracks in a stream: the weight of the newest frame in the smoothed probabilities (1 = no smoothing), how
+#: many detections a track may go unseen before it ends, and the overlap that continues a track.
+SMOOTH = 0.4
+TRACK_MAX_UNSEEN = 10
+TRACK_IOU = 0.3
+#: Frames a stream reads before it stops; 0 reads until the source ends.
+MAX_FRAMES = 0
+#: The largest batch one inference takes: an engine's optimisation profile, ONNX Runtime's bound buffers and
+#: the served model's batcher (one meaning wherever --max-batch appears).
+MAX_BATCH = 32
+#: INT8 calibration: class-balanced images from the training split (minus the validation carve), the range
+#: method (measured best on FER2013: benchmarks/export_accuracy.py), and the accuracy INT8 may lose (points).
+CALIB_SIZE = 512
+CALIB_METHOD = "percentile"
+CALIB_METHODS = ("entropy", "minmax", "percentile")
+MAX_DROP = 1.0
+#: The validation carve of the training split (seeded, stratified): training, calibration and the gate share it.
+VAL_FRACTION = 0.1
+SEED = 0
+#: ONNX Runtime's intra-op threads; 0 lets it choose.
+THREADS = 0
+
 SELECT_METRICS = ("accuracy", "mean_class_accuracy", "ferplus_accuracy", "ferplus_mean_class_accuracy")
 
 
@@ -75,11 +125,11 @@ class TrainConfig:
     # none: the teacher sees each augmented batch; ten-crop: its ten-crop logits of the clean images, computed once
     teacher_tta: str = "none"
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead; 0 = off
-    val_fraction: float = 0.1  # carved from the training split, seeded and stratified
+    val_fraction: float = VAL_FRACTION  # carved from the training split, seeded and stratified
     val_split: str = ""  # use a prepared split for validation instead of carving one
     select_metric: str = "accuracy"  # one of SELECT_METRICS: which validation figure picks the best epoch
     early_stop: int = 0  # stop after this many epochs without improvement; 0 = never
-    seed: int = 0
+    seed: int = SEED
     deterministic: bool = False
     amp: bool = True  # only on CUDA
     # bf16 autocast on the CPU: off by default (it changes the arithmetic of a recipe); CPUs with AMX run the
@@ -214,3 +264,35 @@ def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    """One wording for an option outside its choices, for the API and the commands alike."""
+    if value not in choices:
+        raise FeredgeError(f"{name} {value!r}: expected one of {', '.join(choices)}")
+
+
+#: The runtime's range checks, written once: the API, the stream and the commands all call `check_ranges`.
+RUNTIME_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "detect_every": (lambda v: v >= 1, "a positive integer"),
+    "detect_max_side": (lambda v: v >= DETECT_MIN_SIDE,
+                        f"at least {DETECT_MIN_SIDE} pixels (a smaller detector input finds no face)"),
+    "max_faces": (lambda v: v >= 0, "0 (every face) or a positive integer"),
+    "smooth": (lambda v: 0 < v <= 1, "0 < smooth ≤ 1 (1 = no smoothing)"),
+    "track_max_unseen": (lambda v: v >= 0, "an integer ≥ 0"),
+    "max_frames": (lambda v: v >= 0, "0 (until the source ends) or a positive count"),
+    "margin": (lambda v: 0 <= v <= 1, "0 ≤ margin ≤ 1 (the share of the box added on each side)"),
+    "max_batch": (lambda v: v >= 1, "a positive integer"),
+    "calib_size": (lambda v: v >= 1, "a positive number of images"),
+    "max_drop": (lambda v: v >= 0, "a number of points ≥ 0"),
+}
+
+
+def check_ranges(cli: bool = False, **values: Any) -> None:
+    """Refuse a runtime option outside its range, named as the caller spells it (``--max-faces`` on the
+    command line, ``max_faces`` in Python)."""
+    for name, value in values.items():
+        ok, expected = RUNTIME_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            shown = "--" + name.replace("_", "-") if cli else name
+            raise FeredgeError(f"{shown} {value!r}: expected {expected}")

@@ -119,7 +119,7 @@ def explain_images(images: list[Path], checkpoint: Path, out: Path,
     checked = [check_image(p) for p in images]  # every input checked before any output is written
     written = []
     with Recognizer(checkpoint, backend="torch", device="cpu") as rec:
-        model, info = rec.runner.model, rec.info
+        model, info = rec.classifier.runner.model, rec.info
         spec, classes = info.input_spec, list(info.classes)
         for path, image, name in zip(images, checked, output_names(images)):
             frame = image.read()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from feredge._optional import require
 from feredge.artifact import atomic_write_bytes, atomic_write_text
+from feredge.config import TTA
 from feredge.recognizer import Recognizer
 from feredge.vision.images import check_image
 
@@ -42,7 +43,7 @@ def output_names(images: list[Path]) -> list[str]:
 
 
 def predict_images(images: list[Path], model: Path | str | None = None, backend: str | None = None,
-                   out: Path = DEFAULT_OUT, tta: bool = False, device: str | None = None) -> dict:
+                   out: Path = DEFAULT_OUT, tta: str = TTA, device: str | None = None) -> dict:
     """Detect faces in each image, classify their expression, write annotated copies and results.json;
     returns that document (model, backend and one result per image), which `predict --json` prints."""
     cv2 = require("cv2")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from feredge.config import DETECT_EVERY, MAX_FRAMES, SMOOTH, TRACK_MAX_UNSEEN, check_ranges
 from feredge.errors import FeredgeError
 from feredge.recognizer import Face, Recognizer
 
@@ -44,19 +45,14 @@ class Stream:
     ``smooth`` is the weight of the newest frame in each track's probabilities (1 = none); a track unseen
     for ``track_max_unseen`` detections ends. ``max_frames`` 0 reads until the source ends."""
 
-    def __init__(self, source: str | int | Path, recognizer: Recognizer | None = None, *, detect_every: int = 1,
-                 smooth: float = 0.4, track_max_unseen: int = 10, max_frames: int = 0, **recognizer_options):
+    def __init__(self, source: str | int | Path, recognizer: Recognizer | None = None, *,
+                 detect_every: int = DETECT_EVERY, smooth: float = SMOOTH, track_max_unseen: int = TRACK_MAX_UNSEEN,
+                 max_frames: int = MAX_FRAMES, **recognizer_options):
         from feredge.vision.source import FrameSource
         from feredge.vision.tracker import Tracker
 
-        if detect_every < 1:
-            raise FeredgeError(f"detect_every {detect_every}: expected a positive integer")
-        if not 0 < smooth <= 1:
-            raise FeredgeError(f"smooth {smooth}: expected 0 < α ≤ 1 (1 = no smoothing)")
-        if max_frames < 0:
-            raise FeredgeError(f"max_frames {max_frames}: expected 0 (until the source ends) or a positive count")
-        if track_max_unseen < 0:
-            raise FeredgeError(f"track_max_unseen {track_max_unseen}: expected an integer ≥ 0")
+        check_ranges(detect_every=detect_every, smooth=smooth, track_max_unseen=track_max_unseen,
+                     max_frames=max_frames)
         self.detect_every, self.max_frames = detect_every, max_frames
         if recognizer is not None and recognizer_options:
             raise FeredgeError(f"pass either a recognizer or Recognizer options ({', '.join(recognizer_options)}), "

@@ -101,7 +101,7 @@ def test_haar_fallback_or_a_clear_reason(tmp_path):
     (["--source", "rtsp://127.0.0.1:1/none"], "cannot open this stream source through OpenCV; expected a reachable"),
     (["--source", str(Path(__file__))], "cannot open this file source through OpenCV; expected a video this OpenCV"),
     (["--detect-every", "0"], "--detect-every 0: expected a positive integer"),
-    (["--smooth", "0"], "--smooth 0.0: expected 0 < α ≤ 1"),
+    (["--smooth", "0"], "--smooth 0.0: expected 0 < smooth ≤ 1"),
     (["--detect-max-side", "10"], "--detect-max-side 10: expected at least 48 pixels"),
     (["--max-frames", "-1"], "--max-frames -1: expected 0 (until the source ends) or a positive count"),
 ])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from feredge.errors import FeredgeError
-from feredge.runtime.pipeline import check_boxes, merge_mirrored
+from feredge.runtime.classifier import fold
+from feredge.runtime.pipeline import check_boxes
 
 
 def test_check_boxes_shapes_and_limits():
@@ -18,10 +19,10 @@ def test_check_boxes_shapes_and_limits():
         check_boxes(np.ones((5, 4)), 4)
 
 
-def test_merge_mirrored_averages_each_face_with_its_mirror():
+def test_fold_averages_each_face_with_its_mirror():
     logits = np.arange(12, dtype=np.float32).reshape(6, 2)  # 3 faces then their 3 mirrors
-    np.testing.assert_array_equal(merge_mirrored(logits, 3, True), (logits[:3] + logits[3:]) / 2)
-    np.testing.assert_array_equal(merge_mirrored(logits[:3], 3, False), logits[:3])
+    np.testing.assert_array_equal(fold(logits, 3, "hflip"), (logits[:3] + logits[3:]) / 2)
+    np.testing.assert_array_equal(fold(logits[:3], 3, "none"), logits[:3])
 
 
 SPEC_ARGS = (48, 1, (0.5,), (0.5,))
@@ -48,7 +49,7 @@ def _run_pipeline(runner, frame, boxes):
     from feredge.runtime.pipeline import GpuPipeline
 
     pipe = GpuPipeline(runner, InputSpec(*SPEC_ARGS), margin=0.15, mirror=True, max_faces=8)
-    first, second = pipe(frame, boxes), pipe(frame, boxes)
+    first, second = (fold(pipe(frame, boxes), len(boxes), "hflip") for _ in range(2))
     pipe.close()
     return pipe, first, second
 

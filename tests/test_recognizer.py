@@ -66,7 +66,7 @@ def test_classify_accepts_the_documented_layouts_and_agrees_with_eval(rec, prepa
     from feredge.vision.preprocess import preprocess_faces
 
     faces = np.asarray(load_split(prepared_fer, "val").images)[:6]  # (6, 48, 48, 1) gray, as training stores them
-    expected = softmax(rec.runner.infer(preprocess_faces(faces, rec.info.input_spec)))
+    expected = softmax(rec.classifier.runner.infer(preprocess_faces(faces, rec.info.input_spec)))
     for layout in (faces, faces[..., 0], list(faces[..., 0])):
         np.testing.assert_allclose(rec.classify(layout), expected, atol=1e-5)
     np.testing.assert_allclose(rec.classify(faces[0, ..., 0]), expected[:1], atol=1e-5)  # one (H, W) face
@@ -78,7 +78,10 @@ def test_classify_accepts_the_documented_layouts_and_agrees_with_eval(rec, prepa
 
 @pytest.mark.parametrize("crops, message", [
     (np.zeros((2, 48, 48), np.float32), "face 0: float32 pixels; expected uint8"),
-    (np.zeros((2, 48, 48, 2), np.uint8), "face 0 has shape [48, 48, 2]; expected (H, W), (H, W, 1) or (H, W, 3)"),
+    (np.zeros((2, 48, 48, 2), np.uint8), "faces have shape [2, 48, 48, 2]; expected (H, W), (H, W, 1|3) or a batch"),
+    (np.zeros((232, 214, 4), np.uint8), "faces have shape [232, 214, 4]: 4 channels; expected a gray"),
+    (np.zeros((232, 214, 2), np.uint8), "faces have shape [232, 214, 2]: 2 channels; expected a gray"),
+    ([np.zeros((48, 48, 4), np.uint8)], "face 0 has shape [48, 48, 4]; expected (H, W), (H, W, 1) or (H, W, 3)"),
     (np.zeros((1, 1, 48, 48, 1), np.uint8), "faces have shape [1, 1, 48, 48, 1]; expected"),
     ("face.jpg", "faces is a str; expected a uint8 array"),
 ])
@@ -89,8 +92,8 @@ def test_classify_rejects_other_layouts_in_one_line(rec, crops, message):
 
 
 @pytest.mark.parametrize("frame, boxes, message", [
-    (np.zeros((48, 48), np.uint8), None, "expected a BGR uint8 array (H, W, 3)"),
-    (np.zeros((48, 48, 3), np.float32), None, "expected a BGR uint8 array (H, W, 3)"),
+    (np.zeros((48, 48, 2), np.uint8), None, "expected a uint8 array (H, W, 3) BGR as cv2.imread gives"),
+    (np.zeros((48, 48, 3), np.float32), None, "expected a uint8 array (H, W, 3) BGR as cv2.imread gives"),
     (np.zeros((48, 48, 3), np.uint8), np.array([[0, 0, 0, 10]]), "positive width and height"),
     (np.zeros((48, 48, 3), np.uint8), np.zeros((2, 3)), "boxes have shape [2, 3]; expected (N, 4)"),
     (np.zeros((48, 48, 3), np.uint8), np.array([[5000, 5000, 50, 50]]), "lies wholly outside the 48×48 frame"),
@@ -166,3 +169,58 @@ def test_import_is_lazy_and_the_api_runs_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_frames_in_rgb_and_gray_give_the_bgr_answer(rec):
+    import cv2
+
+    frame = cv2.imread(str(GROUP))
+    want = rec(frame)
+    assert want, "the bundled photo has faces"
+    for other, color in ((np.ascontiguousarray(frame[..., ::-1]), "rgb"), (frame, "bgr")):
+        got = rec(other, color=color)
+        assert [f.box for f in got] == [f.box for f in want]
+        np.testing.assert_allclose([f.probs for f in got], [f.probs for f in want], atol=1e-6)
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    faces = rec(gray)  # a gray model sees the same pixels, the detector a three-channel copy
+    assert len(faces) == len(rec(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)))
+
+
+def test_faces_come_left_to_right(rec):
+    import cv2
+
+    boxes = [f.box[0] for f in rec(cv2.imread(str(GROUP)))]
+    assert boxes == sorted(boxes) and len(boxes) >= 2
+
+
+@pytest.mark.parametrize("frame, message", [
+    ("photo.jpg", "frame is a path ('photo.jpg'); read the picture first: feredge.read_image(path)"),
+    (np.zeros((60, 80, 4), np.uint8), "cv2.COLOR_BGRA2BGR"),
+    (np.zeros((60, 80, 3), np.float32), "frame is a float32 array of shape (60, 80, 3); expected a uint8 array"),
+])
+def test_frames_that_cannot_be_read_are_refused_in_one_line(rec, frame, message):
+    with pytest.raises(FeredgeError) as err:
+        rec(frame)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(FeredgeError, match="color 'hsv': expected one of bgr, rgb"):
+        rec(np.zeros((60, 80, 3), np.uint8), color="hsv")
+
+
+def test_a_box_mostly_outside_the_frame_is_refused(rec):
+    frame = np.zeros((100, 100, 3), np.uint8)
+    with pytest.raises(FeredgeError, match=r"lies 94 % outside the 100×100 frame"):
+        rec(frame, np.array([[-47, 0, 50, 50]]))  # 3×50 of its 50×50 inside
+    assert len(rec(frame, np.array([[-10, -10, 50, 50]]))) == 1  # a face at the edge, mostly inside
+
+
+def test_one_recognizer_shared_by_threads_answers_as_alone(rec):
+    """Calls take turns: every thread gets exactly the single-threaded answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    frames = [cv2.imread(str(GROUP)), cv2.resize(cv2.imread(str(GROUP)), None, fx=0.6, fy=0.6)]
+    want = [[f.to_dict() for f in rec(frame)] for frame in frames]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: [f.to_dict() for f in rec(frames[i % 2])], range(24)))
+    assert got == [want[i % 2] for i in range(24)]

@@ -52,11 +52,25 @@ def faces_only(record: dict) -> list:
     return [image["faces"] for image in record["results"]]
 
 
+def left_to_right(frames: list[list[dict]]) -> list[list[dict]]:
+    """Faces are listed left to right (the records kept the detector's order), and track ids renumbered by
+    first appearance: the same faces and tracks, whatever order they were found in."""
+    ids: dict[int, int] = {}
+    out = []
+    for faces in frames:
+        faces = sorted(faces, key=lambda f: f["box"][0])
+        for face in faces:
+            if "track_id" in face:
+                face = face | {"track_id": ids.setdefault(face["track_id"], len(ids))}
+            out.append(face)
+    return out
+
+
 def test_predict_answers_unchanged(tmp_path):
     result = CliRunner().invoke(cli, ["predict", "--json", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     want = json.loads((RECORDS / "predict.json").read_text())
-    same(faces_only(json.loads(result.output)), want)
+    same(left_to_right(faces_only(json.loads(result.output))), left_to_right(want))
 
 
 def test_run_camera_answers_unchanged(tmp_path):
@@ -66,4 +80,4 @@ def test_run_camera_answers_unchanged(tmp_path):
     assert result.exit_code == 0, result.output
     got = [json.loads(line)["faces"] for line in jsonl.read_text().splitlines()]
     want = json.loads((RECORDS / "run-camera.json").read_text())
-    same(got, want)
+    same(left_to_right(got), left_to_right(want))

@@ -184,7 +184,7 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     for path in resolve_artifacts(opts, log):
         rss0 = _rss_mb()
         with Recognizer(path, backend=opts.backend, device=runtime_device, threads=opts.threads) as rec:
-            runner, info = rec.runner, rec.info
+            runner, info = rec.classifier.runner, rec.info
             base = {"artifact": str(path), "model": info.model, "backend": runner.backend,
                     "precision": info.precision, "size_mb": path.stat().st_size / 1e6,
                     "sha256": artifact.file_sha256(path)}

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
+from feredge.config import CALIB_METHODS
 from feredge.errors import FeredgeError
 
-METHODS = ("entropy", "minmax", "percentile")
+METHODS = CALIB_METHODS
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "Concat", "Mul"]
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from feredge import config
 from feredge._optional import require
 from feredge.errors import FeredgeError
 from feredge.outputs import output_file
 from feredge.streaming import STAGES as STREAM_STAGES
-from feredge.vision.detector import DETECT_MAX_SIDE, DETECT_MIN_SIDE
 
 #: How many unreadable or skipped files the summary names (the rest are counted).
 SHOWN = 5
@@ -28,32 +28,28 @@ class CameraOptions:
     model: str | None = None
     backend: str | None = None
     device: str | None = None  # None: auto (cuda when the backend can use one)
-    detector: str = "yunet"
-    detect_every: int = 1
-    detect_max_side: int = DETECT_MAX_SIDE
+    detector: str = config.DETECTOR
+    detect_every: int = config.DETECT_EVERY
+    detect_max_side: int = config.DETECT_MAX_SIDE
     display: bool = False
     json_path: Path | None = None
     record: Path | None = None
     overwrite: bool = False
-    max_faces: int = 16
-    smooth: float = 0.4  # weight of the newest frame in each track's probabilities (1 = no smoothing)
-    track_max_unseen: int = 10
+    max_faces: int = config.MAX_FACES
+    smooth: float = config.SMOOTH
+    track_max_unseen: int = config.TRACK_MAX_UNSEEN
     align: bool = False
-    max_frames: int = 0  # 0 = until the source ends
+    max_frames: int = config.MAX_FRAMES
+    tta: str = config.TTA
+    threads: int = config.THREADS
     server: str | None = None  # host:port of `feredge serve` (HTTP): the model runs there, not here
 
 
 def check_options(opts: CameraOptions) -> None:
     """The options a library call would only reject after the model is loaded, named as the CLI writes them."""
-    for flag, value, ok, expected in (
-            ("--detect-every", opts.detect_every, opts.detect_every >= 1, "a positive integer"),
-            ("--detect-max-side", opts.detect_max_side, opts.detect_max_side >= DETECT_MIN_SIDE,
-             f"at least {DETECT_MIN_SIDE} pixels (a smaller detector input finds no face)"),
-            ("--max-faces", opts.max_faces, opts.max_faces >= 1, "a positive integer"),
-            ("--smooth", opts.smooth, 0 < opts.smooth <= 1, "0 < α ≤ 1 (1 = no smoothing)"),
-            ("--max-frames", opts.max_frames, opts.max_frames >= 0, "0 (until the source ends) or a positive count")):
-        if not ok:
-            raise FeredgeError(f"{flag} {value}: expected {expected}")
+    config.check_choice("--detector", opts.detector, config.DETECTORS)
+    config.check_ranges(cli=True, detect_every=opts.detect_every, detect_max_side=opts.detect_max_side,
+                        max_faces=opts.max_faces, smooth=opts.smooth, max_frames=opts.max_frames)
     for flag, path in (("--jsonl", opts.json_path), ("--record", opts.record)):
         if path is not None:
             output_file(path, opts.overwrite, flag)
@@ -102,7 +98,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
         check_display(cv2)
     rec = Recognizer(opts.model, backend=opts.backend, device=opts.device, detector=opts.detector,
                      detect_max_side=opts.detect_max_side, max_faces=opts.max_faces, align=opts.align,
-                     server=opts.server)
+                     tta=opts.tta, threads=opts.threads, server=opts.server)
     try:
         frames = Stream(opts.source, rec, detect_every=opts.detect_every, smooth=opts.smooth,
                         track_max_unseen=opts.track_max_unseen, max_frames=opts.max_frames)

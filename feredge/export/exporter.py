@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge import artifact
+from feredge import artifact, config
 from feredge._optional import require
 from feredge.artifact import Artifact, file_sha256
 from feredge.errors import FeredgeError
@@ -34,16 +34,16 @@ class ExportOptions:
     fp16: bool = False
     int8: bool = False
     calib_data: Path | None = None
-    calib_size: int = 512
-    calib_method: str = "percentile"  # measured best on FER2013 (benchmarks/export_accuracy.py)
+    calib_size: int = config.CALIB_SIZE
+    calib_method: str = config.CALIB_METHOD
     batch: int | None = None  # fixed batch; None with dynamic=True
     dynamic: bool = True
-    max_batch: int = 32
+    max_batch: int = config.MAX_BATCH
     engine: bool = False
     implicit_int8: bool = False  # engine from fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)
-    max_drop: float = 1.0  # percentage points INT8 may lose against FP32
-    seed: int = 0  # the validation carve, for a checkpoint without a saved config (else the checkpoint's own)
-    val_fraction: float = 0.1
+    max_drop: float = config.MAX_DROP
+    seed: int = config.SEED  # the validation carve, for a checkpoint without a saved config (else its own)
+    val_fraction: float = config.VAL_FRACTION
     parity_tol: float = 1e-3
     overwrite: bool = False
     trt_version: str = "8.6.1"  # for the calibration cache header when TensorRT is not installed
@@ -60,12 +60,9 @@ def check_options(opts: ExportOptions) -> None:
     """Refuse option values that would fail late or silently change what is exported."""
     if opts.batch is not None and opts.batch < 1:
         raise FeredgeError(f"--batch {opts.batch}: expected a positive batch size (omit it for a dynamic batch)")
-    if opts.max_batch < 1:
-        raise FeredgeError(f"--max-batch {opts.max_batch}: expected a positive integer")
-    if opts.calib_size < 1:
-        raise FeredgeError(f"--calib-size {opts.calib_size}: expected a positive number of images")
+    config.check_ranges(cli=True, max_batch=opts.max_batch, calib_size=opts.calib_size, max_drop=opts.max_drop)
     if opts.int8 and opts.calib_data is None:
-        raise FeredgeError("--int8 needs --calib-data DIR (a prepared dataset with a 'train' split)")
+        raise FeredgeError("--int8 needs --data DIR (a prepared dataset with a 'train' split)")
     if opts.implicit_int8 and not (opts.int8 and opts.engine):
         raise FeredgeError("--implicit-int8 builds the engine from the calibration cache: it needs --int8 and --engine")
     artifact.check_folder(opts.out)

@@ -12,12 +12,13 @@ from pathlib import Path
 from feredge import artifact
 from feredge._optional import require
 from feredge.artifact import Artifact
+from feredge.config import MAX_BATCH
 from feredge.errors import FeredgeError
 
 
 @dataclass(frozen=True)
 class Batching:
-    max_batch: int = 64
+    max_batch: int = MAX_BATCH
     max_queue_delay_us: int = 500
     max_queue_size: int = 256  # requests waiting beyond this are rejected with an error, never dropped silently
     instances: int = 1

@@ -1,10 +1,11 @@
-"""Choosing and opening a runner for a model file: kept apart from the Runner interface so the interface
-imports none of the backends that implement it."""
+"""Choosing and opening a runner for a model: kept apart from the Runner interface so the interface imports
+none of the backends that implement it. The one place a device is resolved and a backend chosen."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from feredge.config import DEVICES, THREADS
 from feredge.errors import FeredgeError
 from feredge.runtime.base import BACKENDS, SUFFIX_TO_BACKEND, Runner
 
@@ -12,6 +13,24 @@ from feredge.runtime.base import BACKENDS, SUFFIX_TO_BACKEND, Runner
 def backend_for(path: Path) -> str | None:
     """The backend a file's type implies (.onnx → ort, .engine/.plan → trt, .safetensors → torch)."""
     return SUFFIX_TO_BACKEND.get(Path(path).suffix)
+
+
+def resolve_device(device: str | None, backend: str) -> str:
+    """``auto``/None/"" → cuda where the backend can run there (TensorRT always; ONNX Runtime with its CUDA
+    provider; torch with a CUDA build and a GPU), else cpu. Every command and the API resolve it here."""
+    from feredge._optional import require
+
+    if device not in (None, "", "auto"):
+        if device not in DEVICES and not str(device).startswith("cuda:"):
+            raise FeredgeError(f"device {device!r}: expected one of {', '.join(DEVICES)} or cuda:N")
+        return str(device)
+    if backend == "trt":
+        return "cuda"
+    if backend == "ort":
+        return "cuda" if "CUDAExecutionProvider" in require("onnxruntime").get_available_providers() else "cpu"
+    if backend == "torch":
+        return "cuda" if require("torch").cuda.is_available() else "cpu"
+    return "cpu"
 
 
 def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
@@ -34,3 +53,27 @@ def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
 
         return TorchRunner(path, **kwargs)
     raise FeredgeError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def open_runner(model: str | Path | None = None, *, backend: str | None = None, device: str | None = None,
+                threads: int = THREADS, server: str | None = None, exact_qdq: bool | None = None) -> Runner:
+    """The runner for a --model value (a shipped name, a file, or None: the default model), as every command
+    and the API open one: a shipped name is its ONNX, or its checkpoint for the torch backend; ``server``
+    sends the inputs to `feredge serve` (the local file then only describes the model)."""
+    import os
+
+    from feredge.weights import resolve
+
+    cores = os.cpu_count() or 1
+    if not 0 <= threads <= cores:
+        raise FeredgeError(f"threads {threads}: expected 0 (ONNX Runtime chooses) up to {cores}, this machine's cores")
+    path = resolve(model, "checkpoint" if backend == "torch" else "onnx")
+    if server is not None:
+        from feredge.runtime.remote import RemoteRunner
+
+        return RemoteRunner(path, server)
+    kind = backend or backend_for(path) or ""
+    kwargs: dict = {"device": resolve_device(device, kind)}
+    if kind == "ort":
+        kwargs.update(threads=threads, exact_qdq=exact_qdq)
+    return load_runner(path, backend, **kwargs)

@@ -13,6 +13,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.artifact import from_onnx_properties
+from feredge.config import MAX_BATCH
 from feredge.errors import FeredgeError
 from feredge.ort_session import session_options
 from feredge.runtime.base import Runner, TensorSpec
@@ -24,7 +25,7 @@ class OrtRunner(Runner):
     backend = "ort"
 
     def __init__(self, path: Path, device: str = "cpu", threads: int = 0, exact_qdq: bool | None = None,
-                 max_batch: int = 64):
+                 max_batch: int = MAX_BATCH):
         """``exact_qdq`` runs Q/DQ nodes as written instead of ONNX Runtime's fused int8 kernels; by default
         only on CPUs where those clip (``feredge.ort_session``), so an INT8 file answers alike everywhere.
         ``max_batch`` bounds ``bind`` for a dynamic batch axis (buffers are sized for it once)."""

@@ -29,13 +29,6 @@ def check_boxes(boxes, max_faces: int) -> np.ndarray:
     return arr
 
 
-def merge_mirrored(logits: np.ndarray, faces: int, mirror: bool) -> np.ndarray:
-    """Flip TTA: the kernel appends mirrored copies after the N faces; average each face with its mirror."""
-    if not mirror:
-        return logits[:faces]
-    return (logits[:faces] + logits[faces:2 * faces]) / 2
-
-
 @dataclass
 class FrameBuffer:
     """Host frame the camera writes into, and the device address the kernel reads."""
@@ -57,7 +50,7 @@ class GpuPipeline:
     """Frame + face boxes → logits per face on the GPU, through a runner whose ``bind``/``enqueue`` work on
     device buffers (``gpu_io``): TensorRT, or ONNX Runtime's CUDA provider. Graphs need a ``capturable`` runner."""
 
-    def __init__(self, runner, spec, margin: float, mirror: bool = False, max_faces: int = 32,
+    def __init__(self, runner, spec, margin: float, mirror: bool, max_faces: int,
                  graphs: bool = True):
         per_face = 2 if mirror else 1
         if max_faces * per_face > runner.max_batch:
@@ -103,7 +96,7 @@ class GpuPipeline:
         batch = n * self.per_face
         self.cuda.dtoh(self.out[:batch], self.d_out, self.stream)
         self.cuda.synchronize(self.stream)
-        return merge_mirrored(self.out[:batch].astype(np.float32), n, self.mirror)
+        return self.out[:batch].astype(np.float32)  # the views' logits: the Classifier folds them
 
     def _run(self, n: int) -> None:
         """Replay the graph for n faces, else launch eagerly and capture a graph for the next frame."""

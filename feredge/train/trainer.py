@@ -192,8 +192,8 @@ class Trainer:
         (identity where the detector found nothing), when cfg.detector_crops asks for them."""
         if not self.cfg.detector_crops:
             return None
+        from feredge.config import FACE_MARGIN
         from feredge.data.face_boxes import crop_views
-        from feredge.vision.crop import FACE_MARGIN
 
         if train.face_boxes is None:
             raise FeredgeError(f"detector_crops={self.cfg.detector_crops}: {self.cfg.data} has no face boxes; run "

@@ -7,19 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
+from feredge.config import DETECT_MAX_SIDE, DETECTORS, check_choice
 from feredge.errors import FeredgeError
 
 YUNET = Path(__file__).resolve().parent.parent / "weights" / "face_detection_yunet_2023mar.onnx"
-
-
-#: The detector sees frames scaled so their longer side is at most this. YuNet's cost grows with the
-#: pixel count (~68 ms for 1280×853 at full size, ~12 ms at 480 px wide on 2 cores) while its anchors
-#: find faces down to ~10 px, so a 40 px face in a 720p frame is still ~20 px here; at full resolution
-#: a multi-megapixel photo's faces are larger than YuNet's largest anchors and are lost.
-DETECT_MAX_SIDE = 640
-#: The smallest detector input that can find anything: on a close-up that a face fills, YuNet finds the
-#: face with the longer side scaled to 40 px and loses it at 32 px.
-DETECT_MIN_SIDE = 48
 
 
 class YuNetDetector:
@@ -87,10 +78,8 @@ def eye_angles(landmarks: np.ndarray) -> np.ndarray:
     return np.arctan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0])
 
 
-DETECTORS = ("yunet", "haar")
-
-
 def make_detector(name: str, max_side: int = DETECT_MAX_SIDE):
+    check_choice("detector", name, DETECTORS)
     if name == "yunet":
         return YuNetDetector(max_side=max_side)
     if name == "haar":

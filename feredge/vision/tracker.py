@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from feredge.config import SMOOTH, TRACK_IOU, TRACK_MAX_UNSEEN
+
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (N, 4) and (M, 4) boxes in (x, y, w, h)."""
@@ -37,7 +39,7 @@ class Tracker:
     consecutive updates ends, and a face that returns later gets a new id.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_unseen: int = 10, alpha: float = 0.4):
+    def __init__(self, iou_threshold: float = TRACK_IOU, max_unseen: int = TRACK_MAX_UNSEEN, alpha: float = SMOOTH):
         if not 0 < alpha <= 1:
             raise ValueError(f"smoothing alpha {alpha}: expected 0 < alpha ≤ 1")
         self.iou_threshold, self.max_unseen, self.alpha = iou_threshold, max_unseen, alpha
