@@ -15,12 +15,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from feredge.calibration.dataset import calibration_set
 from feredge.calibration.quantize import METHODS, quantize_qdq
 from feredge.data.store import load_split, read_meta
 from feredge.export.exporter import onnx_accuracy, to_fp16
-from feredge.export.onnx import export_onnx
+from feredge.export.onnx import export_onnx, save_onnx
 from feredge.models.checkpoint import load_checkpoint
 from feredge.vision.preprocess import preprocess_faces
 from feredge.weights import default_checkpoint
@@ -39,7 +40,7 @@ def main() -> None:
     spec = meta.input_spec
     classes = read_meta(args.data)["classes"]
     split = load_split(args.data, args.split)
-    x, labels = preprocess_faces(np.asarray(split.images), spec), np.asarray(split.labels)
+    x, labels = np.asarray(split.images), np.asarray(split.labels)
     calib = preprocess_faces(calibration_set(args.data, args.calib_size).images, spec)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,6 +50,7 @@ def main() -> None:
         rows.append({"precision": "fp16", "calibration": "-", **onnx_accuracy(fp16, x, labels, classes)})
         for method in METHODS:
             int8 = quantize_qdq(fp32, calib, Path(tmp) / f"m.{method}.onnx", method)
+            save_onnx(onnx.load(str(int8)), int8, fp32_info.derive("onnx", "int8-qdq"), check=False)  # its description
             rows.append({"precision": "int8", "calibration": method,
                          **onnx_accuracy(int8, x, labels, classes, exact_qdq=True)})
             rows.append({"precision": "int8 (ORT CPU kernels)", "calibration": method,

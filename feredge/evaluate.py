@@ -1,7 +1,7 @@
 """`feredge eval`: any model file (checkpoint, ONNX, engine) or an ensemble on a prepared split → report.
 
-Pure metrics live in feredge.metrics, torch inference in feredge.train.inference, figures in
-feredge.plots; this module only routes each file to the right path and assembles the report.
+Pure metrics live in feredge.metrics, inference in the runtime's `Classifier`, figures in feredge.plots;
+this module only assembles the report.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from feredge import artifact
 from feredge.artifact import Artifact
-from feredge.config import DEVICE
+from feredge.config import DEVICE, TTA
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax, validation_figures
 
@@ -22,43 +22,17 @@ DEFAULT_OUT = Path("runs/eval")
 FILES = ("report.json", "confusion.png")
 
 
-def runner_logits(path: Path, images: np.ndarray, tta: str = "none", backend: str | None = None,
-                  device: str = "cpu") -> tuple[np.ndarray, Artifact]:
-    """Logits from an exported model (ONNX / TensorRT engine) via the runtime, with NumPy pre-processing."""
-    from feredge.runtime.loader import load_runner
+def model_logits(path: Path, images: np.ndarray, tta: str = TTA, device: str = DEVICE) -> tuple[np.ndarray, Artifact]:
+    """Logits of any model file on uint8 face images, through the one `Classifier` (checkpoints through the
+    torch runner, ONNX through ONNX Runtime, engines through TensorRT)."""
+    from feredge.runtime.classifier import Classifier
 
-    if tta == "ten-crop":
-        raise FeredgeError(f"{path}: ten-crop TTA is available for checkpoints only; use --tta none or hflip")
-    with load_runner(path, backend, device=device) as runner:
-        return split_logits(runner, images, tta), runner.info
+    with Classifier(path, device=device, tta=tta) as classifier:
+        return classifier.logits(images), classifier.info
 
 
-def split_logits(runner, images: np.ndarray, tta: str = "none") -> np.ndarray:
-    """Logits of an open runner on uint8 face images, NumPy pre-processing, optional flip TTA (eval and bench)."""
-    from feredge.vision.preprocess import preprocess_faces
-
-    x = preprocess_faces(np.asarray(images), runner.info.input_spec)
-    logits = runner.infer_all(x)
-    if tta == "hflip":
-        logits = (logits + runner.infer_all(np.ascontiguousarray(x[..., ::-1]))) / 2
-    return logits
-
-
-def model_logits(path: Path, images: np.ndarray, tta: str = "none", device: str = DEVICE,
-                 batch_size: int = 256) -> tuple[np.ndarray, Artifact]:
-    """Checkpoints through torch (ten-crop TTA and eval crops need it), everything else through the runtime."""
-    if Path(path).suffix == ".safetensors":
-        from feredge.train.inference import checkpoint_logits
-
-        return checkpoint_logits(Path(path), images, tta, "" if device == DEVICE else device, batch_size)
-    from feredge.recognizer import resolve_device  # auto → where this backend can run: one rule for every command
-    from feredge.runtime.loader import backend_for
-
-    return runner_logits(Path(path), images, tta, device=resolve_device(device, backend_for(path) or ""))
-
-
-def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: str = "none",
-                         device: str = DEVICE, batch_size: int = 256) -> tuple[dict, np.ndarray]:
+def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: str = TTA,
+                         device: str = DEVICE) -> tuple[dict, np.ndarray]:
     """Evaluate one model (checkpoint, ONNX or engine), or an ensemble (mean of softmax outputs), on a split."""
     from feredge.data.store import load_split, read_meta
 
@@ -66,7 +40,7 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path, split: str, tta: s
     part = load_split(data, split)
     probs, classes = [], None
     for ckpt in checkpoints:
-        logits, info = model_logits(Path(ckpt), part.images, tta, device, batch_size)
+        logits, info = model_logits(Path(ckpt), part.images, tta, device)
         if classes is not None and list(info.classes) != classes:
             raise FeredgeError(f"{ckpt}: classes {list(info.classes)} differ from the other ensemble members")
         classes = list(info.classes)
@@ -95,7 +69,7 @@ def write_report(report: dict, out: Path, title: str) -> tuple[Path, Path | None
     return json_path, png
 
 
-def run(models: list[str], data: Path, split: str = "val", tta: str = "none", ensemble: bool = False,
+def run(models: list[str], data: Path, split: str = "val", tta: str = TTA, ensemble: bool = False,
         out: Path | None = None, overwrite: bool = False, device: str = DEVICE) -> tuple[dict, Path, Path | None]:
     """`feredge eval`: model files or shipped names (none: the default model) on a split, written to a
     fresh folder (or, with ``overwrite``, the given one); returns the report and its two files."""

@@ -143,11 +143,11 @@ def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class
     """A grid: one row per true class, its ``per_class`` most confident mistakes with heat-maps."""
     torch = require("torch")
     from feredge.data.store import load_split, read_meta
-    from feredge.models.checkpoint import load_checkpoint
-    from feredge.train.inference import predict_logits
+    from feredge.runtime.classifier import Classifier
     from feredge.vision.preprocess import preprocess_faces
 
-    model, info = load_checkpoint(checkpoint)
+    classifier = Classifier(checkpoint, backend="torch", device="cpu")  # Grad-CAM's gradients run on its model
+    model, info = classifier.runner.model, classifier.info
     spec, classes = info.input_spec, list(info.classes)
     data_classes = list(read_meta(data)["classes"])
     if data_classes != classes:
@@ -155,7 +155,7 @@ def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class
                            "of mistakes would be mislabelled")
     part = load_split(data, split)
     images, labels = np.asarray(part.images), np.asarray(part.labels)
-    probs = softmax(predict_logits(model, images, spec, "none", info.details.get("eval_crop")))
+    probs = classifier.probabilities(images)
     pred = probs.argmax(1)
     tiles = []
     for c in range(len(classes)):

@@ -55,17 +55,14 @@ def test_reproduces_model_card_on_publictest(real_fer_prepared, name):
 @pytest.mark.slow
 def test_int8_drop_on_fer2013_publictest(real_fer_prepared, tmp_path):
     """INT8 Q/DQ of the shipped model, calibrated on Training, loses ≤ 1 pp on PublicTest (ONNX Runtime)."""
-    from feredge.artifact import InputSpec
     from feredge.data.store import load_split
     from feredge.export.exporter import ExportOptions, export, onnx_accuracy
-    from feredge.vision.preprocess import preprocess_faces
 
     report = export(default_checkpoint(), ExportOptions(out=tmp_path, int8=True, calib_data=real_fer_prepared,
                                                    calib_size=512, max_drop=1.0))
     assert report["accuracy"]["int8_drop_pp"] <= 1.0  # the gate's own check, on held-out Training images
     split = load_split(real_fer_prepared, "val")
-    x = preprocess_faces(np.asarray(split.images), InputSpec.from_dict(report["input_spec"]))
-    labels = np.asarray(split.labels)
+    x, labels = np.asarray(split.images), np.asarray(split.labels)
     fp32 = onnx_accuracy(report["files"]["fp32"], x, labels, report["classes"])
     int8 = onnx_accuracy(report["files"]["int8"], x, labels, report["classes"], exact_qdq=True)  # exact Q/DQ
     assert 100 * (fp32["accuracy"] - int8["accuracy"]) <= 1.0

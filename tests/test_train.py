@@ -324,8 +324,8 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     folder (reused on resume and in an ensemble, computed for a new teacher), follow mixup like the labels,
     and an ensemble of teachers distils from their mean."""
     from feredge.artifact import file_sha256
+    from feredge.runtime.classifier import Classifier
     from feredge.train.distill import TEACHER_CACHE
-    from feredge.train.inference import checkpoint_logits
 
     for name, seed in (("t1", 0), ("t2", 1)):
         train(small_cfg(prepared_fer, tmp_path / name, epochs=1, seed=seed, val_fraction=0.25))
@@ -336,7 +336,8 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     cache1, cache2 = (out / TEACHER_CACHE.format(file_sha256(t)[:16]) for t in (t1, t2))
     trainer = Trainer(cfg)
     assert trainer.teachers == []  # the networks are dropped once their logits exist
-    expected, _ = checkpoint_logits(t1, trainer.train.images.numpy(), "ten-crop", "cpu")
+    with Classifier(t1, device="cpu", tta="ten-crop") as classifier:  # the runtime's ten-crop agrees with training's
+        expected = classifier.logits(trainer.train.images.numpy())
     np.testing.assert_allclose(np.load(cache1), expected, atol=1e-5)
     x, target, soft = trainer._batch(torch.arange(8), torch.Generator().manual_seed(0))
     assert soft.shape == target.shape == (8, 7)

@@ -129,16 +129,15 @@ def _rss_mb() -> float:
     return pages * resource.getpagesize() / 1e6
 
 
-def _accuracy(runner, data: Path, split: str) -> dict:
+def _accuracy(classifier, data: Path, split: str) -> dict:
     from feredge.data.store import load_split, read_meta
-    from feredge.evaluate import split_logits
     from feredge.metrics import metrics
 
     classes = read_meta(data)["classes"]
-    if classes != list(runner.info.classes):
-        raise FeredgeError(f"{runner.path}: classes {list(runner.info.classes)} differ from {data}'s {classes}")
+    if classes != list(classifier.classes):
+        raise FeredgeError(f"{classifier.path}: classes {list(classifier.classes)} differ from {data}'s {classes}")
     part = load_split(data, split)
-    logits = split_logits(runner, part.images)
+    logits = classifier.logits(np.asarray(part.images))
     m = metrics(logits, np.asarray(part.labels), classes)
     return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"], "n": m["n"]}
 
@@ -188,7 +187,7 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
             base = {"artifact": str(path), "model": info.model, "backend": runner.backend,
                     "precision": info.precision, "size_mb": path.stat().st_size / 1e6,
                     "sha256": artifact.file_sha256(path)}
-            acc = _accuracy(runner, opts.data, opts.split) if opts.data is not None else {}
+            acc = _accuracy(rec.classifier, opts.data, opts.split) if opts.data is not None else {}
             for batch in opts.batches:
                 if batch > runner.max_batch:
                     log(f"skip {path.name} batch {batch}: above the runner's maximum batch {runner.max_batch}")

@@ -85,17 +85,38 @@ def _validation_images(data: Path | None, seed: int, val_fraction: float, n: int
     return np.asarray(train.images[hold]), np.asarray(train.labels[hold])
 
 
-def onnx_accuracy(path: Path, x: np.ndarray, labels: np.ndarray, classes: list[str],
+def onnx_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, classes: list[str],
                   exact_qdq: bool | None = None) -> dict:
-    """Accuracy with ONNX Runtime; ``exact_qdq=True`` evaluates Q/DQ as written (TensorRT's semantics),
-    False with its fused int8 kernels, None as the runtime's runner does (``feredge.ort_session``)."""
-    from feredge.export.onnx import ort_logits
+    """Accuracy of an ONNX file on uint8 faces through the runtime's `Classifier` (what users run);
+    ``exact_qdq=True`` evaluates Q/DQ as written (TensorRT's semantics), False with ONNX Runtime's fused
+    int8 kernels, None as the runner chooses for this CPU (``feredge.runtime.ort``)."""
     from feredge.metrics import metrics
+    from feredge.runtime.classifier import Classifier
 
-    logits = ort_logits(path, x, exact_qdq)
+    with Classifier(path, device="cpu", exact_qdq=exact_qdq) as classifier:
+        logits = classifier.logits(images)
     m = metrics(logits, labels, classes)
     return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
             "size_bytes": Path(path).stat().st_size}
+
+
+def parity(model, onnx_path: Path, images: np.ndarray, spec, atol: float = 1e-3) -> dict:
+    """Compare PyTorch's logits with the exported file's through the runtime's `Classifier` on real images;
+    beyond ``atol`` is an error."""
+    torch = require("torch")
+    from feredge.runtime.classifier import Classifier
+    from feredge.vision.preprocess import preprocess_faces
+
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(preprocess_faces(images, spec))).numpy()
+    with Classifier(onnx_path, device="cpu") as classifier:
+        got = classifier.logits(images)
+    report = {"n": len(images), "max_abs_diff": float(np.abs(ref - got).max()),
+              "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
+    if report["max_abs_diff"] > atol:
+        raise FeredgeError(f"{onnx_path}: ONNX differs from PyTorch by {report['max_abs_diff']:.2e} "
+                           f"(> {atol:.0e}) on {len(images)} images; top-1 agreement {report['top1_agreement']:.4f}")
+    return report
 
 
 def to_fp16(fp32: Path, info: Artifact, out: Path) -> tuple[Path, Artifact]:
@@ -153,24 +174,22 @@ def _trt_version_or(default: str) -> str:
 
 def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions, report: dict) -> str | None:
     """Measure every precision on held-out validation; the refusal message when INT8 loses > max_drop pp."""
-    from feredge.vision.preprocess import preprocess_faces
-
     images, labels = _validation_images(opts.calib_data, opts.seed, opts.val_fraction)
-    x = preprocess_faces(images, spec)
-    acc = {fmt: onnx_accuracy(p, x, labels, classes, exact_qdq=True)
+    acc = {fmt: onnx_accuracy(p, images, labels, classes, exact_qdq=True)
            for fmt, p in paths.items() if fmt in ("fp32", "fp16", "int8")}
     if "int8" in paths:
         # What ONNX Runtime's fused int8 CPU kernels give on this CPU; on x86 without VNNI they saturate, so
         # the gate uses the exact Q/DQ arithmetic TensorRT implements (and the runner does there, too).
-        acc["int8_ort_cpu_kernels"] = onnx_accuracy(paths["int8"], x, labels, classes, exact_qdq=False)
-    report["accuracy"] = {"split": f"held-out {opts.val_fraction:.0%} of train (seed {opts.seed})", "n": len(x), **acc}
+        acc["int8_ort_cpu_kernels"] = onnx_accuracy(paths["int8"], images, labels, classes, exact_qdq=False)
+    report["accuracy"] = {"split": f"held-out {opts.val_fraction:.0%} of train (seed {opts.seed})", "n": len(images),
+                          **acc}
     if "int8" not in acc:
         return None
     drop = 100 * (acc["fp32"]["accuracy"] - acc["int8"]["accuracy"])
     report["accuracy"]["int8_drop_pp"] = drop
     if drop <= opts.max_drop:
         return None
-    return (f"INT8 refused: {acc['int8']['accuracy']:.4f} vs FP32 {acc['fp32']['accuracy']:.4f} on {len(x)} "
+    return (f"INT8 refused: {acc['int8']['accuracy']:.4f} vs FP32 {acc['fp32']['accuracy']:.4f} on {len(images)} "
             f"held-out images, a drop of {drop:.2f} pp > --max-drop {opts.max_drop}; try another "
             f"--calib-method (entropy, minmax, percentile), a larger --calib-size, or ship FP16")
 
@@ -218,7 +237,7 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     Files are made in a staging folder inside ``out`` and moved into place only once they passed the
     parity check and the accuracy gate: an interrupted or refused export leaves nothing that looks usable.
     """
-    from feredge.export.onnx import export_onnx, parity
+    from feredge.export.onnx import export_onnx
     from feredge.models.checkpoint import load_checkpoint
 
     check_options(opts)

@@ -1,17 +1,14 @@
-"""torch → ONNX (opset ≥ 17, dynamic batch, metadata) → onnxsim → parity check against PyTorch."""
+"""torch → ONNX (opset ≥ 17, dynamic batch, metadata) → onnxsim; the file stamped with its description."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import numpy as np
-
 from feredge import artifact
 from feredge._optional import require
 from feredge.artifact import Artifact, file_sha256, onnx_properties
 from feredge.errors import FeredgeError
-from feredge.ort_session import session_options
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -43,40 +40,6 @@ def simplify(onnx_bytes: bytes):
     if not ok:
         raise FeredgeError("onnxsim could not validate the simplified model against the original; not exporting it")
     return simplified
-
-
-def ort_logits(path: Path, x: np.ndarray, exact_qdq: bool | None = None, chunk: int = 256) -> np.ndarray:
-    """ONNX Runtime's logits for a float32 batch on the CPU, in chunks (padded to a fixed batch axis).
-    The export checks its files with ONNX Runtime itself, beneath the runtime's runners (which run them
-    afterwards and check their description again); ``exact_qdq`` as in ``feredge.ort_session``."""
-    ort = require("onnxruntime")
-    options = session_options(exact_qdq)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    source = session.get_inputs()[0]
-    fixed = source.shape[0] if isinstance(source.shape[0], int) and source.shape[0] > 0 else 0
-    step, outs = fixed or chunk, []
-    for start in range(0, len(x), step):
-        part = x[start:start + step]
-        padded = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), part.dtype)]) if fixed else part
-        outs.append(session.run(None, {source.name: np.ascontiguousarray(padded, np.float32)})[0][:len(part)])
-    return np.concatenate(outs)
-
-
-def parity(model, onnx_path: Path, images: np.ndarray, spec, atol: float = 1e-3) -> dict:
-    """Compare PyTorch and ONNX Runtime logits on real images; beyond ``atol`` is an error."""
-    torch = require("torch")
-    from feredge.vision.preprocess import preprocess_faces
-
-    x = preprocess_faces(images, spec)
-    with torch.no_grad():
-        ref = model.eval()(torch.from_numpy(x)).numpy()
-    got = ort_logits(onnx_path, x)
-    report = {"n": len(x), "max_abs_diff": float(np.abs(ref - got).max()),
-              "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
-    if report["max_abs_diff"] > atol:
-        raise FeredgeError(f"{onnx_path}: ONNX differs from PyTorch by {report['max_abs_diff']:.2e} "
-                           f"(> {atol:.0e}) on {len(x)} images; top-1 agreement {report['top1_agreement']:.4f}")
-    return report
 
 
 def save_onnx(proto, out: Path, info: Artifact, check: bool = True) -> Path:

@@ -13,22 +13,25 @@ from pathlib import Path
 import numpy as np
 
 from feredge.errors import FeredgeError
-from feredge.metrics import softmax
 
 
 class FerModel:
-    def __init__(self, artifact: Path, threads: int = 1):
-        from feredge.runtime.loader import load_runner
+    """Pre-processed faces → probabilities through the one `Classifier` (its softmax, no TTA: a client that
+    wants flip TTA sends the mirrored faces too, and its own Classifier folds them)."""
 
-        kwargs = {"threads": threads} if Path(artifact).suffix == ".onnx" else {}
-        self.runner = load_runner(Path(artifact), **kwargs)
-        self.info = self.runner.info
+    def __init__(self, artifact: Path, threads: int = 1):
+        from feredge.runtime.classifier import Classifier
+
+        self.classifier = Classifier(Path(artifact), device="cpu" if Path(artifact).suffix == ".onnx" else None,
+                                     threads=threads if Path(artifact).suffix == ".onnx" else 0)
+        self.info = self.classifier.info
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         spec = self.info.input_spec
         if batch.ndim != 4 or batch.shape[1:] != (spec.channels, spec.size, spec.size):
-            raise FeredgeError(f"input has shape {list(batch.shape)}, expected [N, {spec.channels}, {spec.size}, {spec.size}]")
-        return softmax(self.runner.infer_all(np.ascontiguousarray(batch, np.float32))).astype(np.float32)
+            raise FeredgeError(f"input has shape {list(batch.shape)}, expected "
+                               f"[N, {spec.channels}, {spec.size}, {spec.size}]")
+        return self.classifier.probabilities_of(np.ascontiguousarray(batch, np.float32), len(batch))
 
 
 class FrameModel:

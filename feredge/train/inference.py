@@ -1,16 +1,11 @@
-"""Logits of a torch model on uint8 images, with test-time augmentation (training, eval of checkpoints)."""
+"""Logits of a torch model in memory on uint8 images, with test-time augmentation: training's validation,
+distillation and soups, which hold the model itself (files are classified by the runtime's `Classifier`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from feredge.artifact import Artifact
-
-TTA_MODES = ("none", "hflip", "ten-crop")
+from feredge.config import TTA_MODES
 
 
 def predict_logits(model, images: np.ndarray, spec, tta: str = "none", crop: int | None = None,
@@ -44,15 +39,3 @@ def predict_logits(model, images: np.ndarray, spec, tta: str = "none", crop: int
                     logits = (logits + model(normalize(x.flip(-1), spec))) / 2
             out.append(logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def checkpoint_logits(path: Path, images: np.ndarray, tta: str, device: str = "",
-                      batch_size: int = 256) -> tuple[np.ndarray, Artifact]:
-    """Logits of a training checkpoint with torch (cuda when available unless ``device`` says otherwise)."""
-    from feredge.models.checkpoint import load_checkpoint
-    from feredge.models.device import torch_device
-
-    device = torch_device(device)
-    model, info = load_checkpoint(path)
-    logits = predict_logits(model.to(device), images, info.input_spec, tta, info.details.get("eval_crop"), batch_size, device)
-    return logits, info
