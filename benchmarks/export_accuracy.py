@@ -19,8 +19,8 @@ import onnx
 
 from feredge.calibration.dataset import calibration_set
 from feredge.calibration.quantize import METHODS, quantize_qdq
+from feredge.commands.export import onnx_accuracy, to_fp16
 from feredge.data.store import load_split, read_meta
-from feredge.export.exporter import onnx_accuracy, to_fp16
 from feredge.export.onnx import export_onnx, save_onnx
 from feredge.models.checkpoint import load_checkpoint
 from feredge.vision.preprocess import preprocess_faces

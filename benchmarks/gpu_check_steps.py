@@ -148,9 +148,9 @@ def train_step(args: argparse.Namespace) -> int:
 def export_eval_step(args: argparse.Namespace) -> int:
     """FP32/FP16/INT8 ONNX (INT8 calibrated on the prepared train split), then each model, and the checkpoint
     itself, evaluated on the prepared 'val' split (FER2013 PublicTest) with ONNX Runtime CPU / torch."""
+    from feredge.commands.evaluate import evaluate_checkpoints
+    from feredge.commands.export import ExportOptions, export
     from feredge.errors import FeredgeError
-    from feredge.evaluate import evaluate_checkpoints
-    from feredge.export.exporter import ExportOptions, export
 
     t0 = time.perf_counter()
     info: dict = {"checkpoint": str(args.checkpoint), "status": "pass"}

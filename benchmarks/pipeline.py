@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from feredge.camera.app import CameraOptions, run_camera  # noqa: E402
+from feredge.commands.camera.app import CameraOptions, run_camera  # noqa: E402
 from feredge.vision.detector import YuNetDetector  # noqa: E402
 
 GROUP = ROOT / "feredge" / "media" / "group.jpg"

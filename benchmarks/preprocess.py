@@ -36,7 +36,7 @@ def time_cpu(frame: np.ndarray, boxes: np.ndarray, repeat: int) -> float:
 
 def time_gpu(api, frame: np.ndarray, boxes: np.ndarray, repeat: int) -> dict[str, float]:
     """Mean µs per call by CUDA events: kernel alone, and with the frame upload from pinned / pageable memory."""
-    from feredge.runtime.kernels import GpuPreprocessor, launch_config
+    from feredge.cuda.preprocess import GpuPreprocessor, launch_config
 
     pre = GpuPreprocessor(api)
     h, w = frame.shape[:2]

@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from feredge.commands.serve.repository import write_python_repository  # noqa: E402
+from feredge.commands.serve.triton import Ports, TritonServer  # noqa: E402
 from feredge.export.triton import Batching  # noqa: E402
-from feredge.serve.repository import write_python_repository  # noqa: E402
-from feredge.serve.triton import Ports, TritonServer  # noqa: E402
 from feredge.weights import resolve  # noqa: E402
 
 

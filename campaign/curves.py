@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from feredge.commands.plots import pyplot, save
 from feredge.errors import FeredgeError
 from feredge.outputs import output_file
-from feredge.plots import pyplot, save
 
 
 def read_logs(folder: Path) -> dict[str, list[dict]]:

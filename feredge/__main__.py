@@ -1,3 +1,3 @@
-from feredge.cli import main
+from feredge.commands.cli import main
 
 main()

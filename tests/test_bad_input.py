@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 from tests.broken_inputs import (
     bad_bytes_csv,
     bench_report,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from feredge.bench.report import compare, pareto
-from feredge.bench.tegrastats import parse_line, parse_log, summarize
-from feredge.cli import cli
+from feredge.commands.bench.report import compare, pareto
+from feredge.commands.bench.tegrastats import parse_line, parse_log, summarize
+from feredge.commands.cli import cli
 
 LOG = Path(__file__).with_name("data") / "tegrastats_variants.log"
 
@@ -50,8 +50,8 @@ def test_pareto_front():
 
 @pytest.fixture(scope="module")
 def small_onnx(prepared_fer, tmp_path_factory):
+    from feredge.commands.export import ExportOptions, export
     from feredge.config import config_from_dict
-    from feredge.export.exporter import ExportOptions, export
     from feredge.train.trainer import train
 
     out = tmp_path_factory.mktemp("bench")
@@ -114,7 +114,7 @@ def test_compare_pairs_fp16_with_int8_rows():
 @pytest.mark.parametrize("args", [["--batch", "1", "8", "32"], ["--batch", "1 8 32"], ["--batch", "1,8,32"],
                                   ["--batch=1,8", "32"]])
 def test_multi_value_options_unquoted_quoted_or_comma_separated(args):
-    from feredge.cli import bench_cmd
+    from feredge.commands.cli import bench_cmd
 
     ctx = bench_cmd.make_context("bench", [*args, "--faces", "2", "4", "--precision", "fp32", "fp16", "--device", "cpu"])
     assert ctx.params["batches"] == (1, 8, 32) and ctx.params["faces"] == (2, 4)
@@ -122,8 +122,8 @@ def test_multi_value_options_unquoted_quoted_or_comma_separated(args):
 
 
 def test_multi_value_defaults_come_from_bench_options():
-    from feredge.bench.run import BenchOptions
-    from feredge.cli import bench_cmd
+    from feredge.commands.bench.run import BenchOptions
+    from feredge.commands.cli import bench_cmd
 
     params = bench_cmd.make_context("bench", []).params
     assert (params["batches"], params["faces"], params["precisions"]) == (BenchOptions.batches, BenchOptions.faces,
@@ -139,7 +139,7 @@ def test_multi_value_defaults_come_from_bench_options():
     (["--batch", "1", "8", "extra"], "'1 8 extra': expected integers"),
 ])
 def test_bench_errors_are_one_line(args, message, tmp_path, monkeypatch):
-    import feredge.bench.run as run
+    import feredge.commands.bench.run as run
 
     monkeypatch.setattr(run, "is_jetson", lambda: False)  # CI machines are not Jetsons; make it certain
     result = CliRunner().invoke(cli, ["bench", *args, "--out", str(tmp_path)])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 from feredge.vision.tracker import Tracker, iou
 
 cv2 = pytest.importorskip("cv2")

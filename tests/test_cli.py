@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from feredge import __version__
-from feredge.cli import cli
+from feredge.commands.cli import cli
 
 
 def test_version_and_commands():
@@ -41,7 +41,7 @@ def test_models_without_torch_is_a_one_line_install_hint():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['torch'] = None\nfrom click.testing import CliRunner\nfrom feredge.cli import cli\n"
+    code = ("import sys; sys.modules['torch'] = None\nfrom click.testing import CliRunner\nfrom feredge.commands.cli import cli\n"
             "r = CliRunner().invoke(cli, ['models'])\nprint(r.exit_code, repr(r.output))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -91,7 +91,7 @@ def test_model_is_an_option_everywhere():
 def test_predict_overwrite_leaves_no_stale_pictures(tmp_path):
     import shutil
 
-    from feredge.cli import cli as app
+    from feredge.commands.cli import cli as app
 
     group = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
     shutil.copy(group, tmp_path / "first.jpg")
@@ -110,7 +110,7 @@ def test_missing_optional_packages_are_one_line_for_every_command(tmp_path):
     import sys
 
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from feredge.cli import main\n"
+            "from feredge.commands.cli import main\n"
             "sys.argv = ['feredge', 'train', '--recipe', 'feredge-s', '--data', sys.argv[1], '--out', sys.argv[2]]\n"
             "main()\n")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "run")], capture_output=True,

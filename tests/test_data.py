@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 from feredge.data import prepare
 from feredge.data.labels import CLASSES
 from feredge.data.store import load, load_split

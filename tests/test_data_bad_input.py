@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from feredge.calibration.dataset import calibration_set
-from feredge.cli import cli
+from feredge.commands.cli import cli
 from feredge.data import prepare
 from tests.conftest import make_fer_images
 

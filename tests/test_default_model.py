@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from feredge.commands.package import card_paths
 from feredge.weights import WEIGHTS_DIR, default_checkpoint, shipped, shipped_names
-from feredge.weights.package import card_paths
 
 SHIPPED = shipped_names()
 
@@ -41,8 +41,8 @@ def test_shipped_files_fit_and_agree(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_reproduces_model_card_on_publictest(real_fer_prepared, name):
-    from feredge.evaluate import evaluate_checkpoints
-    from feredge.weights.package import evaluate_shipped
+    from feredge.commands.evaluate import evaluate_checkpoints
+    from feredge.commands.package import evaluate_shipped
 
     card = json.loads(card_paths(name)["json"].read_text())
     runtime = evaluate_shipped(name, real_fer_prepared, "val")  # ONNX Runtime, NumPy pre-processing
@@ -55,8 +55,8 @@ def test_reproduces_model_card_on_publictest(real_fer_prepared, name):
 @pytest.mark.slow
 def test_int8_drop_on_fer2013_publictest(real_fer_prepared, tmp_path):
     """INT8 Q/DQ of the shipped model, calibrated on Training, loses ≤ 1 pp on PublicTest (ONNX Runtime)."""
+    from feredge.commands.export import ExportOptions, export, onnx_accuracy
     from feredge.data.store import load_split
-    from feredge.export.exporter import ExportOptions, export, onnx_accuracy
 
     report = export(default_checkpoint(), ExportOptions(out=tmp_path, int8=True, calib_data=real_fer_prepared,
                                                    calib_size=512, max_drop=1.0))

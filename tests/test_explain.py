@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
 
@@ -16,7 +16,7 @@ GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
 def test_grad_cam_maps_and_target_layer():
     import torch
 
-    from feredge.explain import grad_cam, target_layer
+    from feredge.commands.explain import grad_cam, target_layer
     from feredge.models import create_model
 
     torch.manual_seed(0)

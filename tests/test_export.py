@@ -13,10 +13,10 @@ from feredge.artifact import from_onnx_properties
 from feredge.calibration.dataset import balanced_indices, calibration_set
 from feredge.calibration.quantize import unquantized_inputs
 from feredge.calibration.trt_cache import hex_to_scale, read_cache, scale_to_hex, trt_version_code
-from feredge.cli import cli
+from feredge.commands.cli import cli
+from feredge.commands.export import ExportOptions, export
 from feredge.config import config_from_dict
 from feredge.errors import FeredgeError
-from feredge.export.exporter import ExportOptions, export
 from feredge.runtime.ort import OrtRunner
 from feredge.train.trainer import train
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 from feredge.data.face_boxes import FILE, crop_views
 from feredge.data.store import Dataset, Split, load_split, save
 from feredge.train import tensor_ops as ops

@@ -65,7 +65,7 @@ def test_a_png_with_a_faulty_colour_profile_reads_silently_and_the_same(tmp_path
 
 
 def test_predict_checks_every_image_first_then_holds_one_frame_at_a_time(tmp_path, monkeypatch):
-    from feredge.predict import predict_images
+    from feredge.commands.predict import predict_images
     from feredge.recognizer import Recognizer
     from feredge.vision.images import CheckedImage
 
@@ -84,7 +84,7 @@ def test_predict_checks_every_image_first_then_holds_one_frame_at_a_time(tmp_pat
 
 
 def test_every_input_gets_its_own_annotated_file():
-    from feredge.predict import output_names
+    from feredge.commands.predict import output_names
 
     names = output_names([Path("a/group.jpg"), Path("b/group.jpg"), Path("group-2.jpg"), Path("c/group.png")])
     assert names == ["group.annotated.jpg", "group-2.annotated.jpg", "group-2-2.annotated.jpg",

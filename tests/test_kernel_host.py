@@ -1,4 +1,4 @@
-"""The CUDA kernel's arithmetic without a GPU: preprocess.cu compiled by g++ (feredge/kernels/host_compat.h and
+"""The CUDA kernel's arithmetic without a GPU: preprocess.cu compiled by g++ (feredge/cuda/kernels/host_compat.h and
 host_launch.cpp run its grid sequentially) against the NumPy reference.
 
 Launch shape and arguments come from the same functions that feed the GPU (launch_config, kernel_args,
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from feredge.cuda import kernel_params
-from feredge.runtime.kernels import KERNEL_DIR, kernel_args, launch_config
+from feredge.cuda.preprocess import KERNEL_DIR, kernel_args, launch_config
 from feredge.vision.preprocess import crop_square, preprocess_frame
 
 EPS = float(np.finfo(np.float32).eps)

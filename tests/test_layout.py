@@ -8,24 +8,25 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "feredge"
 
-#: Rooms from the ground up (data → models → train → export/calibration/engine → runtime → recogniser →
-#: applications). A module may import its own room and those below. The ground floor holds what every
-#: room shares: the artifact contract, errors, settings, metrics, the CUDA layer and the vision building
-#: blocks (reading frames, finding faces, crop geometry, tracking, drawing).
+#: Rooms from the ground up (the pipeline: data → models → train → export/calibration/engine → runtime →
+#: recogniser → commands). A module may import its own room and those below, never one above, with no
+#: exception listed here. The ground floor holds what every room shares: the artifact contract, errors,
+#: the defaults table, metrics, output folders, the shipped models' resolver, the CUDA layer and the
+#: vision building blocks (reading frames, finding faces, crop geometry, tracking, drawing).
 ROOMS = [
-    ("ground", ("_version", "errors", "_optional", "ort_session", "artifact", "metrics", "config", "outputs", "cuda", "plots",
+    ("ground", ("_version", "errors", "_optional", "artifact", "metrics", "config", "outputs", "weights", "cuda",
                 "vision")),
     ("data", ("data",)),
     ("models", ("models",)),
     ("train", ("train",)),
     ("export", ("export", "calibration", "engine")),
     ("runtime", ("runtime",)),
-    ("recogniser", ("weights", "recognizer", "streaming")),
-    ("applications", ("predict", "camera", "bench", "serve", "explain", "evaluate", "cli", "cli_options",
-                      "__main__", "weights.package")),
+    ("recogniser", ("recognizer", "streaming")),
+    ("commands", ("commands", "__main__")),
 ]
-
-
+#: Rooms that share a floor but are folders of their own: neither may import the other (no circles
+#: between folders either).
+FOLDERS = ("export", "calibration", "engine", "data", "models", "train", "runtime", "vision", "cuda", "weights")
 def modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
@@ -101,6 +102,26 @@ def test_no_room_imports_a_room_above_it():
     assert upward == []
 
 
-def test_no_file_over_400_lines():
+def test_no_two_folders_import_each_other():
+    known = modules()
+    folder = {m: m.split(".")[1] for m in known if m.count(".") >= 1 and m.split(".")[1] in FOLDERS}
+    pairs = {(folder[m], folder[d]) for m, p in known.items() if m in folder for d in imports(p, known)
+             if d in folder and folder[d] != folder[m]}
+    assert sorted((a, b) for a, b in pairs if (b, a) in pairs and a < b) == []
+
+
+def test_no_file_over_400_lines_or_line_over_120_characters():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
-    assert long == {}
+    wide = [f"{p.relative_to(PACKAGE)}:{i}" for p in PACKAGE.rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120]
+    assert long == {} and wide == []
+
+
+def test_no_test_imports_another_test():
+    here = Path(__file__).resolve().parent
+    tests = {p.stem for p in here.glob("*.py")}
+    found = [f"{p.name} imports {name}" for p in here.glob("*.py") for node in ast.walk(ast.parse(p.read_text()))
+             for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                          [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+             if name.split(".")[-1] in tests - {"conftest"} or name.startswith("tests.")]
+    assert found == []

@@ -48,7 +48,7 @@ def test_wheel_ships_runtime_assets(tmp_path):
     for asset in ("weights/feredge-s.safetensors", "weights/feredge-s.safetensors.json", "weights/feredge-s.onnx",
                   "weights/feredge-s.onnx.json", "weights/face_detection_yunet_2023mar.onnx", "weights/feredge-s.card.md",
                   "weights/feredge-s.confusion.png", "media/group.jpg",
-                  "kernels/preprocess.cu", "kernels/feredge_preprocess.fatbin"):
+                  "cuda/kernels/preprocess.cu", "cuda/kernels/feredge_preprocess.fatbin"):
         assert f"feredge/{asset}" in names, asset
     assert wheel.stat().st_size < 20e6
 
@@ -59,7 +59,7 @@ def test_predict_needs_only_the_runtime_extra(tmp_path):
     pytest.importorskip("onnxruntime")
     hidden = ("torch", "torchvision", "safetensors", "matplotlib", "onnx", "onnxsim", "tritonclient", "tensorrt")
     code = (f"import sys\nfor m in {hidden!r}: sys.modules[m] = None\n"
-            "from feredge.cli import main\n"
+            "from feredge.commands.cli import main\n"
             f"sys.argv = ['feredge', 'predict', '--out', {str(tmp_path / 'p')!r}, '--json']\nmain()\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

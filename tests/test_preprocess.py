@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from feredge.runtime.kernels import launch_config
+from feredge.cuda.preprocess import launch_config
 from feredge.vision.preprocess import crop_square, preprocess_faces, preprocess_frame
 
 GRAY = dict(size=4, channels=1, mean=(0.0,), std=(1.0,))
@@ -108,7 +108,7 @@ def _kernel_parameter_types() -> list[str]:
     """C types of fer_preprocess's parameters, read from the CUDA source."""
     import re
 
-    from feredge.runtime.kernels import KERNEL_NAME, SOURCE
+    from feredge.cuda.preprocess import KERNEL_NAME, SOURCE
 
     src = re.sub(r"//[^\n]*", "", SOURCE.read_text())
     params = src.split(f"void {KERNEL_NAME}(", 1)[1].split(")", 1)[0]
@@ -125,7 +125,7 @@ def test_kernel_arguments_match_the_cuda_signature():
     import ctypes
 
     from feredge.cuda import kernel_params
-    from feredge.runtime.kernels import kernel_args
+    from feredge.cuda.preprocess import kernel_args
 
     args = kernel_args(0x1000, 641, 480, 1952, 0x2000, 3, 0.15, 48, 3, True, (0.5, 0.4, 0.3), (0.2, 0.25, 0.5), 0x3000)
     expected = {"pointer": np.uintp, "int": np.int32, "float": np.float32}
@@ -151,7 +151,7 @@ def _nvrtc_available() -> bool:
 @pytest.mark.parametrize("arch", ["75", "87", "90"])  # NVRTC 13 no longer targets sm_72
 def test_nvrtc_compiles_the_kernel(arch):
     """The run-time fallback: NVRTC compiles the shipped source to a cubin for GPUs the fatbin lacks (no GPU needed)."""
-    from feredge.runtime.kernels import KERNEL_NAME, nvrtc_compile
+    from feredge.cuda.preprocess import KERNEL_NAME, nvrtc_compile
 
     cubin = nvrtc_compile(arch)
     assert cubin[:4] == b"\x7fELF" and KERNEL_NAME.encode() in cubin
@@ -163,7 +163,7 @@ def test_cuda_kernel_matches_reference(api_name):
     """Random frames and boxes (partly outside, 1-pixel, frame-sized), odd widths and pitches, gray/RGB, fp32/fp16."""
     from feredge.artifact import InputSpec
     from feredge.cuda import CudaPythonApi, PycudaApi
-    from feredge.runtime.kernels import GpuPreprocessor
+    from feredge.cuda.preprocess import GpuPreprocessor
 
     pytest.importorskip("pycuda" if api_name == "pycuda" else "cuda.bindings")
     api = PycudaApi() if api_name == "pycuda" else CudaPythonApi()
@@ -204,7 +204,7 @@ def test_mapped_frame_is_read_in_place():
     """Zero-copy input (how Jetson avoids the frame upload): the kernel reads a mapped host buffer directly."""
     from feredge.artifact import InputSpec
     from feredge.cuda import cuda_api
-    from feredge.runtime.kernels import GpuPreprocessor
+    from feredge.cuda.preprocess import GpuPreprocessor
 
     api = cuda_api()
     pre = GpuPreprocessor(api)

@@ -31,7 +31,7 @@ def rec():
 
 @pytest.mark.parametrize("model", [None, "feredge-n"])
 def test_recognizer_gives_the_faces_predict_writes(tmp_path, model):
-    from feredge.cli import cli
+    from feredge.commands.cli import cli
 
     args = ["predict", str(GROUP), "--json", "--out", str(tmp_path / "p")] + (["--model", model] if model else [])
     result = CliRunner().invoke(cli, args)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 
 RECORDS = Path(__file__).resolve().parent / "regression"
 PHOTO = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from feredge import artifact
-from feredge.evaluate import evaluate_checkpoints, model_logits
-from feredge.export.exporter import ExportOptions, export
-from feredge.ort_session import int8_kernels_saturate, session_options
-from feredge.predict import predict_images
+from feredge.commands.evaluate import evaluate_checkpoints, model_logits
+from feredge.commands.export import ExportOptions, export
+from feredge.commands.predict import predict_images
 from feredge.runtime.ort import OrtRunner
+from feredge.runtime.ort_session import int8_kernels_saturate, session_options
 
 SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"

@@ -19,8 +19,8 @@ SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
 
 @pytest.fixture(scope="module")
 def small_onnx(prepared_fer, tmp_path_factory):
+    from feredge.commands.export import ExportOptions, export
     from feredge.config import config_from_dict
-    from feredge.export.exporter import ExportOptions, export
     from feredge.train.trainer import train
 
     out = tmp_path_factory.mktemp("rt")
@@ -100,7 +100,7 @@ def test_predict_runs_without_torch(small_onnx, tmp_path):
     pytest.importorskip("cv2")
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from feredge.cli import main\n"
+        "from feredge.commands.cli import main\n"
         f"sys.argv = ['feredge', 'predict', {str(ROOT / 'feredge' / 'media' / 'group.jpg')!r}, '--model', "
         f"{str(small_onnx[0])!r}, '--out', {str(tmp_path)!r}, '--json', '--tta']\n"
         "main()\n"
@@ -117,7 +117,7 @@ def test_predict_runs_without_torch(small_onnx, tmp_path):
 def test_help_without_optional_stacks():
     """Every --help works with torch, onnx and TensorRT hidden."""
     code = ("import sys\nfor m in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'pycuda', 'cv2'): sys.modules[m] = None\n"
-            "from click.testing import CliRunner\nfrom feredge.cli import cli\n"
+            "from click.testing import CliRunner\nfrom feredge.commands.cli import cli\n"
             "for args in ([], ['data'], ['data', 'prepare'], ['train'], ['eval'], ['export'], ['models'], ['predict']):\n"
             "    r = CliRunner().invoke(cli, [*args, '--help'])\n"
             "    assert r.exit_code == 0, (args, r.output)\n"
@@ -130,7 +130,7 @@ def test_bad_image_is_one_line_error(small_onnx, tmp_path):
     pytest.importorskip("cv2")
     from click.testing import CliRunner
 
-    from feredge.cli import cli
+    from feredge.commands.cli import cli
 
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"nope")
@@ -141,7 +141,7 @@ def test_bad_image_is_one_line_error(small_onnx, tmp_path):
 def test_eval_accepts_exported_onnx(small_onnx, prepared_fer, tmp_path):
     from click.testing import CliRunner
 
-    from feredge.cli import cli
+    from feredge.commands.cli import cli
 
     onnx_path, ckpt = small_onnx
     reports = {}

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from feredge.commands.serve.repository import write_python_repository
 from feredge.export.triton import Batching, write_export_repository
 from feredge.metrics import softmax
-from feredge.serve.repository import write_python_repository
 from feredge.weights import shipped
 
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
@@ -39,8 +39,8 @@ def _parse(config: Path):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("tritonclient.http")
+    from feredge.commands.serve.triton import Ports, TritonServer, triton_root
     from feredge.errors import FeredgeError
-    from feredge.serve.triton import Ports, TritonServer, triton_root
 
     try:
         triton_root()
@@ -96,7 +96,7 @@ def test_http_and_grpc_give_the_runtime_probabilities(server):
 def test_frame_model_matches_predict(server, tmp_path):
     import tritonclient.http as th
 
-    from feredge.predict import predict_images
+    from feredge.commands.predict import predict_images
 
     data = np.frombuffer(GROUP.read_bytes(), np.uint8)
     inp = th.InferInput("image", data.shape, "UINT8")
@@ -151,8 +151,8 @@ def test_wrong_input_shape_is_an_error_and_the_server_stays_up(server):
 
 def test_sigterm_stops_cleanly(tmp_path):
     pytest.importorskip("tritonclient.http")
+    from feredge.commands.serve.triton import Ports, TritonServer
     from feredge.errors import FeredgeError
-    from feredge.serve.triton import Ports, TritonServer
 
     repo = write_python_repository(tmp_path / "repo", shipped("feredge-s"), Batching())
     try:
@@ -200,9 +200,9 @@ def test_serve_refuses_an_earlier_workdir_without_overwrite(tmp_path):
     pytest.importorskip("tritonclient.http")
     from click.testing import CliRunner
 
-    from feredge.cli import cli
+    from feredge.commands.cli import cli
+    from feredge.commands.serve.triton import triton_root
     from feredge.errors import FeredgeError
-    from feredge.serve.triton import triton_root
 
     try:
         triton_root()
@@ -223,7 +223,7 @@ def test_serve_refuses_an_earlier_workdir_without_overwrite(tmp_path):
 def test_run_camera_through_the_server_matches_local(server, tmp_path):
     from click.testing import CliRunner
 
-    from feredge.cli import cli
+    from feredge.commands.cli import cli
 
     runs = {}
     for name, extra in (("local", []), ("remote", ["--server", server.url])):

@@ -13,14 +13,14 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
+from feredge.commands.package import _weights_line, training_stages
 from feredge.config import config_from_dict
 from feredge.errors import FeredgeError
 from feredge.models import create_model
 from feredge.models.checkpoint import load_checkpoint, read_meta
 from feredge.train.soup import make_soup, recalibrate_bn
 from feredge.train.trainer import train
-from feredge.weights.package import _weights_line, training_stages
 
 NANO = {"widths": [8, 16, 16], "strides": [2, 2, 1]}
 
@@ -178,8 +178,8 @@ def test_card_stages_of_a_soup(runs, tmp_path):
 
 @pytest.mark.parametrize("kept", ["shipped file", "copy outside the work tree", "earlier version with its card"])
 def test_card_stages_continue_from_a_shipped_model(prepared_fer, tmp_path, kept):
+    from feredge.commands.package import card_paths
     from feredge.weights import WEIGHTS_DIR
-    from feredge.weights.package import card_paths
 
     shipped, card = WEIGHTS_DIR / "feredge-n.safetensors", json.loads(card_paths("feredge-n")["json"].read_text())
     if kept != "shipped file":  # as the campaign keeps them: another folder, no run log beside it

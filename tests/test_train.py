@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 from feredge.config import TrainConfig, config_from_dict
 from feredge.errors import CheckpointError, FeredgeError
 from feredge.models.checkpoint import load_checkpoint
@@ -73,16 +73,16 @@ def test_soft_labels_share_the_target_and_ferplus_agreement_is_logged(prepared_f
     assert abs(row["val_ferplus_accuracy"] - row["val_accuracy"]) > 0.05  # the labels say otherwise
     meta = json.loads((tmp_path / "run" / "best.safetensors.json").read_text())
     assert meta["details"]["metrics"]["val_ferplus_accuracy"] == row["val_ferplus_accuracy"]
-    from feredge.weights.package import training_stages
+    from feredge.commands.package import training_stages
 
     recipe = training_stages(tmp_path / "run" / "best.safetensors")[-1]["recipe"]
     assert recipe["soft_label_share"] == 0.25 and recipe["select_metric"] == "ferplus_accuracy"
-    from feredge.evaluate import evaluate_checkpoints, table
+    from feredge.commands.evaluate import evaluate_checkpoints, table
 
     report, _ = evaluate_checkpoints([tmp_path / "run" / "best.safetensors"], data, "val", device="cpu")
     assert report["ferplus_accuracy"] == pytest.approx(report["ferplus_mean_class_accuracy"])
     assert "against the FER+ majority vote" in table(report)[0]
-    from feredge.weights.package import _ferplus_row
+    from feredge.commands.package import _ferplus_row
 
     card = {f"{w}_ferplus_{k}": v for w in ("validation", "publictest")
             for k, v in (("accuracy", report["ferplus_accuracy"]), ("mean_class_accuracy", 0.5))}
@@ -349,7 +349,7 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     stamp = os.stat(cache1).st_mtime_ns
     train(cfg, resume=True)
     assert os.stat(cache1).st_mtime_ns == stamp
-    from feredge.weights.package import _weights_line, training_stages
+    from feredge.commands.package import _weights_line, training_stages
 
     last = training_stages(out / "last.safetensors")[-1]
     assert last["recipe"]["teacher_sha256"] == file_sha256(t1)[:16]

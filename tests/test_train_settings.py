@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from feredge.cli import cli
+from feredge.commands.cli import cli
 from feredge.train.settings import train_config
 
 SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 import zipfile
 from collections.abc import Callable
@@ -23,7 +24,8 @@ from feredge.data.splits import stratified_holdout
 from feredge.data.store import load_split, read_meta
 from feredge.errors import FeredgeError
 
-DEFAULT_CACHE = Path("calibration/cache")
+#: Where the chosen indices are kept between exports: the user's cache, never the folder the command runs in.
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "feredge" / "calibration"
 
 
 @dataclass

@@ -15,8 +15,8 @@ from feredge._optional import require
 from feredge.artifact import from_onnx_properties
 from feredge.config import MAX_BATCH
 from feredge.errors import FeredgeError
-from feredge.ort_session import session_options
 from feredge.runtime.base import Runner, TensorSpec
+from feredge.runtime.ort_session import session_options
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -27,7 +27,7 @@ class OrtRunner(Runner):
     def __init__(self, path: Path, device: str = "cpu", threads: int = 0, exact_qdq: bool | None = None,
                  max_batch: int = MAX_BATCH):
         """``exact_qdq`` runs Q/DQ nodes as written instead of ONNX Runtime's fused int8 kernels; by default
-        only on CPUs where those clip (``feredge.ort_session``), so an INT8 file answers alike everywhere.
+        only on CPUs where those clip (``feredge.runtime.ort_session``), so an INT8 file answers alike everywhere.
         ``max_batch`` bounds ``bind`` for a dynamic batch axis (buffers are sized for it once)."""
         super().__init__(path)
         ort = require("onnxruntime")

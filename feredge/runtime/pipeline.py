@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from feredge.cuda.preprocess import GpuPreprocessor
 from feredge.errors import FeredgeError
-from feredge.runtime.kernels import GpuPreprocessor
 
 
 def check_boxes(boxes, max_faces: int) -> np.ndarray:

@@ -9,24 +9,24 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from feredge import cli_options as opt
 from feredge import config
 from feredge._version import __version__
-from feredge.bench.measure import Window
-from feredge.bench.run import DEFAULT_OUT as BENCH_OUT
-from feredge.bench.run import DEVICES as BENCH_DEVICES
-from feredge.bench.run import BenchOptions
-from feredge.camera.app import CameraOptions
+from feredge.commands import options as opt
+from feredge.commands.bench.measure import Window
+from feredge.commands.bench.run import DEFAULT_OUT as BENCH_OUT
+from feredge.commands.bench.run import DEVICES as BENCH_DEVICES
+from feredge.commands.bench.run import BenchOptions
+from feredge.commands.camera.app import CameraOptions
+from feredge.commands.evaluate import DEFAULT_OUT as EVAL_OUT
+from feredge.commands.explain import DEFAULT_OUT as EXPLAIN_OUT
+from feredge.commands.export import ExportOptions
+from feredge.commands.predict import DEFAULT_OUT as PREDICT_OUT
+from feredge.commands.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
 from feredge.config import DEVICE, TrainConfig
 from feredge.data import DATASETS
 from feredge.errors import FeredgeError
-from feredge.evaluate import DEFAULT_OUT as EVAL_OUT
-from feredge.explain import DEFAULT_OUT as EXPLAIN_OUT
-from feredge.export.exporter import ExportOptions
 from feredge.export.triton import Batching
-from feredge.predict import DEFAULT_OUT as PREDICT_OUT
 from feredge.runtime.base import BACKENDS
-from feredge.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
 from feredge.train.recipes import RECIPES
 
 PATH = opt.PATH
@@ -202,7 +202,7 @@ def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: 
 def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, overwrite: bool, device: str) -> None:
     """Evaluate models on a prepared split. Checkpoints, ONNX files, TensorRT engines or shipped models by
     name, or an ensemble of them."""
-    from feredge.evaluate import run, table
+    from feredge.commands.evaluate import run, table
 
     report, json_path, png = run(list(models), data, split, tta, ensemble, out, overwrite, device)
     opt.table(*table(report))
@@ -237,7 +237,7 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
               help="triton: also write a Triton model repository (+ DeepStream config) under --out/triton")
 def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **options) -> None:
     """Export a checkpoint to ONNX, FP16, INT8 or TensorRT."""
-    from feredge.export.exporter import export, summary
+    from feredge.commands.export import export, summary
     from feredge.weights import resolve
 
     if batch is not None and dynamic:
@@ -264,9 +264,9 @@ def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **opt
 def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) -> None:
     """Classify the faces' expressions in images. Faces are detected in IMAGES (default: the bundled group
     photo); annotated copies and results.json go to --out."""
-    from feredge.predict import output_folder, predict_images
+    from feredge.commands.predict import output_folder, predict_images
 
-    images = list(images) or [Path(__file__).resolve().parent / "media" / "group.jpg"]
+    images = list(images) or [Path(__file__).resolve().parents[1] / "media" / "group.jpg"]
     folder = output_folder(out, overwrite)
     document = predict_images(images, model, backend, folder, tta, device)
     if as_json:
@@ -307,8 +307,8 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
 def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
     """Measure latency, accuracy, size, memory and energy. Per --model (a checkpoint is exported first; none:
     the shipped models): model alone and end to end, and on Jetson power and energy per inference."""
-    from feredge.bench import report as reports
-    from feredge.bench.run import run
+    from feredge.commands.bench import report as reports
+    from feredge.commands.bench.run import run
 
     if compare_files:
         opt.table(*reports.compare_files(*compare_files))
@@ -346,7 +346,7 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 @click.option("--server", help="host:port of `feredge serve` (HTTP): send the batched face crops there for inference")
 def run_camera_cmd(**options) -> None:
     """Live expression recognition. On a camera, video file, stream or image folder."""
-    from feredge.camera.app import run_camera, summary_lines
+    from feredge.commands.camera.app import run_camera, summary_lines
 
     summary = run_camera(CameraOptions(**options), log=lambda m: click.echo(m, err=True))
     click.echo("\n".join(summary_lines(summary)))
@@ -362,7 +362,7 @@ def run_camera_cmd(**options) -> None:
 def explain_cmd(images, model, data, split, per_class, out, overwrite) -> None:
     """Grad-CAM heat-maps of where the model looked. Over each face in IMAGES, or (--data) over a split's most
     confident mistakes."""
-    from feredge.explain import explain
+    from feredge.commands.explain import explain
 
     if per_class < 1:
         raise FeredgeError(f"--per-class {per_class}: expected a positive integer")
@@ -391,7 +391,7 @@ def serve_cmd(model, host, http_port, grpc_port, metrics_port, max_batch, max_qu
               instances, workdir, overwrite, load_timeout) -> None:
     """Serve a model with Triton Inference Server. Models `fer` (faces in, probabilities out, dynamic
     batching) and `fer_frame` (an encoded image in, faces out); stops cleanly on Ctrl-C or SIGTERM."""
-    from feredge.serve.triton import serve
+    from feredge.commands.serve.triton import serve
     from feredge.weights import resolve
 
     serve(resolve(model), Batching(max_batch, max_queue_delay_us, max_queue_size, instances),

@@ -1,6 +1,6 @@
 """`feredge eval`: any model file (checkpoint, ONNX, engine) or an ensemble on a prepared split → report.
 
-Pure metrics live in feredge.metrics, inference in the runtime's `Classifier`, figures in feredge.plots;
+Pure metrics live in feredge.metrics, inference in the runtime's `Classifier`, figures in feredge.commands.plots;
 this module only assembles the report.
 """
 
@@ -63,7 +63,7 @@ def write_report(report: dict, out: Path, title: str) -> tuple[Path, Path | None
     json_path = artifact.atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     if not available("matplotlib"):
         return json_path, None
-    from feredge.plots import plot_confusion
+    from feredge.commands.plots import plot_confusion
 
     png = plot_confusion(np.array(report["confusion_matrix"]), list(report["per_class"]), out / "confusion.png", title)
     return json_path, png

@@ -20,7 +20,7 @@ from feredge.errors import FeredgeError
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        from feredge.serve.backend import FerModel, FrameModel
+        from feredge.commands.serve.backend import FerModel, FrameModel
 
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
         self.kind = params["feredge_kind"]

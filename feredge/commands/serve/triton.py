@@ -173,8 +173,8 @@ def serve(model: Path, batching, ports: Ports = Ports(), host: str = HOST, workd
           echo: Callable[[str], None] = print) -> int:
     """`feredge serve`: write the repository for ``model`` into a fresh work folder (or, with ``overwrite``,
     the given one), run Triton until Ctrl-C or SIGTERM, stop it cleanly; returns its exit code."""
+    from feredge.commands.serve.repository import write_python_repository
     from feredge.outputs import output_folder
-    from feredge.serve.repository import write_python_repository
 
     model = Path(model)
     if not load_timeout > 0:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from feredge._version import __version__
-from feredge.ort_session import int8_kernels_saturate
+from feredge.runtime.ort_session import int8_kernels_saturate
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
@@ -89,7 +89,7 @@ def environment(device: str) -> dict:
         "cpu": cpu_model(), "cpu_cores": os.cpu_count(),
         "onnxruntime": _version("onnxruntime"), "torch": _version("torch"), "tensorrt": _version("tensorrt"),
         "numpy": _version("numpy"), "opencv": _version("cv2"),
-        # how an INT8 ONNX runs on this CPU: its timings differ by path (feredge.ort_session)
+        # how an INT8 ONNX runs on this CPU: its timings differ by path (feredge.runtime.ort_session)
         "ort_int8_on_cpu": "Q/DQ as written (no VNNI)" if int8_kernels_saturate() else "fused int8 kernels",
     }
     if device in ("cuda", "jetson"):

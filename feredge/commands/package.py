@@ -1,6 +1,6 @@
 """How a shipped model is made from a training run (run once by a maintainer).
 
-    python -m feredge.weights.package RUN_DIR/best.safetensors --data prepared/fer2013 --hardware "..."
+    python -m feredge.commands.package RUN_DIR/best.safetensors --data prepared/fer2013 --hardware "..."
 
 Writes <model>.safetensors (weights stored fp16, loaded as fp32) and <model>.onnx (fp16-stored
 weights, fp32 compute) so both fit the 20 MB budget, then evaluates the *shipped* files — validation
@@ -153,12 +153,12 @@ def training_stages(checkpoint: Path) -> list[dict]:
 def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: str) -> dict:
     """Evaluate the shipped files and write the card; ``stages`` come from training_stages, read before
     packaging replaced the shipped files they may refer to."""
+    from feredge.commands.plots import plot_confusion
     from feredge.data.splits import stratified_holdout
     from feredge.data.store import load_split
     from feredge.models.checkpoint import load_checkpoint
     from feredge.models.nano import fuse_for_deploy
     from feredge.models.profile import count_macs, count_params
-    from feredge.plots import plot_confusion
 
     model, meta = load_checkpoint(WEIGHTS_DIR / f"{name}.safetensors")
     paths = card_paths(name)
@@ -275,7 +275,7 @@ Per-class recall on PublicTest:
 
 {card['notes']}
 
-Reproduce: `python -m feredge.weights.package <run>/{card['stages'][-1].get('checkpoint', 'best')}.safetensors --data prepared/fer2013 --hardware ...{reproduce_prior}`
+Reproduce: `python -m feredge.commands.package <run>/{card['stages'][-1].get('checkpoint', 'best')}.safetensors --data prepared/fer2013 --hardware ...{reproduce_prior}`
 re-evaluates the shipped files; `tests/test_default_model.py` checks the PublicTest number to 0.1 pp.
 """
 

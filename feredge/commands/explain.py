@@ -89,7 +89,7 @@ def overlay(pixels: np.ndarray, cam: np.ndarray, spec) -> np.ndarray:
 
 
 def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path: Path, title: str) -> Path:
-    from feredge.plots import pyplot, save
+    from feredge.commands.plots import pyplot, save
 
     plt = pyplot()
     rows, cols = len(tiles), max(1, max(len(r) for r in tiles))
@@ -112,7 +112,7 @@ def explain_images(images: list[Path], checkpoint: Path, out: Path,
     """One grid per image: each detected face's crop (the Recognizer's, exactly what the model saw) with its
     Grad-CAM, labelled with the prediction. An image without faces is reported; none at all is an error."""
     torch = require("torch")
-    from feredge.predict import output_names
+    from feredge.commands.predict import output_names
     from feredge.recognizer import Recognizer
     from feredge.vision.images import check_image
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from feredge.errors import FeredgeError
 
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 SOURCE = KERNEL_DIR / "preprocess.cu"
 FATBIN = KERNEL_DIR / "feredge_preprocess.fatbin"
 KERNEL_NAME = "fer_preprocess"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from feredge import artifact
-from feredge.bench import measure
-from feredge.bench.environment import environment, is_jetson
+from feredge.commands.bench import measure
+from feredge.commands.bench.environment import environment, is_jetson
 from feredge.config import DEVICE, PRECISIONS
 from feredge.config import DEVICES as COMMON_DEVICES
 from feredge.errors import FeredgeError
@@ -84,7 +84,7 @@ def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
               log: Callable[[str], None]) -> list[Path]:
     """The checkpoint's ONNX files for ``precisions``, made through the one export entry point and reused
     while they still come from the same checkpoint."""
-    from feredge.export.exporter import FORMATS, ExportOptions, export
+    from feredge.commands.export import FORMATS, ExportOptions, export
 
     out = Path(opts.out) / "exports"
     stem = checkpoint.stem
@@ -143,7 +143,7 @@ def _accuracy(classifier, data: Path, split: str) -> dict:
 
 
 def _telemetry(device: str, replay: Path | None):
-    from feredge.bench.tegrastats import Replay, Sampler
+    from feredge.commands.bench.tegrastats import Replay, Sampler
 
     if replay is not None:
         recorded = Replay(replay)  # parsed once; every timed window reports the same recorded samples
@@ -156,7 +156,7 @@ def _telemetry(device: str, replay: Path | None):
 def run(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, dict[str, Path]]:
     """`feredge bench`: measure into a fresh (or, with ``overwrite``, the given) folder and write the
     report there in every format; returns the report and its files."""
-    from feredge.bench.report import FILES, write
+    from feredge.commands.bench.report import FILES, write
     from feredge.outputs import output_folder
 
     check_options(opts)  # before the folder is chosen: a bad option is reported as itself
@@ -168,7 +168,7 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, d
 def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     """Run every measurement with ``opts.out`` chosen (checkpoints are exported there); returns the report
     (rows + environment + semantics)."""
-    from feredge.bench.tegrastats import summarize
+    from feredge.commands.bench.tegrastats import summarize
     from feredge.recognizer import Recognizer
 
     check_options(opts)

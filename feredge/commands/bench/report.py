@@ -87,7 +87,7 @@ def write(report: dict, out: Path) -> dict[str, Path]:
              "md": artifact.atomic_write_text(out / "report.md", to_markdown(report))}
     model_rows = [r for r in report["rows"] if r["measure"] == "model" and r.get("accuracy") is not None]
     if model_rows:
-        from feredge.plots import latency_vs_accuracy
+        from feredge.commands.plots import latency_vs_accuracy
 
         labels = [f"{Path(r['artifact']).name} b{r['batch']}" for r in model_rows]
         points = [(r["mean_ms"] / r["batch"], 100 * r["accuracy"]) for r in model_rows]
