@@ -9,7 +9,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from tests.conftest import make_fer_images
+from tests.support import make_fer_images
 
 
 def copy_ckpt(run: Path, dst: Path, mangle) -> Path:

@@ -6,8 +6,9 @@ import os
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tests.support import make_fer_images
 
 SHARED = Path(os.environ.get("FEREDGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FER_TARBALL = SHARED / "data" / "fer2013-images.tar.gz"
@@ -35,20 +36,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="no NVIDIA GPU on this machine"))
         if "trt" in item.keywords and not trt:
             item.add_marker(pytest.mark.skip(reason="TensorRT is not installed"))
-
-
-def make_fer_images(n_per_class: int, seed: int = 0, side: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic, learnable faces: each class draws a bright bar at its own position."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for c in range(7):
-        for _ in range(n_per_class):
-            img = rng.integers(0, 60, (side, side), dtype=np.uint8)
-            row = 4 + c * 6
-            img[row:row + 4, 8:40] = 200 + rng.integers(0, 50)
-            images.append(img)
-            labels.append(c)
-    return np.stack(images)[..., None], np.array(labels)
 
 
 @pytest.fixture(scope="session")

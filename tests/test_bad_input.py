@@ -32,8 +32,7 @@ from tests.broken_inputs import (
     without,
     write_file,
 )
-
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+from tests.support import SMALL
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def small_onnx(prepared_fer, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bench")
     train(config_from_dict(dict(data=str(prepared_fer), out=str(out / "run"), epochs=1, batch_size=16,
-                                model_kwargs={"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8},
+                                model_kwargs=SMALL,
                                 val_fraction=0.25, device="cpu"), "test"))
     export(out / "run" / "best.safetensors", ExportOptions(out=out / "exp", fp16=True))
     return out

@@ -12,7 +12,7 @@ from feredge.data import prepare
 from feredge.data.labels import CLASSES
 from feredge.data.store import load, load_split
 from feredge.errors import DataError
-from tests.conftest import make_fer_images
+from tests.support import make_fer_images
 
 
 def write_csv(path, images, labels, usages, header="emotion,pixels,Usage"):

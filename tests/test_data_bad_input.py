@@ -16,9 +16,7 @@ from click.testing import CliRunner
 from feredge.calibration.dataset import calibration_set
 from feredge.commands.cli import cli
 from feredge.data import prepare
-from tests.conftest import make_fer_images
-
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+from tests.support import SMALL, make_fer_images
 
 
 def test_ferplus_votes_inside_the_source_folder_are_not_ignored(fer_tree, tmp_path):

@@ -34,7 +34,7 @@ def test_cli_explain_image_and_split(prepared_fer, tmp_path):
     from feredge.train.trainer import train
 
     train(config_from_dict(dict(data=str(prepared_fer), out=str(tmp_path / "run"), epochs=1, batch_size=16,
-                                model_kwargs={"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8},
+                                model_kwargs=SMALL,
                                 val_fraction=0.25, device="cpu"), "test"))
     ckpt = tmp_path / "run" / "best.safetensors"
     result = CliRunner().invoke(cli, ["explain", str(GROUP), "--model", str(ckpt), "--data", str(prepared_fer),

@@ -19,8 +19,7 @@ from feredge.config import config_from_dict
 from feredge.errors import FeredgeError
 from feredge.runtime.ort import OrtRunner
 from feredge.train.trainer import train
-
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+from tests.support import SMALL
 
 
 @pytest.fixture(scope="module")

@@ -119,9 +119,9 @@ def test_no_file_over_400_lines_or_line_over_120_characters():
 
 def test_no_test_imports_another_test():
     here = Path(__file__).resolve().parent
-    tests = {p.stem for p in here.glob("*.py")}
+    tests = {p.stem for p in here.glob("test_*.py")}
     found = [f"{p.name} imports {name}" for p in here.glob("*.py") for node in ast.walk(ast.parse(p.read_text()))
              for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
                           [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-             if name.split(".")[-1] in tests - {"conftest"} or name.startswith("tests.")]
+             if name.split(".")[-1] in tests]
     assert found == []

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from feredge.commands.cli import cli
 from feredge.outputs import output_file, output_folder
+from tests.support import SMALL
 
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
 
 

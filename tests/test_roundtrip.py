@@ -16,8 +16,8 @@ from feredge.commands.export import ExportOptions, export
 from feredge.commands.predict import predict_images
 from feredge.runtime.ort import OrtRunner
 from feredge.runtime.ort_session import int8_kernels_saturate, session_options
+from tests.support import SMALL
 
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
 #: Tolerance on softmax probabilities against the checkpoint (torch fp32), per format.
 PROB_TOL = {"fp32": 1e-4, "fp16": 5e-3, "int8": 0.08}

@@ -14,7 +14,7 @@ from feredge.errors import FeredgeError
 from feredge.runtime.loader import load_runner
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+from tests.support import SMALL
 
 
 @pytest.fixture(scope="module")

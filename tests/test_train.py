@@ -15,19 +15,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from feredge.commands.cli import cli
-from feredge.config import TrainConfig, config_from_dict
+from feredge.config import config_from_dict
 from feredge.errors import CheckpointError, FeredgeError
 from feredge.models.checkpoint import load_checkpoint
 from feredge.train.trainer import Trainer, train
-
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
-
-
-def small_cfg(data, out, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), model="feredge-s", model_kwargs=SMALL, epochs=2, batch_size=16,
-                lr=0.05, val_fraction=0.25, device="cpu", rotate=5.0, erasing=0.1)
-    base.update(kw)
-    return config_from_dict(base, "test")
+from tests.support import SMALL, small_cfg
 
 
 def test_two_epochs_lower_the_loss(prepared_fer, tmp_path):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from feredge.train import trainer as trainer_module
 from feredge.train.trainer import Trainer, native_cpu_bf16
-from tests.test_train import small_cfg
+from tests.support import small_cfg
 
 
 def test_cpu_bf16_runs_the_model_in_bf16_and_keeps_fp32_weights(prepared_fer, tmp_path):

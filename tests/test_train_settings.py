@@ -12,8 +12,7 @@ from click.testing import CliRunner
 
 from feredge.commands.cli import cli
 from feredge.train.settings import train_config
-
-SMALL = {"widths": [8, 16, 16, 16], "depths": [1, 1, 1, 1], "stem": 8}
+from tests.support import SMALL
 
 
 def test_file_settings_are_made_absolute(tmp_path, monkeypatch):
