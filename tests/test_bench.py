@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from feredge.commands.bench.report import compare, pareto
 from feredge.commands.bench.tegrastats import parse_line, parse_log, summarize
 from feredge.commands.cli import cli
+from tests.support import SMALL
 
 LOG = Path(__file__).with_name("data") / "tegrastats_variants.log"
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from feredge.commands.cli import cli
+from tests.support import SMALL
 
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
 

@@ -12,9 +12,9 @@ import pytest
 
 from feredge.errors import FeredgeError
 from feredge.runtime.loader import load_runner
+from tests.support import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
-from tests.support import SMALL
 
 
 @pytest.fixture(scope="module")
