@@ -75,7 +75,30 @@ def check_options(opts: ExportOptions) -> None:
         if not opts.engine:
             raise FeredgeError("--gpu-arch chooses the GPUs a TensorRT-for-RTX engine runs on: it needs --engine")
         parse_archs(opts.gpu_arch)
+    if opts.engine:
+        _check_engine_options(opts)
     artifact.check_folder(opts.out)
+
+
+def _check_engine_options(opts: ExportOptions) -> None:
+    """What the installed TensorRT cannot do is refused before any work (none installed: said after the ONNX
+    files are written, which need none)."""
+    from feredge.engine.plan import build_plan
+    from feredge.engine.tensorrt import RTX, detect
+    from feredge.export.triton import refuse_rtx
+
+    try:
+        found = detect(RTX if opts.gpu_arch else None)
+    except FeredgeError:
+        return
+    if opts.gpu_arch and not found.rtx:
+        raise FeredgeError(f"--gpu-arch: needs TensorRT for RTX; the installed TensorRT {found.version} builds for "
+                           "the GPU it runs on (drop --gpu-arch, or pip install 'feredge[rtx]')")
+    for precision in ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8"] if opts.int8 else []):
+        build_plan(found.version, precision, implicit_int8=opts.implicit_int8 and precision == "int8",
+                   dla=opts.dla_core is not None, flavour=found.flavour)
+    if opts.triton and found.rtx:
+        refuse_rtx("--format triton --engine", found.version)
 
 
 def _guard(paths: list[Path], overwrite: bool) -> None:
@@ -192,10 +215,7 @@ def _engine(paths: dict[str, Path], infos: dict[str, Artifact], stem: str, opts:
     from feredge.engine.tensorrt import RTX, detect, parse_archs, rtx_targets
 
     found = detect(RTX if opts.gpu_arch else None)  # a clear error without TensorRT, after the ONNX files exist
-    asked = parse_archs(opts.gpu_arch) if opts.gpu_arch else ()
-    if asked and not found.rtx:
-        raise FeredgeError(f"--gpu-arch: needs TensorRT for RTX; the installed TensorRT {found.version} builds for "
-                           "the GPU it runs on (drop --gpu-arch, or pip install 'feredge[rtx]')")
+    asked = parse_archs(opts.gpu_arch) if opts.gpu_arch else ()  # with the regular TensorRT: refused up front
     plans = {p: build_plan(found.version, p, implicit_int8=opts.implicit_int8 and p == "int8",
                            dla=opts.dla_core is not None, flavour=found.flavour)
              for p in ("fp32", "fp16", "int8") if p in paths}
@@ -264,8 +284,6 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     from feredge.models.checkpoint import load_checkpoint
 
     check_options(opts)
-    if opts.triton and opts.engine:
-        _triton_engine_check(opts)
     model, info = load_checkpoint(checkpoint)
     trained = info.details.get("config") or {}  # the gate must judge on the checkpoint's own validation carve
     opts = replace(opts, seed=trained.get("seed", opts.seed), val_fraction=trained.get("val_fraction", opts.val_fraction))
@@ -345,19 +363,6 @@ def _engine_line(precision: str, e: dict) -> str:
     target = f" for sm{', sm'.join(a.replace('.', '') for a in archs)}" if archs else ""
     return (f"{'engine ' + precision:<12} {e['path']} ({e.get('size_bytes', 0) / 1e6:.2f} MB, {built}, "
             f"{e['flavour']} {e['version']}{target})")
-
-
-def _triton_engine_check(opts: ExportOptions) -> None:
-    """Triton's TensorRT backend and DeepStream load regular TensorRT plans only: say so before any work."""
-    from feredge.engine.tensorrt import RTX, detect
-    from feredge.export.triton import refuse_rtx
-
-    try:
-        found = detect(RTX if opts.gpu_arch else None)
-    except FeredgeError:
-        return  # no TensorRT: the engine step says so, after the ONNX files are written
-    if found.rtx:
-        refuse_rtx("--format triton --engine", found.version)
 
 
 def _triton(paths: dict[str, Path], opts: ExportOptions) -> dict[str, str]:
