@@ -7,7 +7,11 @@
 #   4 benchmark  benchmarks/preprocess.py: OpenCV vs kernel vs kernel+upload, 1/4/16/64 faces, per CUDA API
 #   5 train      feredge-s, its recipe, on cuda: a 2-epoch probe, then as many epochs (≤ the recipe's 60) as fit
 #   6 export     FP32/FP16/INT8 ONNX (INT8 calibrated on the prepared data), evaluated on the val split (ORT CPU)
-#   7 results    $OUT: gpu_check.json (every step: status + numbers), gpu_check.log, junit-pycuda.xml,
+#   7 rtx        TensorRT for RTX: engines for its portable default targets from step 6's ONNX (feredge-n's
+#                without them), run through feredge's runner and compared with ONNX Runtime on the same faces;
+#                the answer is recorded plainly: runs / refused (H100/H200 are not its targets) / needs a GPU /
+#                unavailable (its ~230 MB of wheels are not carried: only where it is installed)
+#   8 results    $OUT: gpu_check.json (every step: status + numbers), gpu_check.log, junit-pycuda.xml,
 #                junit-cuda_python.xml, preprocess.json, best.safetensors(.json): 7 files, refreshed after each step
 # Every step has its own time box (timeout); training gets what is left before the export's reserve.
 #
@@ -142,6 +146,7 @@ step bench_cuda_python $((60 * slow)) bench cuda-python "$repeat" cuda_python
 
 # export + evaluation run on the CPU: ~4 min on 2 busy cores here, far less on the GPU machine's 16
 export_reserve=$([[ $dry == 1 ]] && echo 480 || echo 210)
+rtx_reserve=$([[ $dry == 1 ]] && echo 180 || echo 60)  # the TensorRT-for-RTX step after it
 if [[ ! -f "$work/prepared/meta.json" ]]; then
   skip train "no prepared data"
   skip export_eval "no prepared data"
@@ -151,7 +156,7 @@ else
     step train $((120 * slow)) "$py" "$steps_py" train --work "$work" --data "$work/prepared" --out "$work/train" \
       --device cpu --budget-s 120 --tiny
   else
-    train_s=$(($(left) - export_reserve))
+    train_s=$(($(left) - export_reserve - rtx_reserve))
     step train "$train_s" "$py" "$steps_py" train --work "$work" --data "$work/prepared" --out "$work/train" \
       --device cuda --budget-s $((train_s - 15))
   fi
@@ -162,6 +167,7 @@ else
     skip export_eval "training left no best.safetensors"
   fi
 fi
+step rtx "$rtx_reserve" "$py" benchmarks/gpu_check_rtx.py --work "$work" --export "$work/export" --data "$work/prepared"
 summarize
 "$py" -c "
 import json, sys

@@ -41,7 +41,8 @@ def write_json(path: Path, value: dict) -> None:
 def env_step(args: argparse.Namespace) -> int:
     """Versions of everything the check uses, and which required modules are missing (fails when any is)."""
     found, missing = {}, {}
-    for name, purpose in REQUIRED + [("pycuda", "pycuda API (pass 1)"), ("cupy", "not used by feredge")]:
+    for name, purpose in REQUIRED + [("pycuda", "pycuda API (pass 1)"), ("cupy", "not used by feredge"),
+                                     ("tensorrt_rtx_bindings", "TensorRT for RTX (optional: the rtx step)")]:
         try:
             module = importlib.import_module(name)
             found[name] = str(getattr(module, "__version__", "present"))
@@ -246,7 +247,10 @@ def _step_result(work: Path, name: str) -> dict:
 
 
 STEPS = ("install", "env", "prepare", "gpu_tests_pycuda", "gpu_tests_cuda_python", "bench_pycuda",
-         "bench_cuda_python", "train", "export_eval")
+         "bench_cuda_python", "train", "export_eval", "rtx")
+#: The TensorRT-for-RTX step (benchmarks/gpu_check_rtx.py) answers whether it runs here: a recorded refusal
+#: (a GPU it does not target) or its absence is an answer, not a failure.
+ANSWERS = {"rtx": ("refused", "unavailable")}
 
 
 def summary_step(args: argparse.Namespace) -> int:
@@ -274,7 +278,8 @@ def summary_step(args: argparse.Namespace) -> int:
     done = [s for s in steps.values() if s["status"] != "not run"]
     # Without a GPU (the dry run) GPU tests can only skip and the benchmark only time OpenCV; on a GPU that fails.
     fine = ("pass", "skipped", "cpu-only") if args.mode == "dry-run" else ("pass",)
-    ok = len(done) == len(STEPS) and all(s["status"] in fine for s in done)
+    ok = len(done) == len(STEPS) and all(r["status"] in fine + ANSWERS.get(n, ()) for n, r in steps.items()
+                                         if r["status"] != "not run")
     files = sorted(p.name for p in out.iterdir() if p.is_file()) + ["gpu_check.json"]
     summary = {"mode": args.mode, "wall_s": args.wall_s, "budget_s": args.budget_s, "ok": ok,
                "complete": len(done) == len(STEPS), "steps": steps, "files": sorted(set(files))}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import make_fer_images
+from tests.support import SMALL, make_fer_images
 
 SHARED = Path(os.environ.get("FEREDGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FER_TARBALL = SHARED / "data" / "fer2013-images.tar.gz"
@@ -23,19 +23,23 @@ def _has_gpu() -> bool:
         return False
 
 
+def _importable(*names: str) -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in names)
+
+
 def pytest_collection_modifyitems(config, items):
     gpu = _has_gpu()
-    try:
-        import tensorrt  # noqa: F401
-
-        trt = True
-    except ImportError:
-        trt = False
+    trt = _importable("tensorrt")
+    rtx = _importable("tensorrt_rtx", "tensorrt_rtx_bindings")
     for item in items:
         if "gpu" in item.keywords and not gpu:
             item.add_marker(pytest.mark.skip(reason="no NVIDIA GPU on this machine"))
         if "trt" in item.keywords and not trt:
             item.add_marker(pytest.mark.skip(reason="TensorRT is not installed"))
+        if "rtx" in item.keywords and not rtx:
+            item.add_marker(pytest.mark.skip(reason="TensorRT for RTX is not installed (pip install 'feredge[rtx]')"))
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +66,21 @@ def prepared_fer(fer_tree, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "fer"
     prepare("fer2013", fer_tree, out)
     return out
+
+
+#: A model small enough to train in seconds on a CPU (exports and engines of it are tested).
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(prepared_fer, tmp_path_factory) -> Path:
+    """feredge-s at the tiny widths (tests/support.py), 4 CPU epochs on the synthetic faces: shared by the export tests."""
+    from feredge.config import config_from_dict
+    from feredge.train.trainer import train
+
+    out = tmp_path_factory.mktemp("ckpt")
+    train(config_from_dict(dict(data=str(prepared_fer), out=str(out), model_kwargs=SMALL, epochs=4, batch_size=16,
+                                lr=0.1, val_fraction=0.25, device="cpu"), "test"))
+    return out / "best.safetensors"
 
 
 @pytest.fixture(scope="session")

@@ -67,3 +67,46 @@ def test_engine_key_changes_with_every_field_and_detects_foreign_engines():
         info.check_engine_key(here, "m.engine")
     assert "gpu_name: engine 'Orin' vs here 'NVIDIA H100'" in str(err.value) and "compute_capability" in str(err.value)
     info.check_engine_key({"gpu_name": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0"}, "m.engine")
+
+
+def test_rtx_plans_are_strongly_typed_from_the_onnx():
+    for precision, kind in (("fp32", "fp32"), ("fp16", "fp16"), ("int8", "qdq")):
+        plan = build_plan("1.7.1.116", precision, flavour="tensorrt-rtx")
+        assert plan.network_flags == ("STRONGLY_TYPED",) and plan.onnx_kind == kind and not plan.calibration_cache
+        assert plan.builder_flags == ("REQUIRE_USER_ALLOCATION",) and plan.flavour == "tensorrt-rtx"
+    with pytest.raises(FeredgeError, match="1.x is TensorRT for RTX's numbering"):
+        build_plan("1.7.1.116", "fp16")
+
+
+@pytest.mark.parametrize("option, kwargs, why", [
+    ("--implicit-int8", {"implicit_int8": True}, "no INT8 calibrators"),
+    ("weak typing", {"weakly_typed": True}, "strongly typed"),
+    ("--dla-core", {"dla": True}, "no DLA"),
+])
+def test_rtx_refuses_what_it_does_not_have_in_one_line(option, kwargs, why):
+    with pytest.raises(FeredgeError) as err:
+        build_plan("1.7.1.116", "int8", flavour="tensorrt-rtx", **kwargs)
+    assert str(err.value).startswith(f"{option}: TensorRT for RTX 1.7.1.116") and why in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_gpu_arch_parsing_and_default_targets():
+    from feredge.engine.tensorrt import parse_archs, rtx_targets
+
+    assert parse_archs("sm86,SM_89, 8.0,sm120,sm86") == ("8.6", "8.9", "8.0", "12.0")
+    for bad, fragment in (("sm90", "sm90 (H100/H200)"), ("sm87", "sm87 (Jetson Orin)"), ("sm110", "(Jetson Thor)"),
+                          ("sm72", "targets only sm75, sm80"), ("ampere", "not a compute capability")):
+        with pytest.raises(FeredgeError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            parse_archs(bad)
+    assert rtx_targets("fp16") == (("7.5", "8.0", "8.6", "8.9", "12.0", "12.1"), {})
+    archs, skipped = rtx_targets("int8")
+    assert "7.5" not in archs and "FP32 GEMM" in skipped["7.5"]
+    assert rtx_targets("fp32", ("7.5",)) == (("7.5",), {})  # asked for: the library decides
+
+
+def test_rtx_engine_key_names_targets_not_a_gpu():
+    from feredge.engine.plan import rtx_engine_key
+
+    key = rtx_engine_key("a" * 64, "fp16", BatchProfile(1, 16, 32), ("8.6", "8.9"), "1.7.1.116")
+    assert key["flavour"] == "tensorrt-rtx" and key["compute_capabilities"] == ["8.6", "8.9"] and "gpu_name" not in key
+    assert rtx_engine_key("a" * 64, "fp16", BatchProfile(1, 16, 32), ("8.6",), "1.7.1.116")["digest"] != key["digest"]

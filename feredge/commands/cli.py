@@ -226,12 +226,12 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @click.option("--batch", type=int, help="fixed batch size (default: dynamic batch axis)")
 @click.option("--dynamic", is_flag=True, help="dynamic batch axis (the default when --batch is not given)")
 @opt.max_batch(ExportOptions.max_batch)
-@click.option("--engine", is_flag=True, help="build a TensorRT engine (needs TensorRT and a GPU)")
+@click.option("--engine", is_flag=True, help="a TensorRT engine per precision (TensorRT for RTX: no GPU needed)")
 @click.option("--implicit-int8", is_flag=True,
               help="with --int8 --engine: build from the fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)")
-@click.option("--max-drop", type=float, default=ExportOptions.max_drop,
-              help="INT8 may lose at most this many percentage points of top-1")
+@click.option("--max-drop", type=float, default=ExportOptions.max_drop, help="the most top-1 points INT8 may lose")
 @click.option("--dla-core", type=int, help="build for this Jetson DLA core (GPU fallback on)")
+@click.option("--gpu-arch", help="TensorRT for RTX: GPUs to build for, e.g. sm86,sm89 (default: all it can)")
 @click.option("--overwrite", is_flag=True, help="replace existing files in --out")
 @click.option("--format", "repo_format", type=click.Choice(["files", "triton"]), default="files",
               help="triton: also write a Triton model repository (+ DeepStream config) under --out/triton")

@@ -24,7 +24,7 @@ FORMATS = {
     "fp16": (".fp16.onnx", "ONNX with fp16 weights and compute, fp32 inputs/outputs"),
     "int8": (".int8.onnx", "ONNX with Q/DQ (symmetric int8, per-channel weights) for explicit quantisation"),
     "calib-cache": (".calib.cache", "TensorRT calibration cache for the implicit INT8 path (TensorRT 8.5/8.6)"),
-    "engine": (".engine", "TensorRT engine for this GPU and TensorRT version"),
+    "engine": (".engine", "TensorRT engine for this GPU and TensorRT version (TensorRT for RTX: for --gpu-arch)"),
 }
 
 
@@ -49,6 +49,7 @@ class ExportOptions:
     trt_version: str = "8.6.1"  # for the calibration cache header when TensorRT is not installed
     workspace_mb: int = 1024
     dla_core: int | None = None
+    gpu_arch: str | None = None  # TensorRT for RTX targets, e.g. "sm86,sm89"; None: every one it supports
     triton: bool = False  # also write a Triton model repository (+ DeepStream config) under out/triton
 
 
@@ -65,7 +66,36 @@ def check_options(opts: ExportOptions) -> None:
         raise FeredgeError("--int8 needs --data DIR (a prepared dataset with a 'train' split)")
     if opts.implicit_int8 and not (opts.int8 and opts.engine):
         raise FeredgeError("--implicit-int8 builds the engine from the calibration cache: it needs --int8 and --engine")
+    if opts.gpu_arch is not None:
+        from feredge.engine.tensorrt import parse_archs
+
+        if not opts.engine:
+            raise FeredgeError("--gpu-arch chooses the GPUs a TensorRT-for-RTX engine runs on: it needs --engine")
+        parse_archs(opts.gpu_arch)
+    if opts.engine:
+        _check_engine_options(opts)
     artifact.check_folder(opts.out)
+
+
+def _check_engine_options(opts: ExportOptions) -> None:
+    """What the installed TensorRT cannot do is refused before any work (none installed: said after the ONNX
+    files are written, which need none)."""
+    from feredge.engine.plan import build_plan
+    from feredge.engine.tensorrt import RTX, detect
+    from feredge.export.triton import refuse_rtx
+
+    try:
+        found = detect(RTX if opts.gpu_arch else None)
+    except FeredgeError:
+        return
+    if opts.gpu_arch and not found.rtx:
+        raise FeredgeError(f"--gpu-arch: needs TensorRT for RTX; the installed TensorRT {found.version} builds for "
+                           "the GPU it runs on (drop --gpu-arch, or pip install 'feredge[rtx]')")
+    for precision in ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8"] if opts.int8 else []):
+        build_plan(found.version, precision, implicit_int8=opts.implicit_int8 and precision == "int8",
+                   dla=opts.dla_core is not None, flavour=found.flavour)
+    if opts.triton and found.rtx:
+        refuse_rtx("--format triton --engine", found.version)
 
 
 def _guard(paths: list[Path], overwrite: bool) -> None:
@@ -195,28 +225,57 @@ def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions,
 
 
 def _engine(paths: dict[str, Path], infos: dict[str, Artifact], stem: str, opts: ExportOptions, report: dict) -> None:
-    from feredge.engine.build import build_engine, gpu_identity, trt_version
-    from feredge.engine.plan import BatchProfile, build_plan, engine_artifact, engine_key
+    """One engine per precision exported (fp32, and fp16/int8 when asked), with the TensorRT that is installed."""
+    from feredge.engine.build import build_engine, gpu_identity
+    from feredge.engine.plan import BatchProfile, build_plan, engine_artifact, engine_key, rtx_engine_key
+    from feredge.engine.tensorrt import RTX, detect, parse_archs, rtx_targets
 
-    version = trt_version()  # raises a clear error without TensorRT, after the ONNX files exist
-    precision = "int8" if opts.int8 else "fp16" if opts.fp16 else "fp32"
-    plan = build_plan(version, precision, implicit_int8=opts.implicit_int8, dla=opts.dla_core is not None)
-    kind = {"qdq": "int8", "fp16": "fp16", "fp32": "fp32"}[plan.onnx_kind]
-    onnx_path = paths[kind]
+    found = detect(RTX if opts.gpu_arch else None)  # a clear error without TensorRT, after the ONNX files exist
+    asked = parse_archs(opts.gpu_arch) if opts.gpu_arch else ()  # with the regular TensorRT: refused up front
+    plans = {p: build_plan(found.version, p, implicit_int8=opts.implicit_int8 and p == "int8",
+                           dla=opts.dla_core is not None, flavour=found.flavour)
+             for p in ("fp32", "fp16", "int8") if p in paths}
     profile = BatchProfile.of(opts.batch, opts.max_batch)
-    name, cc = gpu_identity()
-    onnx_sha = file_sha256(onnx_path)
-    key = engine_key(onnx_sha, precision, profile, name, cc, version, opts.dla_core)
-    engine = Path(opts.out) / f"{stem}-{precision}-{key['digest']}.engine"
-    if not engine.exists():
-        build_engine(onnx_path, plan, profile, (infos[kind].input_spec.channels, infos[kind].input_spec.size,
-                                                infos[kind].input_spec.size), engine,
-                     workspace_mb=opts.workspace_mb, timing_cache=Path(opts.out) / f"timing-{version}-{cc}.cache",
-                     calibration_cache=paths.get("calib-cache") if plan.calibration_cache else None,
-                     dla_core=opts.dla_core)
-    artifact.write(engine, engine_artifact(infos[kind], onnx_sha, key, plan))
-    paths["engine"] = engine
-    report["engine"] = {"path": str(engine), "key": key, "plan": asdict(plan)}
+    gpu = None if found.rtx else gpu_identity()
+    report["engines"] = {}
+    for precision, plan in plans.items():
+        kind = {"qdq": "int8", "fp16": "fp16", "fp32": "fp32"}[plan.onnx_kind]
+        onnx_sha = file_sha256(paths[kind])
+        archs, skipped = rtx_targets(precision, asked) if found.rtx else ((), {})
+        if found.rtx:
+            key = rtx_engine_key(onnx_sha, precision, profile, archs, found.version)
+        else:
+            key = engine_key(onnx_sha, precision, profile, gpu[0], gpu[1], found.version, opts.dla_core)
+        engine = Path(opts.out) / f"{stem}-{precision}{'-rtx' if found.rtx else ''}-{key['digest']}.engine"
+        record = _reusable(engine, key)
+        if record is None:
+            record = {}
+            spec = infos[kind].input_spec
+            build_engine(paths[kind], plan, profile, (spec.channels, spec.size, spec.size), engine,
+                         workspace_mb=opts.workspace_mb,
+                         timing_cache=None if found.rtx else Path(opts.out) / f"timing-{found.version}-{gpu[1]}.cache",
+                         calibration_cache=paths.get("calib-cache") if plan.calibration_cache else None,
+                         dla_core=opts.dla_core, archs=archs, found=found, record=record)
+            record["sha256"] = file_sha256(engine)
+        details = {**record, "compute_capabilities": list(archs), "skipped_compute_capabilities": skipped} \
+            if found.rtx else record
+        artifact.write(engine, engine_artifact(infos[kind], onnx_sha, key, plan, **details))
+        paths[f"engine-{precision}"] = engine
+        report["engines"][precision] = {"path": str(engine), "key": key, "plan": asdict(plan),
+                                        "flavour": found.flavour, "version": found.version, **details}
+
+
+def _reusable(engine: Path, key: dict) -> dict | None:
+    """What the sidecar of an engine already built for ``key`` recorded, when the file is still the one it
+    describes; None when it must be (re)built."""
+    try:
+        info = artifact.read(engine)
+    except FeredgeError:
+        return None
+    kept = {k: info.details[k] for k in ("tensors", "build_s", "size_bytes", "sha256") if k in info.details}
+    if info.engine_key != key or kept.get("sha256") != file_sha256(engine):
+        return None
+    return {**kept, "reused": True}
 
 
 def _publish(staged: dict[str, Path], out: Path) -> dict[str, Path]:
@@ -304,16 +363,29 @@ def summary(report: dict) -> tuple[list[str], tuple[str, list[str], list[list[st
         if "int8" in acc:
             tail.append("int8: exact Q/DQ arithmetic (what TensorRT computes); int8_ort_cpu_kernels: ONNX Runtime's "
                         "fused int8 CPU kernels on this machine")
-    tail += [f"{fmt:<12} {path}" for fmt, path in report["files"].items()]
+    tail += [f"{fmt:<12} {path}" for fmt, path in report["files"].items() if not fmt.startswith("engine-")]
+    tail += [_engine_line(precision, e) for precision, e in report.get("engines", {}).items()]
+    for precision, e in report.get("engines", {}).items():
+        tail += [f"  {precision}: skipped sm{arch.replace('.', '')}: {why}"
+                 for arch, why in e.get("skipped_compute_capabilities", {}).items()]
     tail += [f"triton {key:<6} {path}" for key, path in report.get("triton", {}).items()]
     return head, table, tail
+
+
+def _engine_line(precision: str, e: dict) -> str:
+    """``engine fp16   PATH (1.23 MB, built in 0.41 s, tensorrt-rtx 1.7.1.116 for sm80, sm86, …)``."""
+    built = "reused" if e.get("reused") else f"built in {e.get('build_s', 0):.2f} s"
+    archs = e.get("compute_capabilities") or []
+    target = f" for sm{', sm'.join(a.replace('.', '') for a in archs)}" if archs else ""
+    return (f"{'engine ' + precision:<12} {e['path']} ({e.get('size_bytes', 0) / 1e6:.2f} MB, {built}, "
+            f"{e['flavour']} {e['version']}{target})")
 
 
 def _triton(paths: dict[str, Path], opts: ExportOptions) -> dict[str, str]:
     """The Triton repository of the engine when one was built, else of the fp32 ONNX."""
     from feredge.export.triton import Batching, write_export_repository
 
-    served = paths.get("engine") or paths["fp32"]
+    served = next((paths[k] for k in ("engine-int8", "engine-fp16", "engine-fp32") if k in paths), paths["fp32"])
     files = write_export_repository(Path(opts.out) / "triton", served, Batching(max_batch=opts.batch or opts.max_batch),
                                     opts.overwrite)
     return {key: str(path) for key, path in files.items()}

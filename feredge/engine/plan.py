@@ -5,6 +5,9 @@ BuilderFlag.FP16/INT8 (with a Q/DQ ONNX, or the calibration cache on the implici
 TensorRT 10.x builds strongly typed networks from an ONNX whose precision is baked in (FP16 ONNX,
 Q/DQ ONNX); the weak flags are deprecated since 10.12 and kept only as an explicit fallback.
 TensorRT 11 is strongly typed only; implicit INT8 calibration was removed in 11.0.
+TensorRT for RTX (1.x, its own version line) is strongly typed only: precision comes from the ONNX; it has
+no FP16/INT8 builder flags, no calibrators and no DLA. REQUIRE_USER_ALLOCATION lets its engines be captured
+into CUDA graphs (feredge always binds its own buffers).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from feredge.artifact import Artifact
 from feredge.config import PRECISIONS
+from feredge.engine.tensorrt import REGULAR, RTX
 from feredge.errors import FeredgeError
 
 
@@ -27,6 +31,7 @@ class BuildPlan:
     builder_flags: tuple[str, ...] = ()  # BuilderFlag names
     calibration_cache: bool = False  # implicit INT8 from a TensorRT calibration cache
     notes: tuple[str, ...] = field(default_factory=tuple)
+    flavour: str = REGULAR  # tensorrt | tensorrt-rtx
 
 
 def parse_version(version: str) -> tuple[int, int]:
@@ -37,15 +42,32 @@ def parse_version(version: str) -> tuple[int, int]:
     return major, minor
 
 
+def _rtx_plan(trt_version: str, precision: str, implicit_int8: bool, weakly_typed: bool, dla: bool) -> BuildPlan:
+    """TensorRT for RTX: strongly typed from the fp32 / fp16 / Q/DQ ONNX, nothing else to choose."""
+    major, _ = parse_version(trt_version)
+    refused = {"--implicit-int8": (implicit_int8, "it has no INT8 calibrators; INT8 comes from the Q/DQ ONNX "
+                                                  "(drop --implicit-int8)"),
+               "weak typing": (weakly_typed, "its networks are strongly typed; precision comes from the ONNX"),
+               "--dla-core": (dla, "it targets RTX GPUs, which have no DLA; build on the Jetson with its TensorRT")}
+    for option, (given, why) in refused.items():
+        if given:
+            raise FeredgeError(f"{option}: TensorRT for RTX {trt_version} does not support it: {why}")
+    onnx_kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
+    return BuildPlan(major, precision, onnx_kind, ("STRONGLY_TYPED",), ("REQUIRE_USER_ALLOCATION",), flavour=RTX)
+
+
 def build_plan(trt_version: str, precision: str, implicit_int8: bool = False, weakly_typed: bool = False,
-               dla: bool = False) -> BuildPlan:
-    """Network and builder flags for ``precision`` on TensorRT ``trt_version``."""
+               dla: bool = False, flavour: str = REGULAR) -> BuildPlan:
+    """Network and builder flags for ``precision`` on TensorRT ``trt_version`` of ``flavour``."""
     if precision not in PRECISIONS:
         raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if flavour == RTX:
+        return _rtx_plan(trt_version, precision, implicit_int8, weakly_typed, dla)
     major, minor = parse_version(trt_version)
     onnx_kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
     if (major, minor) < (8, 5):
-        raise FeredgeError(f"TensorRT {trt_version} is not supported (feredge needs 8.5 or newer: JetPack 5.1+)")
+        hint = " (1.x is TensorRT for RTX's numbering: pass flavour='tensorrt-rtx')" if major == 1 else ""
+        raise FeredgeError(f"TensorRT {trt_version} is not supported (feredge needs 8.5 or newer: JetPack 5.1+){hint}")
     if major >= 11 and (implicit_int8 or weakly_typed):
         raise FeredgeError(f"TensorRT {trt_version} removed implicit INT8 calibration and weak typing; "
                            "use the Q/DQ ONNX (default) instead")
@@ -90,9 +112,20 @@ def engine_key(onnx_sha256: str, precision: str, profile: BatchProfile, gpu_name
     return fields
 
 
-def engine_artifact(source: Artifact, onnx_sha256: str, key: dict, plan: BuildPlan) -> Artifact:
-    """The sidecar of an engine built from the ONNX described by ``source``: the builder writes exactly this."""
+def rtx_engine_key(onnx_sha256: str, precision: str, profile: BatchProfile, archs: tuple[str, ...],
+                   trt_version: str) -> dict:
+    """A TensorRT-for-RTX engine depends on no GPU at build time: the architectures it targets replace the GPU."""
+    fields = {"onnx_sha256": onnx_sha256, "precision": precision, "batch_profile": asdict(profile),
+              "flavour": RTX, "compute_capabilities": list(archs), "tensorrt": trt_version}
+    fields["digest"] = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return fields
+
+
+def engine_artifact(source: Artifact, onnx_sha256: str, key: dict, plan: BuildPlan, **details) -> Artifact:
+    """The sidecar of an engine built from the ONNX described by ``source``: the builder writes exactly this
+    (``details``: what the build measured, e.g. its tensor names and seconds)."""
     precision = "int8-calib" if plan.calibration_cache else "int8-qdq" if plan.precision == "int8" else plan.precision
-    return source.derive("engine", precision, sources={"onnx": onnx_sha256}, engine_key=key,
-                         versions={"tensorrt": key["tensorrt"]}, plan=asdict(plan),
-                         batch_profile=key["batch_profile"])
+    versions = {plan.flavour: key["tensorrt"]}
+    return source.derive("engine", precision, sources={"onnx": onnx_sha256}, engine_key=key, versions=versions,
+                         plan=asdict(plan), batch_profile=key["batch_profile"], tensorrt_flavour=plan.flavour,
+                         **details)

@@ -1,7 +1,8 @@
 """The portable Triton model repository `feredge export --format triton` writes, for the official Triton
 containers and Triton on JetPack (``fer/1/model.onnx`` on the ONNX Runtime backend, or ``fer/1/model.plan``
 on TensorRT), plus a DeepStream secondary-GIE config; and the batching settings every repository shares
-(`feredge serve` writes its Python-backend repository with them too)."""
+(`feredge serve` writes its Python-backend repository with them too). Triton's TensorRT backend and DeepStream
+link the regular TensorRT: a TensorRT-for-RTX plan is refused (`feredge serve` runs one through feredge)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,20 @@ class Batching:
                                  ("--max-queue-size", self.max_queue_size, 1), ("--instances", self.instances, 1)):
             if value < low:
                 raise FeredgeError(f"{name} {value}: expected an integer ≥ {low}")
+
+
+def refuse_rtx(where: str, version: str) -> None:
+    """Triton's TensorRT backend and DeepStream's nvinfer link the regular TensorRT, which cannot load a
+    TensorRT-for-RTX plan: refuse one, saying what to do instead."""
+    raise FeredgeError(f"{where}: Triton's TensorRT backend and DeepStream need an engine from the regular TensorRT; "
+                       f"this is TensorRT for RTX {version}, whose plans they cannot load (serve the .onnx, or "
+                       "build the engine with the regular TensorRT on the serving GPU)")
+
+
+def _rtx_version(info: Artifact) -> str | None:
+    """The TensorRT-for-RTX version an engine's description names, None for any other artifact."""
+    key = info.engine_key or {}
+    return str(key.get("tensorrt")) if info.kind == "engine" and key.get("flavour") == "tensorrt-rtx" else None
 
 
 def _dims(values) -> str:
@@ -72,6 +87,8 @@ def write_export_repository(root: Path, model: Path, b: Batching, overwrite: boo
     (inputs/outputs as the graph names them: ``input`` → ``logits``), and a DeepStream nvinfer config."""
     b.check()
     info = _onnx_or_engine_info(model)
+    if _rtx_version(info):
+        refuse_rtx(str(model), str(_rtx_version(info)))
     root = Path(root)
     if (root / "fer").exists() and not overwrite:
         raise FeredgeError(f"{root / 'fer'}: exists; pass --overwrite or choose another --out")
@@ -93,6 +110,8 @@ def deepstream_config(info: Artifact, model: Path, engine: bool) -> str:
     net-scale-factor × (pixel − offset), so offsets = 255·mean and net-scale-factor = 1/(255·std)
     (DeepStream has one scale for all channels: per-channel std must be equal)."""
     s = info.input_spec
+    if _rtx_version(info):
+        refuse_rtx(f"{model}: DeepStream config", str(_rtx_version(info)))
     if len(set(s.std)) != 1:
         raise FeredgeError(f"{model}: input_spec std {list(s.std)} differs per channel; DeepStream's nvinfer takes one "
                            "net-scale-factor")

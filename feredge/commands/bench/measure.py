@@ -58,6 +58,9 @@ def model_run(runner, batch: int, cuda_graph: bool) -> tuple[Callable[[], float 
     if runner.gpu_io:
         cuda, stream = runner.cuda, runner.stream
         runner.bind(batch)
+        if cuda_graph:
+            runner.enqueue(stream)  # one eager run at this shape first (TensorRT for RTX compiles its kernels here)
+            cuda.synchronize(stream)
         if cuda_graph and runner.capturable:
             graph = cuda.capture(stream, lambda: runner.enqueue(stream))
             handle = cuda.stream_handle(stream)
