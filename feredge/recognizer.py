@@ -69,6 +69,11 @@ class Face:
     def smoothed_label(self) -> str | None:
         return None if self.smoothed is None else self.classes[int(np.argmax(self.smoothed))]
 
+    @property
+    def smoothed_confidence(self) -> float | None:
+        """The track's smoothed probability of ``smoothed_label`` (what the overlay's bar shows)."""
+        return None if self.smoothed is None else float(np.max(self.smoothed))
+
     def to_dict(self) -> dict:
         """The JSON record `feredge predict` writes per face (run-camera adds the track's fields, each
         smoothed value under a ``smoothed_`` name so it cannot be mistaken for this frame's)."""

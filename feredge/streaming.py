@@ -18,7 +18,7 @@ from feredge.errors import FeredgeError
 from feredge.recognizer import Face, Recognizer
 
 if TYPE_CHECKING:
-    from feredge.vision.source import FrameSource
+    from feredge.vision.source import FrameSource, SourceStats
 
 #: Stages timed per frame, in order (run-camera's overlay and JSONL report them).
 STAGES = ("capture", "detect", "classify")
@@ -43,34 +43,51 @@ class Stream:
 
     ``detect_every`` N runs the detector on every Nth frame and classifies the tracked boxes in between;
     ``smooth`` is the weight of the newest frame in each track's probabilities (1 = none); a track unseen
-    for ``track_max_unseen`` detections ends. ``max_frames`` 0 reads until the source ends."""
+    for ``track_max_unseen`` detections ends. ``max_frames`` 0 reads until the source ends.
+
+    An image folder is a set of unrelated photos: every picture is detected on its own and no track or
+    smoothing carries from one to the next (track ids restart at 1, ``smoothed`` equals ``probs``), unless
+    ``sequence=True`` says the folder holds the frames of one scene in order. Iterating a file, folder or
+    picture again starts it again from its first frame; a live source goes on from where it is."""
 
     def __init__(self, source: str | int | Path, recognizer: Recognizer | None = None, *,
                  detect_every: int = DETECT_EVERY, smooth: float = SMOOTH, track_max_unseen: int = TRACK_MAX_UNSEEN,
-                 max_frames: int = MAX_FRAMES, **recognizer_options):
+                 max_frames: int = MAX_FRAMES, sequence: bool = False, **recognizer_options):
         from feredge.vision.source import FrameSource
-        from feredge.vision.tracker import Tracker
 
         check_ranges(detect_every=detect_every, smooth=smooth, track_max_unseen=track_max_unseen,
                      max_frames=max_frames)
-        self.detect_every, self.max_frames = detect_every, max_frames
+        self.detect_every, self.max_frames, self.smooth = detect_every, max_frames, smooth
+        self.track_max_unseen, self.sequence, self.spec = track_max_unseen, sequence, str(source)
+        check_options(recognizer_options)
         if recognizer is not None and recognizer_options:
             raise FeredgeError(f"pass either a recognizer or Recognizer options ({', '.join(recognizer_options)}), "
                                "not both")
+        # Checked before the model loads: a typo is said at once, not after seconds of loading.
+        self._sources: list[FrameSource] = [FrameSource(self.spec, sequence=sequence)]
+        if detect_every > 1 and self._sources[0].photos and self._sources[0].kind == "folder":
+            self._sources[0].close()
+            raise FeredgeError(f"detect_every {detect_every} reuses one frame's boxes on the next; {source} is "
+                               "a folder of separate photos, each detected on its own: pass sequence=True "
+                               "(--sequence) if its pictures are the frames of one scene")
         self._owns = recognizer is None
-        self.recognizer = recognizer if recognizer is not None else Recognizer(**recognizer_options)
         try:
-            self.tracker = Tracker(max_unseen=track_max_unseen, alpha=smooth)
-            self.source = FrameSource(str(source))
+            self.recognizer = recognizer if recognizer is not None else Recognizer(**recognizer_options)
         except BaseException:
-            self._close_recognizer()
+            self._sources[0].close()
             raise
         self.frames = 0
+        self._started = False
         # A stream dropped without close() or `with` must not keep its reader thread (and a camera) alive.
-        self._finalizer = weakref.finalize(self, _close, self.source, self.recognizer if self._owns else None)
+        self._finalizer = weakref.finalize(self, _close, self._sources, self.recognizer if self._owns else None)
 
     @property
-    def stats(self):
+    def source(self) -> FrameSource:
+        """The source being read (a replayable source gets a fresh one on each new iteration)."""
+        return self._sources[0]
+
+    @property
+    def stats(self) -> SourceStats:
         """The source's `SourceStats`: frames read, dropped (by index), corrupt (a folder's unreadable files by
         name), files skipped as not pictures, reconnects, why it ended."""
         return self.source.stats
@@ -80,35 +97,59 @@ class Stream:
         return self.source.kind
 
     @property
+    def photos(self) -> bool:
+        """Whether the frames are unrelated photos (an image, or a folder not marked as a sequence)."""
+        return self.source.photos
+
+    @property
     def fps(self) -> float:
         return self.source.fps
 
+    def _restart(self) -> None:
+        """A file, folder or picture is read again from its start, so each iteration yields the same frames."""
+        from feredge.vision.source import FrameSource
+
+        if self._started and not self.source.live:
+            old = self._sources[0]
+            old.close()
+            self._sources[0] = FrameSource(self.spec, sequence=self.sequence)
+        self._started = True
+
     def __iter__(self) -> Iterator[StreamFrame]:
-        rec = self.recognizer
+        from feredge.vision.tracker import Tracker
+
+        if self._finalizer.alive is False:
+            raise FeredgeError(f"this stream of {self.spec} is closed; create a new one")
+        self._restart()
+        rec, source, photos = self.recognizer, self.source, self.source.photos
+        tracker = Tracker(max_unseen=self.track_max_unseen, alpha=self.smooth)
         boxes, scores, landmarks = np.zeros((0, 4), np.float32), None, None
         ids: list[int] = []
-        reported = 0
+        reported, count = 0, 0
         t_wait = time.perf_counter()
-        for frame in self.source:
+        for frame in source:
             t0 = time.perf_counter()
-            detected = self.frames % self.detect_every == 0
+            detected = photos or count % self.detect_every == 0
+            if photos:  # a new picture: nothing of the previous one is another view of it
+                tracker = Tracker(max_unseen=self.track_max_unseen, alpha=self.smooth)
             if detected:
                 boxes, scores, landmarks = rec.detect(frame.image)
-                ids = self.tracker.update(boxes)
+                ids = tracker.update(boxes)
             t1 = time.perf_counter()
             faces = rec.faces(frame.image, boxes, scores, landmarks)
             if faces:
-                smoothed = self.tracker.smooth(ids, np.stack([f.probs for f in faces]))
+                smoothed = tracker.smooth(ids, np.stack([f.probs for f in faces]))
                 for face, track_id, track_probs in zip(faces, ids, smoothed):
                     face.track_id, face.smoothed = track_id, track_probs
             t2 = time.perf_counter()
-            dropped = self.stats.dropped[reported:]
+            dropped = source.stats.dropped[reported:]
             reported += len(dropped)
+            count += 1
             self.frames += 1
             yield StreamFrame(frame.index, frame.timestamp, frame.image, faces, detected, list(dropped),
                               {"capture": 1e3 * (t0 - t_wait), "detect": 1e3 * (t1 - t0), "classify": 1e3 * (t2 - t1)},
                               frame.path)
-            if self.max_frames and self.frames >= self.max_frames:
+            if self.max_frames and count >= self.max_frames:
                 return
             t_wait = time.perf_counter()
 
@@ -127,17 +168,38 @@ class Stream:
         self.close()
 
 
-def _close(source: FrameSource, recognizer: Recognizer | None) -> None:
+#: What `Stream` itself takes; any other keyword goes to `Recognizer`.
+STREAM_OPTIONS = ("recognizer", "detect_every", "smooth", "track_max_unseen", "max_frames", "sequence")
+
+
+def check_options(options: dict) -> None:
+    """An unknown keyword (``detectevery=3``) named with the ones there are, not a TypeError from inside."""
+    import difflib
+    import inspect
+
+    known_rec = [p for p in inspect.signature(Recognizer.__init__).parameters if p != "self"]
+    unknown = [k for k in options if k not in known_rec]
+    if unknown:
+        known = [*STREAM_OPTIONS, *known_rec]
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        raise FeredgeError(f"feredge.stream: unknown option {unknown[0]!r}"
+                           + (f" (did you mean {close[0]!r}?)" if close else "")
+                           + f"; expected one of {', '.join(known)}")
+
+
+def _close(sources: list[FrameSource], recognizer: Recognizer | None) -> None:
     """What closing a stream releases; a module function, so the finalizer holds no reference to the stream."""
-    source.close()
+    for source in sources:
+        source.close()
     if recognizer is not None:
         recognizer.close()
 
 
 def stream(source: str | int | Path, model: str | Path | None = None, **options) -> Stream:
     """Frames of ``source`` (camera index, /dev/videoN, video file, rtsp://…, GStreamer pipeline, image
-    folder) with tracked, smoothed faces. ``options`` go to `Stream` (detect_every, smooth, max_frames, …)
-    and to `Recognizer` (backend, device, tta, …), or pass ``recognizer=`` to reuse one."""
+    folder) with tracked, smoothed faces. ``options`` go to `Stream` (detect_every, smooth, max_frames,
+    sequence, …) and to `Recognizer` (backend, device, tta, …), or pass ``recognizer=`` to reuse one. A folder
+    is read as separate photos unless ``sequence=True``."""
     if model is not None:
         options["model"] = model
     return Stream(source, **options)

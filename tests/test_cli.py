@@ -37,7 +37,7 @@ def test_train_without_data_is_a_clear_error():
     assert r.exit_code != 0 and "expected key=value" in r.output
 
 
-def test_models_without_torch_is_a_one_line_install_hint():
+def test_models_without_torch_lists_the_shipped_models_and_the_install_hint():
     import subprocess
     import sys
 
@@ -46,8 +46,8 @@ def test_models_without_torch_is_a_one_line_install_hint():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     code, output = proc.stdout.split(" ", 1)
-    assert code == "1" and "pip install 'feredge[train]'" in output and "Traceback" not in output
-    assert output.count("\\n") == 1  # one line
+    assert code == "0" and "pip install 'feredge[train]'" in output and "Traceback" not in output
+    assert "feredge-s" in output and "3,830,471" in output and "mmnet" not in output
 
 
 def test_train_help_says_which_source_wins_and_the_summary_is_short():

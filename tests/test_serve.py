@@ -110,6 +110,20 @@ def test_frame_model_matches_predict(server, tmp_path):
         th.InferenceServerClient(server.url).infer("fer_frame", [bad])
 
 
+@pytest.mark.parametrize("payload", [b"\x00\x00\x00\x00", b"GIF89a not really", b"\xff\xd8\xff\xe0 cut"],
+                         ids=["zeros", "fake GIF header", "JPEG header only"])
+def test_undecodable_bytes_are_the_clients_error_400_with_the_reason(server, payload):
+    """Bytes that are no picture are bad client input: HTTP 400 with the reason, not a 500."""
+    import tritonclient.http as th
+    from tritonclient.utils import InferenceServerException
+
+    bad = th.InferInput("image", [len(payload)], "UINT8")
+    bad.set_data_from_numpy(np.frombuffer(payload, np.uint8).copy())
+    with pytest.raises(InferenceServerException) as caught:
+        th.InferenceServerClient(server.url).infer("fer_frame", [bad])
+    assert caught.value.status() == "400" and "cannot decode the bytes" in caught.value.message()
+
+
 def test_dynamic_batching_forms_batches_and_the_queue_limit_rejects_loudly(server):
     import tritonclient.http as th
 

@@ -108,25 +108,20 @@ def data_info(root: Path, as_json: bool) -> None:
 @cli.command("models")
 @opt.as_json
 def models_cmd(as_json: bool) -> None:
-    """List registered models. Input spec, parameters and GFLOPs (multiply-accumulates) of each."""
-    from feredge._optional import require
+    """List registered models. Input spec, parameters and GFLOPs (multiply-accumulates) of each; without torch,
+    the shipped (trained) models only, from their descriptions."""
+    from feredge._optional import available
+    from feredge.weights import shipped_rows
 
-    require("torch")  # the registry builds each model to count it: say how to install torch, not a traceback
-    from feredge.models import create_model, list_models, model_info
-    from feredge.models.nano import fuse_for_deploy
-    from feredge.models.profile import count_macs, count_params
+    rows = shipped_rows()
+    if available("torch"):
+        from feredge.models.profile import registry_rows
 
-    rows = []
-    for name in list_models():
-        info = model_info(name)
-        model = fuse_for_deploy(create_model(name))  # what is exported and run (RepVGG branches folded)
-        s = info.input_spec
-        rows.append({"name": name, "input": f"{s.channels}x{s.size}x{s.size}", "params": count_params(model),
-                     "gflops": count_macs(model, (s.channels, s.size, s.size)) / 1e9, "heads": info.heads,
-                     "description": info.description})
+        rows = registry_rows({r["name"] for r in rows})
+    else:
+        click.echo("torch is not installed: the shipped models only (pip install 'feredge[train]': all)", err=True)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
+        return click.echo(json.dumps(rows, indent=2))
     opt.table("feredge models (GFLOPs = multiply-accumulates per image)", ["name", "input", "params", "GFLOPs", "heads"],
               [[r["name"], r["input"], f"{r['params']:,}", f"{r['gflops']:.3f}", "+".join(r["heads"])] for r in rows])
 
@@ -262,11 +257,12 @@ def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **opt
 @opt.device()
 @opt.as_json
 def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) -> None:
-    """Classify the faces' expressions in images. Faces are detected in IMAGES (default: the bundled group
-    photo); annotated copies and results.json go to --out."""
-    from feredge.commands.predict import output_folder, predict_images
+    """Classify the faces' expressions in images. Faces are detected in IMAGES, files or folders of photos
+    (default: the bundled group photo); annotated copies and results.json (absolute paths) go to --out."""
+    from feredge.commands.predict import expand_folders, output_folder, predict_images
 
-    images = list(images) or [Path(__file__).resolve().parents[1] / "media" / "group.jpg"]
+    images = expand_folders(list(images) or [Path(__file__).resolve().parents[1] / "media" / "group.jpg"],
+                            log=lambda m: click.echo(m, err=True))
     folder = output_folder(out, overwrite)
     document = predict_images(images, model, backend, folder, tta, device)
     if as_json:
@@ -343,6 +339,8 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
               help="weight of the newest frame in each track's probabilities (1 = no smoothing)")
 @click.option("--align/--no-align", default=CameraOptions.align, help="rotate each face so the eyes are level")
 @click.option("--max-frames", type=int, default=CameraOptions.max_frames, help="stop after N frames (0: when the source ends)")
+@click.option("--sequence", is_flag=True,
+              help="an image --source folder is one scene's frames in name order (tracked), not separate photos")
 @click.option("--server", help="host:port of `feredge serve` (HTTP): send the batched face crops there for inference")
 def run_camera_cmd(**options) -> None:
     """Live expression recognition. On a camera, video file, stream or image folder."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from feredge._optional import require
@@ -26,6 +27,25 @@ def output_folder(out: Path | None, overwrite: bool) -> Path:
     return choose(out, DEFAULT_OUT, [RESULTS], overwrite)
 
 
+def expand_folders(inputs: list[Path], log: Callable[[str], None] = print) -> list[Path]:
+    """Each folder among ``inputs`` as its pictures (name order; separate photos, as run-camera reads a folder);
+    the files found there that are not pictures are named in one line, never silently passed over."""
+    from feredge.vision.source import folder_pictures
+
+    images: list[Path] = []
+    skipped: list[str] = []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            found, others = folder_pictures(path)
+            images += found
+            skipped += [str(path / name) for name in others]
+        else:
+            images.append(path)
+    if skipped:
+        log(f"skipped, not pictures ({len(skipped)}): {'; '.join(skipped[:5])}{'; …' * (len(skipped) > 5)}")
+    return images
+
+
 def output_names(images: list[Path]) -> list[str]:
     """One annotated-file name per input, all different: same-named images from different folders get the
     first free -2, -3 … (an input may itself be called ``group-2.jpg``)."""
@@ -45,7 +65,8 @@ def output_names(images: list[Path]) -> list[str]:
 def predict_images(images: list[Path], model: Path | str | None = None, backend: str | None = None,
                    out: Path = DEFAULT_OUT, tta: str = TTA, device: str | None = None) -> dict:
     """Detect faces in each image, classify their expression, write annotated copies and results.json;
-    returns that document (model, backend and one result per image), which `predict --json` prints."""
+    returns that document (model, backend and one result per image), which `predict --json` prints. Its
+    paths (model, image, annotated) are all absolute, so the file means the same read from anywhere."""
     cv2 = require("cv2")
     from feredge.vision.overlay import draw
 
@@ -64,9 +85,10 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
             annotated = draw(frame, boxes, [f.label for f in faces], [f.confidence for f in faces])
             ok, jpeg = cv2.imencode(".jpg", annotated)
             target = atomic_write_bytes(out / name, jpeg.tobytes())
-            results.append({"image": str(path), "annotated": str(target), "faces": [f.to_dict() for f in faces],
+            results.append({"image": str(Path(path).absolute()), "annotated": str(target.absolute()),
+                            "faces": [f.to_dict() for f in faces],
                             "ms": {"detect": round(1e3 * (t1 - t0), 3), "classify": round(1e3 * (t2 - t1), 3)}})
-        document = {"model": str(rec.path), "backend": rec.backend, "results": results}
+        document = {"model": str(Path(rec.path).absolute()), "backend": rec.backend, "results": results}
         atomic_write_text(out / RESULTS, json.dumps(document, indent=2))
     for stale in earlier - {Path(r["annotated"]).resolve() for r in results}:
         stale.unlink(missing_ok=True)  # replaced runs leave no picture that results.json no longer lists

@@ -41,3 +41,19 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             h.remove()
         model.train(was_training)
     return total
+
+
+def registry_rows(shipped: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+    """`feredge models` rows of every registered architecture, measured as exported (RepVGG branches folded)."""
+    from feredge.models import create_model, list_models, model_info
+    from feredge.models.nano import fuse_for_deploy
+
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        model = fuse_for_deploy(create_model(name))
+        s = info.input_spec
+        rows.append({"name": name, "input": f"{s.channels}x{s.size}x{s.size}", "params": count_params(model),
+                     "gflops": count_macs(model, (s.channels, s.size, s.size)) / 1e9, "heads": info.heads,
+                     "description": info.description, "shipped": name in shipped})
+    return rows

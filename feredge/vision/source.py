@@ -67,27 +67,41 @@ def describe(spec: str) -> str:
     return "image" if Path(spec).suffix.lower() in IMAGE_SUFFIXES else "file"
 
 
+def folder_pictures(folder: Path) -> tuple[list[Path], list[str]]:
+    """A folder's pictures in name order, and the names of its other files (hidden files are neither);
+    a folder without pictures is an error that says which suffixes count."""
+    try:
+        files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    except PermissionError:
+        raise FeredgeError(f"{folder}: no permission to list this folder") from None
+    images = [p for p in files if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
+    if not images:
+        raise FeredgeError(f"{folder}: no images in the folder (expected {', '.join(sorted(FOLDER_IMAGE_SUFFIXES))})")
+    return images, [p.name for p in files if p.suffix.lower() not in FOLDER_IMAGE_SUFFIXES]
+
+
 class FrameSource:
     """Iterate ``Frame``s from ``spec``; ``close()`` (or the end of the source) stops the reader thread."""
 
-    def __init__(self, spec: str, ring: int = 4, reconnect_s: tuple[float, ...] = (0.5, 1, 2, 4, 8)):
+    def __init__(self, spec: str, ring: int = 4, reconnect_s: tuple[float, ...] = (0.5, 1, 2, 4, 8),
+                 sequence: bool = False):
         # FFmpeg prints a line per damaged packet ("[mjpeg @ 0x…] overread 8"); corrupt frames are counted
         # and reported instead. Read when a capture opens; a value the user set is kept.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         self.cv2 = require("cv2")
         self.spec, self.kind = str(spec), describe(str(spec))
         self.live = self.kind in ("camera", "stream", "gstreamer")
+        if sequence and self.kind != "folder":
+            raise FeredgeError(f"{spec}: sequence=True says an image folder is a frame sequence; this source is a "
+                               f"{self.kind}, expected a folder")
+        #: Unrelated pictures: no track, smoothing or skipped detection carries from one to the next.
+        self.photos = self.kind == "image" or (self.kind == "folder" and not sequence)
         self.stats = SourceStats()
         self.reconnect_s = reconnect_s
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
         if self.kind == "folder":
-            files = sorted(p for p in Path(spec).iterdir() if p.is_file() and not p.name.startswith("."))
-            self.images = [p for p in files if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
-            self.stats.skipped = [p.name for p in files if p.suffix.lower() not in FOLDER_IMAGE_SUFFIXES]
-            if not self.images:
-                raise FeredgeError(f"{spec}: no images in the folder (expected "
-                                   f"{', '.join(sorted(FOLDER_IMAGE_SUFFIXES))})")
+            self.images, self.stats.skipped = folder_pictures(Path(spec))
             self.fps = 0.0
         elif self.kind == "image":
             check_image(spec)  # one picture: a missing or damaged file is the user's error, said now

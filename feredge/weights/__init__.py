@@ -38,3 +38,21 @@ def resolve(model: str | Path | None, kind: str = "onnx") -> Path:
 def default_checkpoint() -> Path:
     """Path of the shipped default checkpoint (used when no model is named)."""
     return shipped(DEFAULT_MODEL, "checkpoint")
+
+
+def shipped_rows() -> list[dict]:
+    """`feredge models` rows of the shipped models from their descriptions and cards: no torch needed."""
+    import json
+
+    from feredge.artifact import read
+
+    rows = []
+    for name in shipped_names():
+        info = read(shipped(name, "onnx"))
+        card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
+        s = info.input_spec
+        rows.append({"name": name, "input": f"{s.channels}x{s.size}x{s.size}", "params": int(card["params"]),
+                     "gflops": float(card["gflops_macs"]), "heads": {"emotion": len(info.classes)},
+                     "description": "shipped, trained",
+                     "shipped": True})
+    return rows

@@ -99,22 +99,45 @@ def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
     return list(wanted.values())
 
 
+def _shipped_fp16(onnx_path: Path, precisions: tuple[str, ...], opts: BenchOptions,
+                  log: Callable[[str], None]) -> list[Path]:
+    """A shipped model's ONNX (fp32) and its fp16 conversion, made from the shipped ONNX itself: no torch."""
+    from feredge.commands.export import FORMATS, to_fp16
+
+    paths = [onnx_path] if "fp32" in precisions else []
+    if "fp16" in precisions:
+        target = Path(opts.out) / "exports" / f"{onnx_path.stem}{FORMATS['fp16'][0]}"
+        sha = artifact.file_sha256(onnx_path)
+        if not (target.is_file() and artifact.read(target).sources.get("onnx_fp32") == sha):
+            log(f"converting {onnx_path.name} → fp16 in {target.parent}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            to_fp16(onnx_path, artifact.read(onnx_path), target)
+        paths.append(target)
+    return paths
+
+
 def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Path]:
+    """The files to bench; a checkpoint is exported to each precision first, a shipped model's name gets
+    fp16 from its shipped ONNX (int8 needs calibration: from its checkpoint, with --data)."""
     from feredge.weights import resolve, shipped, shipped_names
 
     if not opts.artifacts:
         return [shipped(n) for n in shipped_names()]
     paths = []
-    resolved = [resolve(item) for item in opts.artifacts]
-    if set(opts.precisions) != {"fp32"} and not any(p.suffix == ".safetensors" for p in resolved):
-        raise FeredgeError(f"precision {' '.join(opts.precisions)}: applies to checkpoints, which are exported to "
-                           "each precision first; these files keep their own (give a .safetensors checkpoint, "
-                           "or the exported file of that precision)")
-    for path in resolved:
+    named = [not Path(item).exists() and not Path(item).suffix for item in opts.artifacts]  # shipped names
+    kind = "checkpoint" if "int8" in opts.precisions else "onnx"
+    resolved = [resolve(item, kind if name else "onnx") for item, name in zip(opts.artifacts, named)]
+    if set(opts.precisions) != {"fp32"} and not any(p.suffix == ".safetensors" or n for p, n in zip(resolved, named)):
+        raise FeredgeError(f"precision {' '.join(opts.precisions)}: applies to checkpoints and shipped models' "
+                           "names, which are exported to each precision first; these files keep their own (give a "
+                           ".safetensors checkpoint, a shipped name, or the exported file of that precision)")
+    for path, name in zip(resolved, named):
         if not path.is_file():
             raise FeredgeError(f"{path}: file not found")
         if path.suffix == ".safetensors" and opts.backend != "torch":
             paths.extend(_exported(path, opts.precisions, opts, log))
+        elif name and path.suffix == ".onnx" and set(opts.precisions) != {"fp32"}:
+            paths.extend(_shipped_fp16(path, opts.precisions, opts, log))
         else:
             paths.append(path)
     return paths

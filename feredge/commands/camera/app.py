@@ -19,6 +19,10 @@ from feredge.streaming import STAGES as STREAM_STAGES
 
 #: How many unreadable or skipped files the summary names (the rest are counted).
 SHOWN = 5
+#: Seconds between progress lines when nothing else shows that the run is alive (no window, JSONL or video).
+PROGRESS_S = 5.0
+#: Frames per second of a recording made from photos: each picture stays on screen for a second.
+PHOTO_FPS = 1.0
 STAGES = (*STREAM_STAGES, "draw")
 
 
@@ -42,6 +46,7 @@ class CameraOptions:
     max_frames: int = config.MAX_FRAMES
     tta: str = config.TTA
     threads: int = config.THREADS
+    sequence: bool = False  # an image folder is the frames of one scene (tracked), not separate photos
     server: str | None = None  # host:port of `feredge serve` (HTTP): the model runs there, not here
 
 
@@ -56,23 +61,44 @@ def check_options(opts: CameraOptions) -> None:
 
 
 class Recorder:
-    """The annotated video, opened on the first frame (its size is known only then)."""
+    """The annotated video, opened on the first frame (its size is known only then). A later frame of
+    another size (a folder of photos) is fitted into that size, letterboxed: OpenCV's writer would drop it
+    without a word."""
 
     def __init__(self, path: Path, fps: float):
         self.cv2 = require("cv2")
         self.path, self.fps, self.writer = Path(path), fps if fps > 0 else 25.0, None
+        self.size: tuple[int, int] = (0, 0)  # width, height
+        self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
         if self.writer is None:
             fourcc = self.cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
-            self.writer = self.cv2.VideoWriter(str(self.path), fourcc, self.fps, (frame.shape[1], frame.shape[0]))
+            self.size = (frame.shape[1], frame.shape[0])
+            self.writer = self.cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 raise FeredgeError(f"{self.path}: OpenCV cannot write this video (use .mp4 or .avi)")
-        self.writer.write(frame)
+        self.writer.write(letterbox(self.cv2, frame, self.size))
+        self.frames += 1
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+
+
+def letterbox(cv2, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` scaled to fit (width, height) ``size`` whole, centred on black bars; as is when it fits exactly."""
+    w, h = size
+    fh, fw = frame.shape[:2]
+    if (fw, fh) == (w, h):
+        return frame
+    scale = min(w / fw, h / fh)
+    nw, nh = max(1, round(fw * scale)), max(1, round(fh * scale))
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    out[y:y + nh, x:x + nw] = resized
+    return out
 
 
 def check_display(cv2) -> None:
@@ -101,7 +127,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
                      tta=opts.tta, threads=opts.threads, server=opts.server)
     try:
         frames = Stream(opts.source, rec, detect_every=opts.detect_every, smooth=opts.smooth,
-                        track_max_unseen=opts.track_max_unseen, max_frames=opts.max_frames)
+                        track_max_unseen=opts.track_max_unseen, max_frames=opts.max_frames, sequence=opts.sequence)
     except BaseException:
         rec.close()
         raise
@@ -112,9 +138,10 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
         for path in (opts.record, opts.json_path):
             if path is not None:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        recorder = Recorder(opts.record, frames.fps) if opts.record else None
+        recorder = Recorder(opts.record, PHOTO_FPS if frames.photos else frames.fps) if opts.record else None
         jsonl = open(opts.json_path, "w") if opts.json_path else None
-        t_prev = time.perf_counter()
+        quiet = not (opts.display or recorder or jsonl)  # nothing else shows the run is alive
+        t_start = t_prev = t_said = time.perf_counter()
         for item in frames:
             t0 = time.perf_counter()
             ms = dict(item.ms)
@@ -139,6 +166,9 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
             now = time.perf_counter()
             elapsed, t_prev = now - t_prev, now
             fps = 1.0 / max(elapsed, 1e-9) if fps == 0 else 0.9 * fps + 0.1 / max(elapsed, 1e-9)
+            if quiet and now - t_said >= PROGRESS_S:
+                t_said = now
+                log(f"{count} frames, {count / max(now - t_start, 1e-9):.1f} FPS, {faces_seen} faces so far")
             if opts.display:
                 cv2.imshow("feredge", item.image)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
@@ -164,7 +194,8 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
                "reconnects": stats.reconnects,
                "mean_ms": {k: round(v / max(count, 1), 3) for k, v in totals.items()},
                "json": str(opts.json_path) if opts.json_path else None,
-               "record": str(opts.record) if opts.record else None}
+               "record": str(opts.record) if opts.record else None,
+               "recorded": recorder.frames if recorder is not None else 0}
     if stats.ended.endswith("disconnected"):
         log(f"{opts.source}: the {frames.kind} went away after {count} frames; everything written is flushed")
     for key, what in (("unreadable", "unreadable pictures"), ("skipped", "skipped, not pictures")):
@@ -183,4 +214,5 @@ def summary_lines(summary: dict) -> list[str]:
     return ([f"{summary['frames']} frames, {summary['faces']} faces ({summary['stopped']}); dropped "
              f"{summary['dropped']}, corrupt {summary['corrupt']}, reconnects {summary['reconnects']}; "
              f"mean ms per frame: {stages}"]
-            + [f"{key}: {summary[key]}" for key in ("json", "record") if summary[key]])
+            + ([f"json: {summary['json']}"] if summary["json"] else [])
+            + ([f"record: {summary['record']} ({summary['recorded']} frames)"] if summary["record"] else []))

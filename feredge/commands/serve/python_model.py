@@ -36,7 +36,7 @@ class TritonPythonModel:
         try:
             probs = self.model(np.concatenate(arrays))
         except FeredgeError as exc:
-            return [pb.InferenceResponse(error=pb.TritonError(str(exc))) for _ in requests]
+            return [pb.InferenceResponse(error=client_error(pb, exc)) for _ in requests]
         bounds = np.cumsum([0] + [len(a) for a in arrays])
         return [pb.InferenceResponse([pb.Tensor.from_dlpack("probabilities", np.ascontiguousarray(probs[a:b]))])
                 for a, b in zip(bounds[:-1], bounds[1:])]
@@ -48,5 +48,12 @@ class TritonPythonModel:
         try:
             out = np.frombuffer(self.model(encoded).encode(), np.uint8).copy()
         except FeredgeError as exc:
-            return pb.InferenceResponse(error=pb.TritonError(str(exc)))
+            return pb.InferenceResponse(error=client_error(pb, exc))
         return pb.InferenceResponse([pb.Tensor.from_dlpack("faces", out)])
+
+
+def client_error(pb, exc: FeredgeError):
+    """A request the model cannot use (bytes that are no picture, a wrong shape) is the client's error: Triton
+    answers INVALID_ARG as HTTP 400 / gRPC INVALID_ARGUMENT with the reason, where a plain error is a 500."""
+    code = getattr(pb.TritonError, "INVALID_ARG", None)  # stubs before Triton 23.06 take no code
+    return pb.TritonError(str(exc)) if code is None else pb.TritonError(str(exc), code)
