@@ -58,7 +58,8 @@ class InputSpec:
         except (TypeError, ValueError):
             raise ArtifactError(f"{where}: size/channels must be integers and mean/std lists of numbers") from None
         if spec.size < 1 or spec.channels not in (1, 3):
-            raise ArtifactError(f"{where}: size {spec.size}, channels {spec.channels}; expected size ≥ 1, channels 1 or 3")
+            raise ArtifactError(f"{where}: size {spec.size}, channels {spec.channels}; expected size ≥ 1, "
+                                "channels 1 or 3")
         if len(spec.mean) != spec.channels or len(spec.std) != spec.channels or 0.0 in spec.std:
             raise ArtifactError(f"{where}: mean {list(spec.mean)} / std {list(spec.std)} need one non-zero value "
                                 f"per channel ({spec.channels})")
@@ -116,8 +117,10 @@ class Artifact:
             if not isinstance(d.get(key, {}), dict):
                 raise ArtifactError(f"{where}: field '{key}' must be an object")
         if d["kind"] == "engine" and not isinstance(d.get("engine_key"), dict):
-            raise ArtifactError(f"{where}: field 'engine_key' is missing (engines are tied to a GPU and TensorRT version)")
-        return cls(d["kind"], str(d["model"]), tuple(classes), InputSpec.from_dict(d["input_spec"], f"{where}: input_spec"),
+            raise ArtifactError(f"{where}: field 'engine_key' is missing (engines are tied to a GPU and TensorRT "
+                                "version)")
+        return cls(d["kind"], str(d["model"]), tuple(classes), InputSpec.from_dict(d["input_spec"],
+                                                                                   f"{where}: input_spec"),
                    d["precision"], d.get("model_kwargs", {}), d.get("sources", {}), d.get("engine_key"),
                    d.get("versions", {}), d.get("details", {}))
 
@@ -206,7 +209,8 @@ def _legacy_checkpoint(path: Path) -> Artifact | None:
         return None
     details = {k: v for k, v in d.items() if k not in ("format", "feredge_version", "model", "classes", "input_spec",
                                                         "model_kwargs")}
-    return Artifact.from_dict({"format": FORMAT, "kind": "checkpoint", "model": d.get("model"), "classes": d.get("classes"),
+    return Artifact.from_dict({"format": FORMAT, "kind": "checkpoint", "model": d.get("model"),
+                               "classes": d.get("classes"),
                                "input_spec": d.get("input_spec"), "precision": "fp32",
                                "model_kwargs": d.get("model_kwargs", {}),
                                "versions": {"feredge": d.get("feredge_version", "")}, "details": details}, str(side))

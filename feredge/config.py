@@ -104,7 +104,8 @@ class TrainConfig:
     warmup_pct: float = 0.15
     label_smoothing: float = 0.1
     soft_labels: bool = False  # train on soft.npy (FER+ vote distributions; prepare with --ferplus)
-    soft_label_share: float = 1.0  # with soft_labels: the soft labels' share of the label target, the rest the hard label
+    # with soft_labels: the soft labels' share of the label target, the rest the hard label
+    soft_label_share: float = 1.0
     mixup: float = 0.0  # Beta(a, a) mixing strength; 0 disables
     cutmix: float = 0.0
     hflip: bool = True

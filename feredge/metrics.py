@@ -40,7 +40,8 @@ def validation_figures(logits: np.ndarray, labels: np.ndarray, soft: np.ndarray 
     figures = metrics(logits, labels, classes)
     if soft is not None:
         majority = metrics(logits, np.asarray(soft).argmax(1), classes)
-        figures.update(ferplus_accuracy=majority["accuracy"], ferplus_mean_class_accuracy=majority["mean_class_accuracy"])
+        figures.update(ferplus_accuracy=majority["accuracy"],
+                       ferplus_mean_class_accuracy=majority["mean_class_accuracy"])
     return figures
 
 

@@ -93,7 +93,8 @@ def test_cpu_bench_through_the_runtime_with_replayed_telemetry(small_onnx, prepa
 
 def test_checkpoint_is_exported_once_then_reused(small_onnx, tmp_path):
     ckpt = small_onnx / "run" / "best.safetensors"
-    first = _bench(["--model", str(ckpt), "--precision", "fp32 fp16", "--batch", "1", "--faces", "1", "--device", "cpu"],
+    first = _bench(["--model", str(ckpt), "--precision", "fp32 fp16", "--batch", "1", "--faces", "1", "--device",
+                    "cpu"],
                    tmp_path)
     assert [r["precision"] for r in first["rows"] if r["measure"] == "model"] == ["fp32", "fp16"]
     stamp = (tmp_path / "exports" / "best.onnx").stat().st_mtime_ns
@@ -117,7 +118,8 @@ def test_compare_pairs_fp16_with_int8_rows():
 def test_multi_value_options_unquoted_quoted_or_comma_separated(args):
     from feredge.commands.cli import bench_cmd
 
-    ctx = bench_cmd.make_context("bench", [*args, "--faces", "2", "4", "--precision", "fp32", "fp16", "--device", "cpu"])
+    ctx = bench_cmd.make_context("bench", [*args, "--faces", "2", "4", "--precision", "fp32", "fp16", "--device",
+                                           "cpu"])
     assert ctx.params["batches"] == (1, 8, 32) and ctx.params["faces"] == (2, 4)
     assert ctx.params["precisions"] == ("fp32", "fp16") and ctx.params["device"] == "cpu"
 

@@ -183,7 +183,8 @@ def test_a_folder_names_what_it_could_not_read_and_each_line_its_picture(tmp_pat
     assert f"unreadable pictures (1): {folder / 'b.jpg'}: damaged or truncated image" in result.output
     assert "skipped, not pictures (1): notes.txt" in result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(line["frame"], line["image"]) for line in lines] == [(0, str(folder / "a.jpg")), (2, str(folder / "c.gif"))]
+    assert [(line["frame"], line["image"]) for line in lines] == [(0, str(folder / "a.jpg")),
+                                                                  (2, str(folder / "c.gif"))]
     assert all(len(line["faces"]) == 3 for line in lines)
 
     (folder / "a.jpg").unlink()
@@ -206,6 +207,7 @@ def test_a_jpeg_damaged_inside_is_refused_though_it_ends_complete(tmp_path):
         data[rng.randrange(2000, len(data) - 100)] = rng.randrange(256)
     damaged = tmp_path / "damaged.jpg"
     damaged.write_bytes(bytes(data))
-    assert data.endswith(b"\xff\xd9") and cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
+    assert data.endswith(b"\xff\xd9") and cv2.imdecode(np.frombuffer(bytes(data), np.uint8),
+                                                       cv2.IMREAD_COLOR) is not None
     with pytest.raises(FeredgeError, match="damaged.jpg: damaged or truncated image"):
         read_image(damaged)

@@ -17,7 +17,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_each_stage_gets_a_row_with_its_best_epoch_and_the_curve_a_png(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    rows = [{"epoch": e, "val_accuracy": a, "val_mean_class_accuracy": 0.5} for e, a in [(1, 0.6), (2, 0.65), (3, 0.64)]]
+    rows = [{"epoch": e, "val_accuracy": a, "val_mean_class_accuracy": 0.5} for e, a in [(1, 0.6), (2, 0.65),
+                                                                                         (3, 0.64)]]
     (logs / "stage-a.json").write_text(json.dumps(rows))
     (logs / "stage-b.json").write_text(json.dumps(rows[:1]))
     (logs / "scratch.json").write_text(json.dumps([{**rows[0], "val_accuracy": 0.25}, *rows[1:]]))

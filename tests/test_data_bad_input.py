@@ -25,7 +25,8 @@ def test_ferplus_votes_inside_the_source_folder_are_not_ignored(fer_tree, tmp_pa
     rows = ["path,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"]
     rows += [f"{p.relative_to(src).as_posix()},1,9,0,0,0,0,0,0,0,0" for p in sorted(src.rglob("*.png"))]
     (src / "ferplus_votes.csv").write_text("\n".join(rows) + "\n")
-    result = CliRunner().invoke(cli, ["data", "prepare", "fer2013", str(src), "--ferplus", str(src / "ferplus_votes.csv"),
+    result = CliRunner().invoke(cli, ["data", "prepare", "fer2013", str(src), "--ferplus",
+                                      str(src / "ferplus_votes.csv"),
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert "ignored" not in result.output and "ferplus matched" in result.output

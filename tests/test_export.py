@@ -139,5 +139,6 @@ def test_cli_export_static_batch(checkpoint, tmp_path):
     assert r.exit_code == 0, r.output
     dim = onnx.load(str(tmp_path / "best.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_value == 4
-    bad = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path), "--batch", "4", "--dynamic"])
+    bad = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path), "--batch", "4",
+                                   "--dynamic"])
     assert bad.exit_code != 0 and "choose one" in bad.output

@@ -101,7 +101,8 @@ def test_frame_model_matches_predict(server, tmp_path):
     data = np.frombuffer(GROUP.read_bytes(), np.uint8)
     inp = th.InferInput("image", data.shape, "UINT8")
     inp.set_data_from_numpy(data)
-    faces = json.loads(th.InferenceServerClient(server.url).infer("fer_frame", [inp]).as_numpy("faces").tobytes())["faces"]
+    faces = json.loads(th.InferenceServerClient(server.url).infer("fer_frame",
+                                                                  [inp]).as_numpy("faces").tobytes())["faces"]
     local = predict_images([GROUP], shipped("feredge-s"), out=tmp_path)["results"][0]["faces"]
     assert [f["label"] for f in faces] == [f["label"] for f in local]
     bad = th.InferInput("image", [4], "UINT8")

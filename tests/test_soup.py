@@ -132,7 +132,8 @@ def test_soup_through_the_command_line_then_eval(runs, prepared_fer, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["val_accuracy"] > 0
     assert read_meta(out).details["soup"]["bn_recalibrated"] is True
-    result = CliRunner().invoke(cli, ["eval", "--model", str(out), "--data", str(prepared_fer), "--out", str(tmp_path / "ev")])
+    result = CliRunner().invoke(cli, ["eval", "--model", str(out), "--data", str(prepared_fer), "--out",
+                                      str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
 
 

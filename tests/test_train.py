@@ -255,7 +255,8 @@ def test_cli_train_eval_and_ensemble(prepared_fer, tmp_path):
                                 "--seed", "1" if name == "a" else "2"])
         assert r.exit_code == 0, r.output
     for tta in ("none", "hflip", "ten-crop"):
-        r = runner.invoke(cli, ["eval", "--model", str(tmp_path / "a" / "best.safetensors"), "--data", str(prepared_fer),
+        r = runner.invoke(cli, ["eval", "--model", str(tmp_path / "a" / "best.safetensors"), "--data",
+                                str(prepared_fer),
                                 "--tta", tta, "--out", str(tmp_path / f"e_{tta}"), "--device", "cpu"])
         assert r.exit_code == 0, r.output
         rep = json.loads((tmp_path / f"e_{tta}" / "report.json").read_text())
@@ -292,7 +293,8 @@ def test_distillation_from_a_teacher_with_another_input_spec(prepared_fer, tmp_p
     """A multitask-cnn teacher (3×50×50, 0-255) distils into feredge-s (1×48×48) on the same batches."""
     teacher_cfg = small_cfg(prepared_fer, tmp_path / "teacher", model="multitask-cnn", model_kwargs={}, epochs=1)
     train(teacher_cfg)
-    cfg = small_cfg(prepared_fer, tmp_path / "student", epochs=2, teacher=str(tmp_path / "teacher" / "best.safetensors"),
+    cfg = small_cfg(prepared_fer, tmp_path / "student", epochs=2,
+                    teacher=str(tmp_path / "teacher" / "best.safetensors"),
                     distill_weight=0.7)
     trainer = Trainer(cfg)
     teacher = trainer.teachers[0]

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
 from feredge import config
 from feredge._version import __version__
@@ -17,17 +16,15 @@ from feredge.commands.bench.run import DEFAULT_OUT as BENCH_OUT
 from feredge.commands.bench.run import DEVICES as BENCH_DEVICES
 from feredge.commands.bench.run import BenchOptions
 from feredge.commands.camera.app import CameraOptions
+from feredge.commands.cli_train import data, models_cmd, soup_cmd, train_cmd
 from feredge.commands.evaluate import DEFAULT_OUT as EVAL_OUT
 from feredge.commands.explain import DEFAULT_OUT as EXPLAIN_OUT
 from feredge.commands.export import ExportOptions
 from feredge.commands.predict import DEFAULT_OUT as PREDICT_OUT
 from feredge.commands.serve.triton import DEFAULT_WORKDIR, HOST, LOAD_TIMEOUT_S, Ports
-from feredge.config import DEVICE, TrainConfig
-from feredge.data import DATASETS
 from feredge.errors import FeredgeError
 from feredge.export.triton import Batching
 from feredge.runtime.base import BACKENDS
-from feredge.train.recipes import RECIPES
 
 PATH = opt.PATH
 
@@ -36,154 +33,6 @@ PATH = opt.PATH
 @click.version_option(__version__, prog_name="feredge")
 def cli() -> None:
     """feredge: facial-expression recognition from PyTorch training to TensorRT on NVIDIA GPUs."""
-
-
-@cli.group(cls=opt.Group)
-def data() -> None:
-    """Prepare datasets and inspect them (feredge's fast on-disk format)."""
-
-
-@data.command("prepare")
-@click.argument("kind", type=click.Choice(DATASETS))
-@click.argument("source", type=PATH)
-@click.option("--out", required=True, type=PATH, help="output folder")
-@click.option("--skip-bad", is_flag=True, help="skip bad records and report how many, instead of stopping")
-@click.option("--overwrite", is_flag=True, help="replace an existing prepared dataset in --out")
-@click.option("--size", type=int, default=None, help="resize images to SIZE×SIZE (default: dataset's own)")
-@click.option("--seed", type=int, default=0, help="seed of subject-wise splits (CK+, JAFFE)")
-@click.option("--ferplus", type=PATH, default=None, help="FER+ vote CSV: adds soft labels")
-@click.option("--ferplus-majority", is_flag=True, help="replace FER2013 labels by the FER+ majority vote")
-@click.option("--contempt", type=click.Choice(["drop", "class", "error"]), default="drop",
-              help="CK+ contempt: drop (counted), keep as an 8th class, or stop")
-def data_prepare(kind: str, source: Path, out: Path, skip_bad: bool, **options) -> None:
-    """Convert SOURCE (a FER2013 CSV or folder tree, RAF-DB basic, CK+, JAFFE) into --out."""
-    from feredge.data import prepare
-
-    ds, problems = prepare(kind, source, out, skip_bad=skip_bad, **options)
-    click.echo(f"prepared {kind} into {out}: " + ", ".join(f"{n} {len(s)}" for n, s in ds.splits.items()))
-    for key in ("ferplus_matched", "ferplus_unmatched", "contempt_dropped"):
-        if key in ds.meta:
-            click.echo(f"{key.replace('_', ' ')}: {ds.meta[key]}")
-    if skip_bad:
-        click.echo(problems.summary())
-    if problems.ignored:
-        click.echo(problems.ignored_summary() + f" (all listed in {out / 'meta.json'})")
-
-
-@data.command("face-boxes")
-@click.argument("root", type=PATH)
-@click.option("--split", default="train", help="split whose faces to detect")
-@click.option("--seed", type=int, default=0, help="seed of the paste positions and sizes")
-@click.option("--overwrite", is_flag=True, help="replace the split's existing face_boxes.npy")
-def data_face_boxes(root: Path, split: str, seed: int, overwrite: bool) -> None:
-    """Run the face detector on each face of a prepared split (pasted into a frame) and store its box, so
-    training can cut detector crops (`--set detector_crops=P`)."""
-    from feredge.data.face_boxes import FILE, add_face_boxes
-    from feredge.data.store import load_split
-    from feredge.outputs import output_file
-
-    load_split(root, split)  # a missing dataset or split is reported before any work
-    output_file(Path(root) / split / FILE, overwrite, "ROOT")
-    path, found = add_face_boxes(root, split, seed)
-    click.echo(f"wrote {path}: the detector found {found:.1%} of the faces")
-
-
-@data.command("info")
-@click.argument("root", type=PATH)
-@opt.as_json
-def data_info(root: Path, as_json: bool) -> None:
-    """Print class counts per split of a prepared dataset."""
-    from feredge.data.store import read_meta
-
-    meta = read_meta(root)
-    if as_json:
-        click.echo(json.dumps({k: meta[k] for k in ("dataset", "classes", "image_shape", "splits")}, indent=2))
-        return
-    splits = meta["splits"]
-    rows = [[c, *(s["class_counts"][i] for s in splits.values())] for i, c in enumerate(meta["classes"])]
-    rows.append(["total", *(s["count"] for s in splits.values())])
-    opt.table(f"{meta['dataset']} ({root}), images {'×'.join(map(str, meta['image_shape']))}", ["class", *splits], rows)
-
-
-@cli.command("models")
-@opt.as_json
-def models_cmd(as_json: bool) -> None:
-    """List registered models. Input spec, parameters and GFLOPs (multiply-accumulates) of each; without torch,
-    the shipped (trained) models only, from their descriptions."""
-    from feredge._optional import available
-    from feredge.weights import shipped_rows
-
-    rows = shipped_rows()
-    if available("torch"):
-        from feredge.models.profile import registry_rows
-
-        rows = registry_rows({r["name"] for r in rows})
-    else:
-        click.echo("torch is not installed: the shipped models only (pip install 'feredge[train]': all)", err=True)
-    if as_json:
-        return click.echo(json.dumps(rows, indent=2))
-    opt.table("feredge models (GFLOPs = multiply-accumulates per image)", ["name", "input", "params", "GFLOPs", "heads"],
-              [[r["name"], r["input"], f"{r['params']:,}", f"{r['gflops']:.3f}", "+".join(r["heads"])] for r in rows])
-
-
-@cli.command("train")
-@click.option("--config", "config_file", type=PATH, help="TOML file with TrainConfig fields")
-@click.option("--recipe", help=f"a named preset: {', '.join(RECIPES)}")
-@click.option("--model", help=f"registered model name (see `feredge models`; default: {TrainConfig.model})")
-@click.option("--data", type=PATH, help="prepared dataset folder (from `feredge data prepare`)")
-@click.option("--out", type=PATH, help=f"run folder for logs and checkpoints (default: {TrainConfig.out})")
-@click.option("--epochs", type=int, help=f"passes over the training split (default: {TrainConfig.epochs})")
-@click.option("--batch-size", type=int, help=f"images per optimiser step (default: {TrainConfig.batch_size})")
-@click.option("--lr", type=float, help=f"peak learning rate (default: {TrainConfig.lr})")
-@click.option("--seed", type=int, help=f"seed of the validation carve, init and augmentation (default: {TrainConfig.seed})")
-@click.option("--device", default=DEVICE, metavar="[auto|cpu|cuda|cuda:N]",
-              help="where to train (auto: cuda when available, else cpu)")
-@click.option("--set", "sets", multiple=True, help="any TrainConfig field, e.g. --set mixup=0.2 (repeatable)")
-@click.option("--resume", is_flag=True, help="continue the run in --out exactly where it stopped (its saved settings "
-              "are the starting point: --out alone is enough)")
-@click.option("--stop-after", type=int, help="run at most N more epochs (split long runs into pieces)")
-@click.option("--overwrite", is_flag=True, help="replace the run already in --out (its weights, state and log)")
-@click.pass_context
-def train_cmd(ctx: click.Context, config_file, recipe, sets, resume, stop_after, overwrite, **options) -> None:
-    """Train a registered model on a prepared dataset.
-
-    Settings are read in this order, each source overriding the ones before it: the run's saved
-    settings (with --resume), then --recipe, then --config, then --set, then the options given here."""
-    from feredge.train.settings import train_config
-    from feredge.train.trainer import train
-
-    given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
-    cfg = train_config(given, recipe, config_file, sets, resume)
-    try:
-        click.echo(json.dumps(train(cfg, resume=resume, stop_after=stop_after, overwrite=overwrite)))
-    except KeyboardInterrupt:
-        if (Path(cfg.out) / "last_state.pt").is_file():
-            click.echo(f"interrupted: {cfg.out} keeps its last finished epoch; `feredge train --out {cfg.out} "
-                       "--resume` continues it", err=True)
-        raise SystemExit(130) from None
-
-
-@cli.command("soup")
-@click.argument("checkpoints", nargs=-1, required=True, type=PATH)
-@click.option("--out", required=True, type=PATH, help="the soup's .safetensors file")
-@click.option("--uniform", is_flag=True, help="average all (default: greedy, best first, each kept if validation holds)")
-@click.option("--recalibrate-bn", is_flag=True, help="re-estimate BatchNorm statistics on the clean training images")
-@click.option("--data", type=PATH, help="prepared dataset (default: the checkpoints' own)")
-@click.option("--holdout", type=float, default=0.0, show_default=True, help="fraction of the validation carve the "
-              "greedy pass does not see, on which the soup and each ingredient are also scored (report_accuracy)")
-@click.option("--overwrite", is_flag=True, help="replace an existing --out")
-def soup_cmd(checkpoints, out: Path, uniform: bool, recalibrate_bn: bool, data: Path | None, holdout: float,
-             overwrite: bool) -> None:
-    """Average fine-tunes of one checkpoint into one model of the same size (a weight soup), scored on their
-    validation carve. A soup among them counts as the fine-tunes it kept, so new fine-tunes continue it."""
-    from feredge.outputs import output_file
-    from feredge.train.soup import make_soup
-
-    if out.suffix != ".safetensors":
-        raise FeredgeError(f"{out}: --out must name a .safetensors file")
-    result = make_soup(list(checkpoints), output_file(out, overwrite), greedy=not uniform, bn=recalibrate_bn,
-                       data=data, holdout=holdout, progress=lambda line: click.echo(line, err=True))
-    click.echo(json.dumps(result))
 
 
 @cli.command("eval")
@@ -202,7 +51,8 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
     report, json_path, png = run(list(models), data, split, tta, ensemble, out, overwrite, device)
     opt.table(*table(report))
     click.echo(f"report: {json_path}  " + (f"confusion matrix: {png}" if png else
-                                           "(no confusion.png: matplotlib is not installed, pip install 'feredge[train]')"))
+                                           "(no confusion.png: matplotlib is not installed, "
+                                           "pip install 'feredge[train]')"))
 
 
 @cli.command("export")
@@ -223,7 +73,8 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @opt.max_batch(ExportOptions.max_batch)
 @click.option("--engine", is_flag=True, help="a TensorRT engine per precision (TensorRT for RTX: no GPU needed)")
 @click.option("--implicit-int8", is_flag=True,
-              help="with --int8 --engine: build from the fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)")
+              help="with --int8 --engine: build from the fp32 ONNX + calibration cache "
+              "(TensorRT 8.5/8.6 implicit INT8)")
 @click.option("--max-drop", type=float, default=ExportOptions.max_drop, help="the most top-1 points INT8 may lose")
 @click.option("--dla-core", type=int, help="build for this Jetson DLA core (GPU fallback on)")
 @click.option("--gpu-arch", help="TensorRT for RTX: GPUs to build for, e.g. sm86,sm89 (default: all it can)")
@@ -284,7 +135,8 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
 @opt.model("a .onnx / .engine file, or a .safetensors checkpoint (exported first)", multiple=True,
            default="every shipped model")
 @click.option("--backend", type=click.Choice(BACKENDS), help="default: from each file's type")
-@opt.values("--precision", "precisions", BenchOptions.precisions, "for a checkpoint: the precisions to export and bench")
+@opt.values("--precision", "precisions", BenchOptions.precisions,
+            "for a checkpoint: the precisions to export and bench")
 @opt.values("--batch", "batches", BenchOptions.batches, "model-alone batch sizes", int)
 @opt.values("--faces", "faces", BenchOptions.faces, "faces per frame for the end-to-end runs", int)
 @opt.device(BENCH_DEVICES)
@@ -317,7 +169,8 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 
 @cli.command("run-camera")
 @click.option("--source", default=CameraOptions.source,
-              help="camera index, /dev/videoN, a video file, rtsp://… / http://…, a GStreamer pipeline, or an image folder")
+              help="camera index, /dev/videoN, a video file, rtsp://… / http://…, a GStreamer pipeline, "
+              "or an image folder")
 @opt.model()
 @click.option("--backend", type=click.Choice(BACKENDS), help="default: from the file type")
 @opt.device()
@@ -338,7 +191,8 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 @click.option("--smooth", type=float, default=CameraOptions.smooth,
               help="weight of the newest frame in each track's probabilities (1 = no smoothing)")
 @click.option("--align/--no-align", default=CameraOptions.align, help="rotate each face so the eyes are level")
-@click.option("--max-frames", type=int, default=CameraOptions.max_frames, help="stop after N frames (0: when the source ends)")
+@click.option("--max-frames", type=int, default=CameraOptions.max_frames,
+              help="stop after N frames (0: when the source ends)")
 @click.option("--sequence", is_flag=True,
               help="an image --source folder is one scene's frames in name order (tracked), not separate photos")
 @click.option("--server", help="host:port of `feredge serve` (HTTP): send the batched face crops there for inference")
@@ -364,7 +218,8 @@ def explain_cmd(images, model, data, split, per_class, out, overwrite) -> None:
 
     if per_class < 1:
         raise FeredgeError(f"--per-class {per_class}: expected a positive integer")
-    written = explain(list(images), model, data, split, per_class, out, overwrite, log=lambda m: click.echo(m, err=True))
+    written = explain(list(images), model, data, split, per_class, out, overwrite,
+                      log=lambda m: click.echo(m, err=True))
     for path in written:
         click.echo(path)
 
@@ -394,6 +249,10 @@ def serve_cmd(model, host, http_port, grpc_port, metrics_port, max_batch, max_qu
 
     serve(resolve(model), Batching(max_batch, max_queue_delay_us, max_queue_size, instances),
           Ports(http_port, grpc_port, metrics_port), host, workdir, overwrite, load_timeout, echo=click.echo)
+
+
+for command in (data, models_cmd, train_cmd, soup_cmd):
+    cli.add_command(command)
 
 
 def main() -> None:

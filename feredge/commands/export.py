@@ -302,7 +302,8 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     check_options(opts)
     model, info = load_checkpoint(checkpoint)
     trained = info.details.get("config") or {}  # the gate must judge on the checkpoint's own validation carve
-    opts = replace(opts, seed=trained.get("seed", opts.seed), val_fraction=trained.get("val_fraction", opts.val_fraction))
+    opts = replace(opts, seed=trained.get("seed", opts.seed), val_fraction=trained.get("val_fraction",
+                                                                                       opts.val_fraction))
     spec = info.input_spec
     stem = Path(checkpoint).stem
     wanted = ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8", "calib-cache"] if opts.int8 else [])
@@ -319,7 +320,8 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
         if opts.calib_data is not None:
             images, _ = _validation_images(opts.calib_data, opts.seed, opts.val_fraction, 256)
         else:
-            images = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.size, spec.size, spec.channels), np.uint8)
+            images = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.size, spec.size, spec.channels),
+                                                               np.uint8)
         report["parity"] = parity(model, fp32, images, spec, opts.parity_tol)
         report["parity"]["images"] = "held-out validation" if opts.calib_data is not None else "random (no --calib-data)"
         if opts.fp16:
@@ -357,9 +359,11 @@ def summary(report: dict) -> tuple[list[str], tuple[str, list[str], list[list[st
     table, tail = None, []
     if "accuracy" in report:
         acc = report["accuracy"]
-        table = (f"accuracy on {acc['n']} images ({acc['split']}, ONNX Runtime)", ["format", "top-1", "mean-class", "MB"],
+        table = (f"accuracy on {acc['n']} images ({acc['split']}, ONNX Runtime)", ["format", "top-1", "mean-class",
+                                                                                   "MB"],
                  [[f, f"{acc[f]['accuracy']:.4f}", f"{acc[f]['mean_class_accuracy']:.4f}",
-                   f"{acc[f]['size_bytes'] / 1e6:.2f}"] for f in ("fp32", "fp16", "int8", "int8_ort_cpu_kernels") if f in acc])
+                   f"{acc[f]['size_bytes'] / 1e6:.2f}"] for f in ("fp32", "fp16", "int8",
+                                                                  "int8_ort_cpu_kernels") if f in acc])
         if "int8" in acc:
             tail.append("int8: exact Q/DQ arithmetic (what TensorRT computes); int8_ort_cpu_kernels: ONNX Runtime's "
                         "fused int8 CPU kernels on this machine")

@@ -234,7 +234,8 @@ def prepare(source: Path, problems: Problems, ferplus: Path | None = None, ferpl
             _resize(splits, size)
     else:
         splits, keys = read_folders(source, problems, size, inputs=(ferplus,) if ferplus is not None else ())
-    meta: dict = {"source": str(source), "split_origin": {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}}
+    meta: dict = {"source": str(source), "split_origin": {"train": "Training", "val": "PublicTest",
+                                                          "test": "PrivateTest"}}
     if ferplus is not None:
         meta.update(attach_ferplus(splits, keys, read_ferplus_votes(ferplus), ferplus_majority))
         meta["labels"] = "ferplus-majority" if ferplus_majority else "fer2013 (FER+ soft labels in soft.npy)"

@@ -28,7 +28,8 @@ class Problems:
         if not self.ignored:
             return ""
         more = f" (+{len(self.ignored) - 3} more)" if len(self.ignored) > 3 else ""
-        return f"ignored {len(self.ignored)} files/folders that are not images of the layout: {'; '.join(self.ignored[:3])}{more}"
+        return (f"ignored {len(self.ignored)} files/folders that are not images of the layout: "
+                f"{'; '.join(self.ignored[:3])}{more}")
 
     def summary(self) -> str:
         if not self.items:

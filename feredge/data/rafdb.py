@@ -76,5 +76,6 @@ def prepare(source: Path, problems: Problems, size: int = 100, channels: int = 3
         attr_rows.append(attrs)
     if not rows:
         raise DataError(f"{label_path}: no usable entries")
-    splits = {n: Split(np.stack(i), np.array(lab, dtype=np.int64), attrs=np.stack(a)) for n, (i, lab, a) in rows.items()}
+    splits = {n: Split(np.stack(i), np.array(lab, dtype=np.int64), attrs=np.stack(a)) for n, (i, lab,
+                                                                                              a) in rows.items()}
     return Dataset("rafdb", CLASSES, splits, {"source": str(source), "attributes": ["age", "race", "gender"]})

@@ -67,7 +67,8 @@ def prepare_ckplus(source: Path, problems: Problems, size: int = 48, seed: int =
             raise DataError(f"{class_dir}: no images")
         items += [(f, label, f.name.split("_")[0]) for f in files]
     classes = CLASSES + (CONTEMPT,) if contempt == "class" else CLASSES
-    return _build("ckplus", items, classes, size, seed, problems, {"source": str(source), "contempt": contempt, **counts})
+    return _build("ckplus", items, classes, size, seed, problems, {"source": str(source), "contempt": contempt,
+                                                                   **counts})
 
 
 #: JAFFE file names look like KA.AN1.39.tiff: subject, emotion code + index, image id.

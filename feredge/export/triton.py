@@ -25,7 +25,8 @@ class Batching:
     instances: int = 1
 
     def check(self) -> None:
-        for name, value, low in (("--max-batch", self.max_batch, 1), ("--max-queue-delay-us", self.max_queue_delay_us, 0),
+        for name, value, low in (("--max-batch", self.max_batch, 1), ("--max-queue-delay-us", self.max_queue_delay_us,
+                                                                      0),
                                  ("--max-queue-size", self.max_queue_size, 1), ("--instances", self.instances, 1)):
             if value < low:
                 raise FeredgeError(f"{name} {value}: expected an integer ≥ {low}")
@@ -93,14 +94,16 @@ def write_export_repository(root: Path, model: Path, b: Batching, overwrite: boo
     if (root / "fer").exists() and not overwrite:
         raise FeredgeError(f"{root / 'fer'}: exists; pass --overwrite or choose another --out")
     engine = Path(model).suffix in (".engine", ".plan")
-    backend, filename, kind = ("tensorrt_plan", "model.plan", "KIND_GPU") if engine else ("onnxruntime", "model.onnx", "KIND_CPU")
+    backend, filename, kind = ("tensorrt_plan", "model.plan", "KIND_GPU") if engine else ("onnxruntime", "model.onnx",
+                                                                                          "KIND_CPU")
     (root / "fer" / "1").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model, root / "fer" / "1" / filename)
     artifact.atomic_write_text(root / "fer" / "labels.txt", "\n".join(info.classes) + "\n")
     config = fer_config("fer", info, backend, b, "logits", {}, kind)
     files = {"config": artifact.atomic_write_text(root / "fer" / "config.pbtxt", config),
              "model": root / "fer" / "1" / filename,
-             "deepstream": artifact.atomic_write_text(root / "deepstream_sgie_fer.txt", deepstream_config(info, model, engine)),
+             "deepstream": artifact.atomic_write_text(root / "deepstream_sgie_fer.txt", deepstream_config(info, model,
+                                                                                                          engine)),
              "labels": root / "fer" / "labels.txt"}
     return files
 

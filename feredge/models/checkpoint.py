@@ -39,7 +39,8 @@ def read_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad or unsafe file
-        raise CheckpointError(f"{path}: cannot be read as a weights-only state dict ({exc.__class__.__name__})") from None
+        raise CheckpointError(f"{path}: cannot be read as a weights-only state dict "
+                              f"({exc.__class__.__name__})") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 

@@ -44,7 +44,8 @@ class OrtRunner(Runner):
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own types (InvalidProtobuf, InvalidGraph, Fail, …)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise FeredgeError(f"{self.path}: ONNX Runtime cannot load this file as an ONNX model ({first[:200]})") from None
+            raise FeredgeError(f"{self.path}: ONNX Runtime cannot load this file as an ONNX model "
+                               f"({first[:200]})") from None
         self.providers = self.session.get_providers()
         self._input, self._output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.info = from_onnx_properties(self.session.get_modelmeta().custom_metadata_map, str(self.path))

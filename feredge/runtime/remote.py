@@ -52,7 +52,8 @@ class RemoteRunner(Runner):
         width = int(meta["outputs"][0]["shape"][-1])
         if dims != [s.channels, s.size, s.size] or width != len(info.classes):
             raise FeredgeError(f"server {url}: serves input {dims} → {width} classes, but the local model expects "
-                               f"{[s.channels, s.size, s.size]} → {len(info.classes)}; use the served model locally too")
+                               f"{[s.channels, s.size, s.size]} → {len(info.classes)}; use the served model "
+                               "locally too")
         self.max_batch = int(config.get("max_batch_size") or self.max_batch)
 
     def input_spec(self) -> TensorSpec:

@@ -30,7 +30,8 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps: int):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps, eta_min=cfg.lr * 1e-3)
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", cfg.plateau_factor, cfg.plateau_patience, min_lr=1e-6)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", cfg.plateau_factor, cfg.plateau_patience,
+                                                          min_lr=1e-6)
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.step_gamma)
     raise FeredgeError(f"field 'scheduler' is {cfg.scheduler!r}, expected onecycle, cosine, plateau or step")

@@ -42,7 +42,8 @@ def class_prior(labels: np.ndarray, n: int) -> np.ndarray:
 
 def classifier(model: torch.nn.Module, n: int) -> torch.nn.Linear:
     """The network's last linear layer with ``n`` outputs and a bias: the one whose bias is the logits' offset."""
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == n and m.bias is not None]
+    layers = [m for m in model.modules()
+              if isinstance(m, torch.nn.Linear) and m.out_features == n and m.bias is not None]
     if not layers:
         raise FeredgeError(f"{type(model).__name__}: no linear classifier with {n} outputs and a bias to correct")
     return layers[-1]

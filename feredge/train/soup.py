@@ -128,7 +128,8 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
     model = create_model(cfg.model, num_classes=len(metas[0].classes), **cfg.model_kwargs)
     train_images, val_images, val_labels = np.asarray(train.images), np.asarray(val.images), np.asarray(val.labels)
     classes = list(metas[0].classes)
-    choice, report = stratified_holdout(val_labels, holdout, cfg.seed) if holdout else (np.arange(len(val_labels)), None)
+    choice, report = stratified_holdout(val_labels, holdout, cfg.seed) if holdout else (np.arange(len(val_labels)),
+                                                                                        None)
     if not len(choice) or (report is not None and not len(report)):
         raise FeredgeError(f"holdout {holdout}: leaves {len(choice)} of the carve's {len(val_labels)} images to choose "
                            f"and {len(val_labels) - len(choice)} to report on; both parts need images")
@@ -160,7 +161,8 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
     scored = [score(s)[0] for s in states]
     alone = [parts["choice"]["accuracy"] for parts in scored]
     for p, parts, n in zip(paths, scored, weights):
-        progress(f"ingredient {p}: validation {shown(parts)}" + (f" (a soup: counts as its {n} fine-tunes)" if n > 1 else ""))
+        note = f" (a soup: counts as its {n} fine-tunes)" if n > 1 else ""
+        progress(f"ingredient {p}: validation {shown(parts)}{note}")
     order = sorted(range(len(paths)), key=lambda i: -alone[i])
     kept = [order[0]] if greedy else order
     best, soup = score(mix(kept))
@@ -172,7 +174,8 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
             if accepted:
                 kept, best, soup = kept + [i], trial, measured
     model.load_state_dict(soup)  # the weights ``best`` was measured on: no second average or BN pass
-    ingredients = [{"checkpoint": str(p), "sha256": file_sha256(Path(p)), "val_accuracy": scored[i]["carve"]["accuracy"],
+    ingredients = [{"checkpoint": str(p), "sha256": file_sha256(Path(p)),
+                    "val_accuracy": scored[i]["carve"]["accuracy"],
                     **({"report_accuracy": scored[i]["report"]["accuracy"]} if holdout else {}),
                     "kept": i in kept, "weight": weights[i]} for i, p in enumerate(paths)]
     carve = best["carve"]
@@ -186,7 +189,8 @@ def make_soup(paths: list[Path], out: Path, greedy: bool = True, bn: bool = Fals
               "best_ingredient_val_accuracy": max(parts["carve"]["accuracy"] for parts in scored),
               "kept": [str(paths[i]) for i in kept]}
     if holdout:
-        result.update(holdout=holdout, choice_accuracy=best["choice"]["accuracy"], best_ingredient_choice_accuracy=max(alone),
+        result.update(holdout=holdout, choice_accuracy=best["choice"]["accuracy"],
+                      best_ingredient_choice_accuracy=max(alone),
                       report_accuracy=best["report"]["accuracy"],
                       best_ingredient_report_accuracy=max(parts["report"]["accuracy"] for parts in scored))
     return result

@@ -279,7 +279,8 @@ class Trainer:
         for step in bar:
             idx = order[step * self.per_rank_batch:(step + 1) * self.per_rank_batch]
             x, target, soft = self._batch(idx, gen)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
                 loss, logits = self._loss(x, target, soft, idx)
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -178,8 +178,9 @@ class FrameSource:
                         continue
                     missing = max(0, total - index) if total > 0 else 0
                     self.stats.corrupt += missing  # a truncated file ends before the frames its header announced
-                    self.stats.ended = "end of file" + (f" (read {self.stats.read} of the {total} frames its header "
-                                                        "announces: damaged or truncated)" if self.stats.corrupt else "")
+                    short = (f" (read {self.stats.read} of the {total} frames its header announces: damaged or "
+                             "truncated)") if self.stats.corrupt else ""
+                    self.stats.ended = "end of file" + short
                     return
                 if not self._reconnect():
                     self.stats.ended = f"{self.kind} disconnected"

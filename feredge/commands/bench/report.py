@@ -92,7 +92,8 @@ def write(report: dict, out: Path) -> dict[str, Path]:
         labels = [f"{Path(r['artifact']).name} b{r['batch']}" for r in model_rows]
         points = [(r["mean_ms"] / r["batch"], 100 * r["accuracy"]) for r in model_rows]
         files["png"] = latency_vs_accuracy(points, labels, pareto(points), out / "latency_vs_accuracy.png",
-                                           f"feredge bench on {report['environment'].get('gpu') or report['environment']['cpu']}")
+                                           "feredge bench on "
+                                           f"{report['environment'].get('gpu') or report['environment']['cpu']}")
     return files
 
 
@@ -148,7 +149,8 @@ def compare(a: dict, b: dict) -> tuple[list[str], list[list[str]]]:
         rb = index_b.get(key(ra))
         if rb is None:
             continue
-        rows.append([ra["model"], f"{ra['precision']}/{rb['precision']}", ra["measure"], str(ra["batch"]), f"{ra['p50_ms']:.3f}",
+        rows.append([ra["model"], f"{ra['precision']}/{rb['precision']}", ra["measure"], str(ra["batch"]),
+                     f"{ra['p50_ms']:.3f}",
                      f"{rb['p50_ms']:.3f}", f"{rb['p50_ms'] / ra['p50_ms']:.2f}x",
                      _cell(ra, "accuracy", "{:.4f}"), _cell(rb, "accuracy", "{:.4f}")])
     if not rows:

@@ -247,8 +247,10 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
                           "model": "model alone: GPU runners with device buffers are timed by CUDA events around "
                                    "the launch (inputs resident); other runners by host wall time of infer()",
                           "e2e": "per frame, from a host frame to labels, pre-processing included, detection excluded",
-                          "accuracy": f"top-1 on {opts.data}:{opts.split} through the same runner" if opts.data else None,
-                          "host_mem_mb": "growth of this process's resident memory while the artifact was loaded and run",
+                          "accuracy": f"top-1 on {opts.data}:{opts.split} through the same runner"
+                          if opts.data else None,
+                          "host_mem_mb": "growth of this process's resident memory while the artifact was loaded "
+                                         "and run",
                           "telemetry": (f"replayed from {opts.replay_tegrastats}" if opts.replay_tegrastats
                                         else "tegrastats sampled every 100 ms during each model-alone window"
                                         if device == "jetson" else None)},

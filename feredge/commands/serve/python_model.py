@@ -25,7 +25,8 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
         self.kind = params["feredge_kind"]
         threads = int(params.get("threads", "1"))
-        self.model = FerModel(params["artifact"], threads) if self.kind == "fer" else FrameModel(params["artifact"], threads)
+        self.model = FerModel(params["artifact"], threads) if self.kind == "fer" else FrameModel(params["artifact"],
+                                                                                                 threads)
 
     def execute(self, requests):
         import triton_python_backend_utils as pb

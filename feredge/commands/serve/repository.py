@@ -68,7 +68,8 @@ def write_python_repository(root: Path, model: Path, b: Batching, threads: int =
     if root.exists():
         shutil.rmtree(root)
     common = {"artifact": str(Path(model).resolve()), "threads": str(threads), "feredge_model": info.model}
-    for name, config in (("fer", fer_config("fer", info, "python", b, "probabilities", {**common, "feredge_kind": "fer"})),
+    for name, config in (("fer", fer_config("fer", info, "python", b, "probabilities", {**common,
+                                                                                        "feredge_kind": "fer"})),
                          ("fer_frame", frame_config("fer_frame", b, {**common, "feredge_kind": "frame"}))):
         (root / name / "1").mkdir(parents=True)
         (root / name / "config.pbtxt").write_text(config)
