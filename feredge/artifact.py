@@ -22,7 +22,8 @@ from feredge.errors import FeredgeError
 
 FORMAT = "feredge-artifact-v1"
 KINDS = ("checkpoint", "onnx", "engine", "calib-cache")
-ARTIFACT_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-calib")
+#: int8-qdq: TensorRT's Q/DQ (signed activations); int8-cpu: ONNX Runtime's CPU form (uint8 activations).
+ARTIFACT_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-calib", "int8-cpu")
 #: Checkpoint sidecars written before this module existed: ``best.json`` beside ``best.safetensors``.
 #: What an engine's key must match on the machine that runs it.
 ENGINE_KEY_FIELDS = ("gpu_name", "compute_capability", "tensorrt")

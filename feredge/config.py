@@ -31,6 +31,9 @@ DEVICES = ("auto", "cpu", "cuda")
 #: The precisions a checkpoint is exported and built at (export, bench --precision, engine plans). An exported
 #: file's own description uses `feredge.artifact.ARTIFACT_PRECISIONS` (int8 there says how: Q/DQ or cache).
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Which of a shipped model's files runs (predict, run-camera, bench, the API): auto = the fastest whose
+#: accuracy gate passed for the device (`feredge.runtime.loader.pick_precision`), or one of PRECISIONS.
+PRECISION = "auto"
 #: Test-time augmentation: none, the mirrored face averaged in, or ten crops (datasets' equal-sized images).
 TTA = "none"
 TTA_MODES = ("none", "hflip", "ten-crop")

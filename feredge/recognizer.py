@@ -21,6 +21,7 @@ from feredge.config import (
     DETECTORS,
     FACE_MARGIN,
     MAX_FACES,
+    PRECISION,
     THREADS,
     TTA,
     check_choice,
@@ -106,7 +107,8 @@ class Recognizer:
     already-cropped faces.
 
     Options: ``backend`` ort / trt / torch (default: from the file type; torch takes a shipped name's
-    checkpoint); ``device`` auto / cpu / cuda; ``detector`` yunet / haar; ``tta`` none / hflip (averages
+    checkpoint); ``device`` auto / cpu / cuda; ``precision`` which of a shipped model's files runs (auto: the
+    fastest whose accuracy gate passed for the device; fp32 / fp16 / int8); ``detector`` yunet / haar; ``tta`` none / hflip (averages
     with the mirrored face); ``margin`` (0–1) widens each box by that share on every side;
     ``detect_max_side`` scales the frame the detector sees; ``max_faces`` keeps the largest faces (0: every
     face); ``align`` levels the eyes (CPU crops only); ``threads`` ONNX Runtime's intra-op threads (0: its
@@ -119,13 +121,14 @@ class Recognizer:
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str | None = None, device: str | None = None,
-                 detector: str = DETECTOR, tta: str = TTA, margin: float = FACE_MARGIN,
+                 precision: str = PRECISION, detector: str = DETECTOR, tta: str = TTA, margin: float = FACE_MARGIN,
                  detect_max_side: int = DETECT_MAX_SIDE, max_faces: int = MAX_FACES, align: bool = False,
                  threads: int = THREADS, server: str | None = None):
         check_choice("detector", detector, DETECTORS)
         check_choice("tta", tta, ("none", "hflip"))
         check_ranges(detect_max_side=detect_max_side, max_faces=max_faces, margin=margin)
-        self.classifier = Classifier(model, backend=backend, device=device, tta=tta, threads=threads, server=server)
+        self.classifier = Classifier(model, backend=backend, device=device, precision=precision, tta=tta,
+                                     threads=threads, server=server)
         self.tta, self.margin, self.align, self.max_faces = tta, margin, align, max_faces
         self.detector_name, self.detect_max_side = detector, detect_max_side
         self._detector = None

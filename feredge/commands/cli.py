@@ -106,8 +106,9 @@ def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **opt
 @opt.out(PREDICT_OUT)
 @opt.tta()
 @opt.device()
+@opt.precision()
 @opt.as_json
-def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) -> None:
+def predict_cmd(images, model, backend, out, overwrite, tta, device, precision, as_json) -> None:
     """Classify the faces' expressions in images. Faces are detected in IMAGES, files or folders of photos
     (default: the bundled group photo); annotated copies and results.json (absolute paths) go to --out."""
     from feredge.commands.predict import expand_folders, output_folder, predict_images
@@ -115,7 +116,7 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, as_json) ->
     images = expand_folders(list(images) or [Path(__file__).resolve().parents[1] / "media" / "group.jpg"],
                             log=lambda m: click.echo(m, err=True))
     folder = output_folder(out, overwrite)
-    document = predict_images(images, model, backend, folder, tta, device)
+    document = predict_images(images, model, backend, folder, tta, device, precision)
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -174,6 +175,7 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 @opt.model()
 @click.option("--backend", type=click.Choice(BACKENDS), help="default: from the file type")
 @opt.device()
+@opt.precision()
 @opt.tta()
 @opt.threads()
 @click.option("--detector", type=click.Choice(config.DETECTORS), default=CameraOptions.detector,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from feredge._optional import missing_extra
-from feredge.config import DEFAULT_MODEL, DEVICE, DEVICES, THREADS, TTA, TTA_MODES
+from feredge.config import DEFAULT_MODEL, DEVICE, DEVICES, PRECISION, PRECISIONS, THREADS, TTA, TTA_MODES
 from feredge.errors import FeredgeError
 
 PATH = click.Path(path_type=Path)
@@ -92,6 +92,13 @@ def tta(choices: tuple[str, ...] = TTA_MODES[:2]):
     return click.option("--tta", type=click.Choice(choices), default=TTA,
                         help="test-time augmentation: none, hflip (the mirrored face averaged in)"
                         + (", ten-crop (corners, centre and their mirrors)" if "ten-crop" in choices else ""))
+
+
+def precision():
+    """--precision where a model runs: which of a shipped model's files (a file keeps its own)."""
+    return click.option("--precision", type=click.Choice(("auto", *PRECISIONS)), default=PRECISION,
+                        help="which of a shipped model's files runs (auto: the fastest whose accuracy gate passed "
+                        "for the device)")
 
 
 def threads():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from feredge._optional import require
 from feredge.artifact import atomic_write_bytes, atomic_write_text
-from feredge.config import TTA
+from feredge.config import PRECISION, TTA
 from feredge.recognizer import Recognizer
 from feredge.vision.images import check_image
 
@@ -63,7 +63,8 @@ def output_names(images: list[Path]) -> list[str]:
 
 
 def predict_images(images: list[Path], model: Path | str | None = None, backend: str | None = None,
-                   out: Path = DEFAULT_OUT, tta: str = TTA, device: str | None = None) -> dict:
+                   out: Path = DEFAULT_OUT, tta: str = TTA, device: str | None = None,
+                   precision: str = PRECISION) -> dict:
     """Detect faces in each image, classify their expression, write annotated copies and results.json;
     returns that document (model, backend and one result per image), which `predict --json` prints. Its
     paths (model, image, annotated) are all absolute, so the file means the same read from anywhere."""
@@ -74,7 +75,7 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
     out = Path(out)
     earlier = _earlier_outputs(out)
     results = []
-    with Recognizer(model, backend=backend, device=device, tta=tta) as rec:
+    with Recognizer(model, backend=backend, device=device, precision=precision, tta=tta) as rec:
         for path, image, name in zip(images, checked, output_names(images)):
             frame = image.read()
             t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge.artifact import Artifact, InputSpec
-from feredge.config import COLORS, TTA_MODES, check_choice
+from feredge.config import COLORS, PRECISION, THREADS, TTA, TTA_MODES, check_choice
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 from feredge.runtime.base import Runner
@@ -68,7 +68,8 @@ class Classifier:
 
     ``model``: a shipped model's name, a .onnx / .engine / .safetensors file, or None (the default model);
     ``backend`` ort / trt / torch (default: the file type; torch takes a shipped name's checkpoint);
-    ``device`` auto / cpu / cuda / cuda:N; ``tta`` none / hflip / ten-crop; ``threads`` ONNX Runtime's
+    ``device`` auto / cpu / cuda / cuda:N; ``precision`` which of a shipped model's files (auto / fp32 / fp16 /
+    int8: auto takes the fastest whose accuracy gate passed for the device); ``tta`` none / hflip / ten-crop; ``threads`` ONNX Runtime's
     intra-op threads (0: its own choice); ``server`` host:port of `feredge serve`, which then runs the model;
     ``exact_qdq`` as in `feredge.runtime.ort` (the export's gate judges Q/DQ as TensorRT computes it).
 
@@ -76,13 +77,14 @@ class Classifier:
     """
 
     def __init__(self, model: str | Path | None = None, *, backend: str | None = None, device: str | None = None,
-                 tta: str = "none", threads: int = 0, server: str | None = None, exact_qdq: bool | None = None):
+                 precision: str = PRECISION, tta: str = TTA, threads: int = THREADS, server: str | None = None,
+                 exact_qdq: bool | None = None):
         from feredge.runtime.loader import open_runner
 
         check_choice("tta", tta, TTA_MODES)
         self.tta = tta
-        self.runner: Runner = open_runner(model, backend=backend, device=device, threads=threads, server=server,
-                                          exact_qdq=exact_qdq)
+        self.runner: Runner = open_runner(model, backend=backend, device=device, precision=precision,
+                                          threads=threads, server=server, exact_qdq=exact_qdq)
         self.device = getattr(self.runner, "device", device or "cpu")
         self.closed = False
         self._lock = threading.RLock()

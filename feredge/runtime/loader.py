@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feredge.config import DEVICES, THREADS
+from feredge.config import DEVICES, PRECISION, THREADS
 from feredge.errors import FeredgeError
 from feredge.runtime.base import BACKENDS, SUFFIX_TO_BACKEND, Runner
 
@@ -55,19 +55,52 @@ def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
     raise FeredgeError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
-def open_runner(model: str | Path | None = None, *, backend: str | None = None, device: str | None = None,
-                threads: int = THREADS, server: str | None = None, exact_qdq: bool | None = None) -> Runner:
-    """The runner for a --model value (a shipped name, a file, or None: the default model), as every command
-    and the API open one: a shipped name is its ONNX, or its checkpoint for the torch backend; ``server``
-    sends the inputs to `feredge serve` (the local file then only describes the model)."""
-    import os
+def pick_precision(name: str, device: str = "cpu") -> str:
+    """What auto means for shipped model ``name`` on ``device``: on a CPU its INT8 file where that is its CPU
+    default (`feredge.weights.CPU_INT8_DEFAULT`: its gate passed) and ONNX Runtime's integer kernels run it
+    exactly here (7-bit weights, or a CPU with VNNI), else fp32; on a GPU fp16 where shipped, else fp32."""
+    from feredge import artifact
+    from feredge.runtime.ort_session import int8_kernels_saturate, narrow_weights
+    from feredge.weights import CPU_INT8_DEFAULT, ONNX_SUFFIX, WEIGHTS_DIR
 
-    from feredge.weights import resolve
+    if device.startswith("cuda"):
+        return "fp16" if (WEIGHTS_DIR / f"{name}{ONNX_SUFFIX['fp16']}").is_file() else "fp32"
+    int8 = WEIGHTS_DIR / f"{name}{ONNX_SUFFIX['int8']}"
+    if name not in CPU_INT8_DEFAULT or not int8.is_file():
+        return "fp32"
+    return "int8" if narrow_weights(artifact.read(int8)) or not int8_kernels_saturate() else "fp32"
+
+
+def model_path(model: str | Path | None, backend: str | None = None, precision: str = PRECISION,
+               device: str | None = None) -> Path:
+    """The file a --model value names: a file as given; a shipped name's ONNX at ``precision`` (auto:
+    `pick_precision` for where it runs), or its checkpoint for the torch backend."""
+    from feredge.config import DEFAULT_MODEL
+    from feredge.weights import resolve, shipped
+
+    if backend == "torch":
+        return resolve(model, "checkpoint", "fp32" if precision == "auto" else precision)
+    if precision == "auto":
+        if model is not None and (Path(model).exists() or Path(model).suffix):
+            return Path(model)
+        name = DEFAULT_MODEL if model is None else str(model)
+        shipped(name)  # an unknown name is reported as such, not as a missing precision
+        precision = pick_precision(name, resolve_device(device, backend or "ort"))
+    return resolve(model, "onnx", precision)
+
+
+def open_runner(model: str | Path | None = None, *, backend: str | None = None, device: str | None = None,
+                precision: str = PRECISION, threads: int = THREADS, server: str | None = None,
+                exact_qdq: bool | None = None) -> Runner:
+    """The runner for a --model value (a shipped name, a file, or None: the default model), as every command
+    and the API open one (`model_path` picks the file); ``server`` sends the inputs to `feredge serve` (the
+    local file then only describes the model)."""
+    import os
 
     cores = os.cpu_count() or 1
     if not 0 <= threads <= cores:
         raise FeredgeError(f"threads {threads}: expected 0 (ONNX Runtime chooses) up to {cores}, this machine's cores")
-    path = resolve(model, "checkpoint" if backend == "torch" else "onnx")
+    path = model_path(model, backend, precision, device)
     if server is not None:
         from feredge.runtime.remote import RemoteRunner
 

@@ -16,7 +16,7 @@ from feredge.artifact import from_onnx_properties
 from feredge.config import MAX_BATCH
 from feredge.errors import FeredgeError
 from feredge.runtime.base import Runner, TensorSpec
-from feredge.runtime.ort_session import session_options
+from feredge.runtime.ort_session import int8_kernels_saturate, narrow_weights, session_options
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -31,26 +31,32 @@ class OrtRunner(Runner):
         ``max_batch`` bounds ``bind`` for a dynamic batch axis (buffers are sized for it once)."""
         super().__init__(path)
         ort = require("onnxruntime")
-        options = session_options(exact_qdq)
-        if threads:
-            options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise FeredgeError(f"device {device}: this onnxruntime has no CUDA execution provider "
                                    "(pip install onnxruntime-gpu, or run on cpu)")
             providers.insert(0, "CUDAExecutionProvider")
+        self.session = self._open(ort, exact_qdq, False, threads, providers)
+        self.info = from_onnx_properties(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        if exact_qdq is None and narrow_weights(self.info) and int8_kernels_saturate():
+            # a CPU INT8 file with 7-bit weights is exact in the fused kernels here too: reopen it with them
+            self.session = self._open(ort, None, True, threads, providers)
+        self.providers = self.session.get_providers()
+        self._input, self._output = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self._check_graph()
+        self._init_io(max_batch)
+
+    def _open(self, ort, exact_qdq: bool | None, narrow: bool, threads: int, providers: list[str]):
+        options = session_options(exact_qdq, narrow)
+        if threads:
+            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+            return ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own types (InvalidProtobuf, InvalidGraph, Fail, …)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise FeredgeError(f"{self.path}: ONNX Runtime cannot load this file as an ONNX model "
                                f"({first[:200]})") from None
-        self.providers = self.session.get_providers()
-        self._input, self._output = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        self.info = from_onnx_properties(self.session.get_modelmeta().custom_metadata_map, str(self.path))
-        self._check_graph()
-        self._init_io(max_batch)
 
     def _check_graph(self) -> None:
         """The graph must take what its description promises and output one score per class."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from feredge._optional import require
+from feredge.artifact import Artifact
 
 #: x86 CPU flags of instructions that multiply int8 without clipping intermediate sums (VNNI, AMX).
 _EXACT_INT8_FLAGS = re.compile(r"\b(avx512_vnni|avx_vnni|amx_int8)\b")
@@ -30,13 +31,20 @@ def int8_kernels_saturate(cpuinfo: str | None = None, machine: str | None = None
     return _EXACT_INT8_FLAGS.search(cpuinfo) is None
 
 
-def session_options(exact_qdq: bool | None = None) -> Any:
+def narrow_weights(info: Artifact) -> bool:
+    """Whether a file's fused int8 kernels are exact on every CPU: a CPU INT8 file whose weights were stored in
+    7 bits (``reduce_range``), so that even VPMADDUBSW's 16-bit pair sums hold 2·255·64 without clipping."""
+    return info.precision == "int8-cpu" and info.details.get("reduce_range") is True
+
+
+def session_options(exact_qdq: bool | None = None, narrow: bool = False) -> Any:
     """Quiet session options. ``exact_qdq`` runs Q/DQ nodes as written (the quantisation arithmetic in float:
-    TensorRT's semantics) instead of fusing them into int8 kernels; None does so only where those clip."""
+    TensorRT's semantics) instead of fusing them into int8 kernels; None does so only where those clip, unless
+    the file's weights are ``narrow`` (`narrow_weights`)."""
     ort = require("onnxruntime")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # its warnings about unused initialisers are not the user's business
-    exact = int8_kernels_saturate() if exact_qdq is None else exact_qdq
+    exact = (int8_kernels_saturate() and not narrow) if exact_qdq is None else exact_qdq
     if exact:  # the other optimisations stay (constant folding turns the weights' DequantizeLinear into floats)
         options.add_session_config_entry("session.disable_quant_qdq", "1")
     return options

@@ -9,6 +9,15 @@ from feredge.errors import FeredgeError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 _SUFFIX = {"onnx": ".onnx", "checkpoint": ".safetensors"}
+#: What `resolve` takes for ``precision``: one of a shipped model's files, or auto (the runtime's
+#: `feredge.runtime.loader.pick_precision` decides it for the device).
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
+#: A shipped model's ONNX file per precision, named as `feredge export` names them (FORMATS in
+#: feredge/commands/export.py); int8 is the CPU flavour: the TensorRT Q/DQ file is built per GPU, not shipped.
+ONNX_SUFFIX = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8-cpu.onnx"}
+#: Shipped models whose CPU INT8 file is their CPU default: it lost at most 0.1 points of top-1 against fp32
+#: on FER2013 PublicTest and on the real photos' tune half (README, "CPU INT8").
+CPU_INT8_DEFAULT: frozenset[str] = frozenset()
 
 
 def shipped_names() -> list[str]:
@@ -16,23 +25,40 @@ def shipped_names() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
-def shipped(name: str, kind: str = "onnx") -> Path:
-    """The shipped ONNX (runtime) or checkpoint (torch) of model ``name``."""
-    path = WEIGHTS_DIR / f"{name}{_SUFFIX[kind]}"
+def shipped(name: str, kind: str = "onnx", precision: str = "fp32") -> Path:
+    """The shipped ONNX (runtime, at ``precision``) or checkpoint (torch) of model ``name``."""
+    suffix = ONNX_SUFFIX[precision] if kind == "onnx" else _SUFFIX[kind]
+    path = WEIGHTS_DIR / f"{name}{suffix}"
     if not path.is_file():
         have = ", ".join(shipped_names()) or "none"
+        if precision != "fp32" and (WEIGHTS_DIR / f"{name}{_SUFFIX[kind]}").is_file():
+            have = ", ".join(p for p in ONNX_SUFFIX if (WEIGHTS_DIR / f"{name}{ONNX_SUFFIX[p]}").is_file())
+            raise FeredgeError(f"{name}: no shipped {precision} file (shipped precisions: {have}); export one with "
+                               "`feredge export` and pass its path")
         raise FeredgeError(f"{name}: no shipped {kind} of that name (shipped models: {have}); pass a file path instead")
     return path
 
 
-def resolve(model: str | Path | None, kind: str = "onnx") -> Path:
-    """A --model value: an existing file as given, a shipped model's name, or (None) the default model."""
-    if model is None:
-        return shipped(DEFAULT_MODEL, kind)
-    path = Path(model)
-    if path.exists() or path.suffix:
-        return path
-    return shipped(str(model), kind)
+def resolve(model: str | Path | None, kind: str = "onnx", precision: str = "fp32") -> Path:
+    """A --model value: an existing file as given, a shipped model's name, or (None) the default model.
+
+    ``precision`` picks among a shipped model's ONNX files (fp32, fp16, int8: its CPU INT8 file; the runtime
+    turns auto into one of them for the device: `feredge.runtime.loader.pick_precision`). A file path is
+    used as given, since its description names its precision: asking a path for fp16 or int8 is refused
+    rather than silently ignored."""
+    if precision not in ONNX_SUFFIX:
+        raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(PRECISION_CHOICES)}")
+    if kind != "onnx" and precision != "fp32":
+        raise FeredgeError(f"precision {precision}: only ONNX files come in precisions; a {kind} is fp32")
+    if model is not None:
+        path = Path(model)
+        if path.exists() or path.suffix:
+            if precision != "fp32":
+                raise FeredgeError(f"{path}: precision {precision} picks among a shipped model's files; a file is "
+                                   f"used as given (pass the {precision} file itself, e.g. <name>"
+                                   f"{ONNX_SUFFIX[precision]})")
+            return path
+    return shipped(DEFAULT_MODEL if model is None else str(model), kind, precision)
 
 
 def default_checkpoint() -> Path:

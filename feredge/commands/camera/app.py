@@ -45,6 +45,7 @@ class CameraOptions:
     align: bool = False
     max_frames: int = config.MAX_FRAMES
     tta: str = config.TTA
+    precision: str = config.PRECISION
     threads: int = config.THREADS
     sequence: bool = False  # an image folder is the frames of one scene (tracked), not separate photos
     server: str | None = None  # host:port of `feredge serve` (HTTP): the model runs there, not here
@@ -124,7 +125,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
         check_display(cv2)
     rec = Recognizer(opts.model, backend=opts.backend, device=opts.device, detector=opts.detector,
                      detect_max_side=opts.detect_max_side, max_faces=opts.max_faces, align=opts.align,
-                     tta=opts.tta, threads=opts.threads, server=opts.server)
+                     precision=opts.precision, tta=opts.tta, threads=opts.threads, server=opts.server)
     try:
         frames = Stream(opts.source, rec, detect_every=opts.detect_every, smooth=opts.smooth,
                         track_max_unseen=opts.track_max_unseen, max_frames=opts.max_frames, sequence=opts.sequence)
