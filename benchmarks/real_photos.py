@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from feredge import Recognizer  # noqa: E402
 from feredge.artifact import atomic_write_text  # noqa: E402
-from feredge.vision.crop import FACE_MARGIN  # noqa: E402
+from feredge.config import FACE_MARGIN  # noqa: E402
 from feredge.vision.images import read_image  # noqa: E402
 
 #: Classes with fewer photos than this in a half (fear has 13 in all) swing mean-class accuracy by several

@@ -42,6 +42,15 @@ def output_folder(out: Path | None, default: Path, markers: Sequence[str], overw
     return check_folder(candidate, flag)
 
 
+def refuse_existing(paths: Sequence[Path], overwrite: bool, flag: str = "--out", holds: str = "") -> None:
+    """Outputs (files, or folders a command fills) that exist already are refused unless ``overwrite``: the
+    one wording of every "pass --overwrite" in feredge. ``holds`` says what the first one is, if it helps."""
+    existing = next((Path(p) for p in paths if Path(p).exists()), None)
+    if existing is not None and not overwrite:
+        what = f"already holds {holds}" if holds else "already exists"
+        raise FeredgeError(f"{existing}: {what}; pass --overwrite to replace it or choose another {flag}")
+
+
 def output_file(path: Path, overwrite: bool, flag: str = "--out") -> Path:
     """A single output file: refused when it exists (or is a folder) unless ``overwrite``."""
     path = Path(path)

@@ -10,10 +10,10 @@ import torch
 from click.testing import CliRunner
 
 from feredge.commands.cli import cli
+from feredge.config import FACE_MARGIN
 from feredge.data.face_boxes import FILE, crop_views
 from feredge.data.store import Dataset, Split, load_split, save
 from feredge.train import tensor_ops as ops
-from feredge.vision.crop import FACE_MARGIN
 from feredge.vision.preprocess import preprocess_frame_cv2
 
 GROUP = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"

@@ -18,6 +18,7 @@ from feredge import artifact, config
 from feredge._optional import require
 from feredge.artifact import Artifact, file_sha256
 from feredge.errors import FeredgeError
+from feredge.outputs import refuse_existing
 
 #: format → (file suffix, what it is). Drives argument checks, outputs and benchmarks.
 FORMATS = {
@@ -101,12 +102,6 @@ def _check_engine_options(opts: ExportOptions) -> None:
                    dla=opts.dla_core is not None, flavour=found.flavour)
     if opts.triton and found.rtx:
         refuse_rtx("--format triton --engine", found.version)
-
-
-def _guard(paths: list[Path], overwrite: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise FeredgeError(f"{existing[0]}: exists; pass --overwrite or choose another --out")
 
 
 def _validation_images(data: Path | None, seed: int, val_fraction: float, n: int | None = None):
@@ -352,7 +347,8 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     spec = info.input_spec
     stem = Path(checkpoint).stem
     wanted = ["fp32"] + (["fp16"] if opts.fp16 else []) + (["int8", "int8-cpu", "calib-cache"] if opts.int8 else [])
-    _guard([_path(opts.out, stem, f) for f in wanted] + ([Path(opts.out) / "triton" / "fer"] if opts.triton else []),
+    refuse_existing([_path(opts.out, stem,
+                           f) for f in wanted] + ([Path(opts.out) / "triton" / "fer"] if opts.triton else []),
            opts.overwrite)
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     report: dict = {"checkpoint": str(checkpoint), "model": info.model, "classes": list(info.classes),

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from feredge.artifact import check_folder
-from feredge.errors import DataError, read_format_json
+from feredge.errors import DataError, FeredgeError, read_format_json
+from feredge.outputs import refuse_existing
 
 ATTRIBUTES = ("age", "race", "gender")
 ATTRIBUTE_CLASSES = {"age": 5, "race": 3, "gender": 3}
@@ -71,8 +72,11 @@ def check_out(out: Path, overwrite: bool) -> None:
     is built beside ``out`` and swapped in, so its parent folder must be writable too."""
     out = check_folder(out)
     check_folder(out.parent, "--out", out)
-    if (out / "meta.json").exists() and not overwrite:
-        raise DataError(f"{out}: already holds a prepared dataset (meta.json); pass --overwrite or pick another --out")
+    if (out / "meta.json").exists():
+        try:
+            refuse_existing([out], overwrite, holds="a prepared dataset (meta.json)")
+        except FeredgeError as exc:
+            raise DataError(str(exc)) from None
     if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").exists():
         raise DataError(f"{out}: is a folder with other files in it; pick an empty or new --out")
 

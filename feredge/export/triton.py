@@ -15,6 +15,7 @@ from feredge._optional import require
 from feredge.artifact import Artifact
 from feredge.config import MAX_BATCH
 from feredge.errors import FeredgeError
+from feredge.outputs import refuse_existing
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,7 @@ def write_export_repository(root: Path, model: Path, b: Batching, overwrite: boo
     if _rtx_version(info):
         refuse_rtx(str(model), str(_rtx_version(info)))
     root = Path(root)
-    if (root / "fer").exists() and not overwrite:
-        raise FeredgeError(f"{root / 'fer'}: exists; pass --overwrite or choose another --out")
+    refuse_existing([root / "fer"], overwrite)
     engine = Path(model).suffix in (".engine", ".plan")
     backend, filename, kind = ("tensorrt_plan", "model.plan", "KIND_GPU") if engine else ("onnxruntime", "model.onnx",
                                                                                           "KIND_CPU")

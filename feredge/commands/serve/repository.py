@@ -13,6 +13,7 @@ from feredge import artifact
 from feredge.artifact import Artifact
 from feredge.errors import FeredgeError
 from feredge.export.triton import Batching, fer_config
+from feredge.outputs import refuse_existing
 
 
 def _served_info(model: Path) -> Artifact:
@@ -63,8 +64,7 @@ def write_python_repository(root: Path, model: Path, b: Batching, threads: int =
     b.check()
     info = _served_info(model)
     root = Path(root)
-    if root.exists() and not overwrite:
-        raise FeredgeError(f"{root}: exists; pass --overwrite or choose another --workdir")
+    refuse_existing([root], overwrite, "--workdir")
     if root.exists():
         shutil.rmtree(root)
     common = {"artifact": str(Path(model).resolve()), "threads": str(threads), "feredge_model": info.model}
