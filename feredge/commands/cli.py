@@ -213,7 +213,8 @@ def run_camera_cmd(**options) -> None:
 @click.option("--split", default="val", help="split of --data whose mistakes are shown")
 @click.option("--per-class", type=int, default=6, help="mistakes shown per true class")
 @opt.out(EXPLAIN_OUT)
-def explain_cmd(images, model, data, split, per_class, out, overwrite) -> None:
+@opt.device()
+def explain_cmd(images, model, data, split, per_class, out, overwrite, device) -> None:
     """Grad-CAM heat-maps of where the model looked. Over each face in IMAGES, or (--data) over a split's most
     confident mistakes."""
     from feredge.commands.explain import explain
@@ -221,7 +222,7 @@ def explain_cmd(images, model, data, split, per_class, out, overwrite) -> None:
     if per_class < 1:
         raise FeredgeError(f"--per-class {per_class}: expected a positive integer")
     written = explain(list(images), model, data, split, per_class, out, overwrite,
-                      log=lambda m: click.echo(m, err=True))
+                      log=lambda m: click.echo(m, err=True), device=device)
     for path in written:
         click.echo(path)
 
@@ -242,15 +243,17 @@ def explain_cmd(images, model, data, split, per_class, out, overwrite) -> None:
               f"written (default: {DEFAULT_WORKDIR}, or {DEFAULT_WORKDIR}-2, -3 … when that holds earlier ones)")
 @click.option("--overwrite", is_flag=True, help="replace the repository and log in an explicit --workdir")
 @click.option("--load-timeout", type=float, default=LOAD_TIMEOUT_S, help="seconds to wait for the models")
+@opt.device()
 def serve_cmd(model, host, http_port, grpc_port, metrics_port, max_batch, max_queue_delay_us, max_queue_size,
-              instances, workdir, overwrite, load_timeout) -> None:
+              instances, workdir, overwrite, load_timeout, device) -> None:
     """Serve a model with Triton Inference Server. Models `fer` (faces in, probabilities out, dynamic
     batching) and `fer_frame` (an encoded image in, faces out); stops cleanly on Ctrl-C or SIGTERM."""
     from feredge.commands.serve.triton import serve
     from feredge.weights import resolve
 
     serve(resolve(model), Batching(max_batch, max_queue_delay_us, max_queue_size, instances),
-          Ports(http_port, grpc_port, metrics_port), host, workdir, overwrite, load_timeout, echo=click.echo)
+          Ports(http_port, grpc_port, metrics_port), host, workdir, overwrite, load_timeout, echo=click.echo,
+          device=device)
 
 
 for command in (data, models_cmd, train_cmd, soup_cmd):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
+from feredge.config import DEVICE
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 
@@ -22,7 +23,7 @@ FILES = ("*.gradcam.png", "mistakes-*.png")
 
 
 def explain(images: list[Path], model: str | Path | None, data: Path | None, split: str, per_class: int,
-            out: Path | None, overwrite: bool, log: Callable[[str], None] = print) -> list[Path]:
+            out: Path | None, overwrite: bool, log: Callable[[str], None] = print, device: str = DEVICE) -> list[Path]:
     """`feredge explain`: heat-maps over the faces in ``images`` and/or a grid of ``data``'s mistakes,
     written into a fresh folder (or ``out``, which must not hold earlier results unless ``overwrite``)."""
     from feredge.outputs import output_folder
@@ -36,9 +37,9 @@ def explain(images: list[Path], model: str | Path | None, data: Path | None, spl
     if checkpoint.suffix != ".safetensors":
         raise FeredgeError(f"{checkpoint}: Grad-CAM needs a torch checkpoint (.safetensors or a shipped model's name)")
     folder = output_folder(out, DEFAULT_OUT, FILES, overwrite)
-    written = explain_images(list(images), checkpoint, folder, log) if images else []
+    written = explain_images(list(images), checkpoint, folder, log, device) if images else []
     if data is not None:
-        written.append(explain_split(checkpoint, data, split, folder, per_class))
+        written.append(explain_split(checkpoint, data, split, folder, per_class, device))
     return written
 
 
@@ -63,7 +64,7 @@ def grad_cam(model, x) -> tuple[np.ndarray, np.ndarray]:
     handle = layer.register_forward_hook(lambda _m, _i, out: store.update(act=out))
     try:
         model.eval()
-        x = x.clone().requires_grad_(True)
+        x = x.to(next(model.parameters()).device).requires_grad_(True)
         logits = model(x)
         act = store["act"]
         act.retain_grad()
@@ -72,7 +73,7 @@ def grad_cam(model, x) -> tuple[np.ndarray, np.ndarray]:
         cam = torch.relu((weights * act).sum(1, keepdim=True))
         cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         peak = cam.flatten(1).max(1).values.clamp_min(1e-8)[:, None, None]
-        return (cam / peak).detach().numpy(), logits.detach().numpy()
+        return (cam / peak).detach().cpu().numpy(), logits.detach().float().cpu().numpy()
     finally:
         handle.remove()
 
@@ -108,7 +109,7 @@ def _grid(tiles: list[list[tuple[np.ndarray, str]]], row_titles: list[str], path
 
 
 def explain_images(images: list[Path], checkpoint: Path, out: Path,
-                   log: Callable[[str], None] = print) -> list[Path]:
+                   log: Callable[[str], None] = print, device: str = DEVICE) -> list[Path]:
     """One grid per image: each detected face's crop (the Recognizer's, exactly what the model saw) with its
     Grad-CAM, labelled with the prediction. An image without faces is reported; none at all is an error."""
     torch = require("torch")
@@ -118,7 +119,7 @@ def explain_images(images: list[Path], checkpoint: Path, out: Path,
 
     checked = [check_image(p) for p in images]  # every input checked before any output is written
     written = []
-    with Recognizer(checkpoint, backend="torch", device="cpu") as rec:
+    with Recognizer(checkpoint, backend="torch", device=device) as rec:
         model, info = rec.classifier.runner.model, rec.info
         spec, classes = info.input_spec, list(info.classes)
         for path, image, name in zip(images, checked, output_names(images)):
@@ -139,14 +140,15 @@ def explain_images(images: list[Path], checkpoint: Path, out: Path,
     return written
 
 
-def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class: int = 6) -> Path:
+def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class: int = 6,
+                  device: str = DEVICE) -> Path:
     """A grid: one row per true class, its ``per_class`` most confident mistakes with heat-maps."""
     torch = require("torch")
     from feredge.data.store import load_split, read_meta
     from feredge.runtime.classifier import Classifier
     from feredge.vision.preprocess import preprocess_faces
 
-    classifier = Classifier(checkpoint, backend="torch", device="cpu")  # Grad-CAM's gradients run on its model
+    classifier = Classifier(checkpoint, backend="torch", device=device)  # Grad-CAM's gradients run on its model
     model, info = classifier.runner.model, classifier.info
     spec, classes = info.input_spec, list(info.classes)
     data_classes = list(read_meta(data)["classes"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from feredge.config import DEVICE
 from feredge.errors import FeredgeError
 
 
@@ -19,10 +20,10 @@ class FerModel:
     """Pre-processed faces → probabilities through the one `Classifier` (its softmax, no TTA: a client that
     wants flip TTA sends the mirrored faces too, and its own Classifier folds them)."""
 
-    def __init__(self, artifact: Path, threads: int = 1):
+    def __init__(self, artifact: Path, threads: int = 1, device: str = DEVICE):
         from feredge.runtime.classifier import Classifier
 
-        self.classifier = Classifier(Path(artifact), device="cpu" if Path(artifact).suffix == ".onnx" else None,
+        self.classifier = Classifier(Path(artifact), device=device,
                                      threads=threads if Path(artifact).suffix == ".onnx" else 0)
         self.info = self.classifier.info
 
@@ -35,10 +36,10 @@ class FerModel:
 
 
 class FrameModel:
-    def __init__(self, artifact: Path, threads: int = 1):
+    def __init__(self, artifact: Path, threads: int = 1, device: str = DEVICE):
         from feredge.recognizer import Recognizer
 
-        self.recognizer = Recognizer(artifact, device="cpu", threads=threads)
+        self.recognizer = Recognizer(artifact, device=device, threads=threads)
 
     def __call__(self, encoded: bytes) -> str:
         from feredge.vision.images import decode_image

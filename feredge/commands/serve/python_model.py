@@ -24,9 +24,9 @@ class TritonPythonModel:
 
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
         self.kind = params["feredge_kind"]
-        threads = int(params.get("threads", "1"))
-        self.model = FerModel(params["artifact"], threads) if self.kind == "fer" else FrameModel(params["artifact"],
-                                                                                                 threads)
+        threads, device = int(params.get("threads", "1")), params.get("device", "cpu")
+        model = FerModel if self.kind == "fer" else FrameModel
+        self.model = model(params["artifact"], threads, device)
 
     def execute(self, requests):
         import triton_python_backend_utils as pb

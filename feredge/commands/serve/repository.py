@@ -58,7 +58,8 @@ def serving_paths() -> list[str]:
     return paths + [p for p in sys.path if p.endswith("site-packages") and p not in paths]
 
 
-def write_python_repository(root: Path, model: Path, b: Batching, threads: int = 1, overwrite: bool = False) -> Path:
+def write_python_repository(root: Path, model: Path, b: Batching, threads: int = 1, overwrite: bool = False,
+                            device: str = "cpu") -> Path:
     """The repository `feredge serve` runs: ``fer`` and ``fer_frame`` on the Python backend (an existing
     ``root`` is replaced only with ``overwrite``)."""
     b.check()
@@ -67,7 +68,8 @@ def write_python_repository(root: Path, model: Path, b: Batching, threads: int =
     refuse_existing([root], overwrite, "--workdir")
     if root.exists():
         shutil.rmtree(root)
-    common = {"artifact": str(Path(model).resolve()), "threads": str(threads), "feredge_model": info.model}
+    common = {"artifact": str(Path(model).resolve()), "threads": str(threads), "feredge_model": info.model,
+              "device": device}
     for name, config in (("fer", fer_config("fer", info, "python", b, "probabilities", {**common,
                                                                                         "feredge_kind": "fer"})),
                          ("fer_frame", frame_config("fer_frame", b, {**common, "feredge_kind": "frame"}))):

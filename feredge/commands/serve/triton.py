@@ -22,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from feredge.config import DEVICE
 from feredge.errors import FeredgeError
+from feredge.runtime.loader import backend_for, resolve_device
 
 DEFAULT_WORKDIR = Path("runs/serve")
 #: What `serve` writes in its work folder; either there means an earlier server's files (feredge.outputs).
@@ -170,7 +172,7 @@ class TritonServer:
 
 def serve(model: Path, batching, ports: Ports = Ports(), host: str = HOST, workdir: Path | None = None,
           overwrite: bool = False, load_timeout: float = LOAD_TIMEOUT_S,
-          echo: Callable[[str], None] = print) -> int:
+          echo: Callable[[str], None] = print, device: str = DEVICE) -> int:
     """`feredge serve`: write the repository for ``model`` into a fresh work folder (or, with ``overwrite``,
     the given one), run Triton until Ctrl-C or SIGTERM, stop it cleanly; returns its exit code."""
     from feredge.commands.serve.repository import write_python_repository
@@ -184,7 +186,8 @@ def serve(model: Path, batching, ports: Ports = Ports(), host: str = HOST, workd
     triton_root()  # before anything is written: a missing server or a busy port leaves no half-used work folder
     ports.check(host)
     workdir = output_folder(workdir, DEFAULT_WORKDIR, WORKDIR_FILES, overwrite, "--workdir")
-    repo = write_python_repository(workdir / "repository", model, batching, overwrite=overwrite)
+    repo = write_python_repository(workdir / "repository", model, batching, overwrite=overwrite,
+                                   device=resolve_device(device, backend_for(model) or ""))
     server = TritonServer(repo, workdir, ports, host)
     previous = signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # the wait returns once Triton stopped
     try:
