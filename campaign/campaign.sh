@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The training campaign (issue "Models that hold up on real faces"): long runs that outlive a working
-# session. Runs live outside the work tree (the tree is laid anew from git each session; the rest of the
+# The training campaign (models that hold up on real faces): long runs that outlive the machine's working
+# hours. Runs live outside the work tree (the tree may be laid anew from git at each start; the rest of the
 # disk normally survives), niced so the machine stays usable, and are resumed where they stopped.
 #
-#   bash campaign/campaign.sh            # at the start of every session: resume the queue in the background
+#   bash campaign/campaign.sh            # at every start: resume the queue in the background
 #   bash campaign/campaign.sh status     # last logged epoch and best validation of each stage
-#   bash campaign/campaign.sh carry      # before a session ends: unfinished runs' resume state into git
+#   bash campaign/campaign.sh carry      # before the machine goes: unfinished runs' resume state into git
 #   bash campaign/campaign.sh restore    # carried runs back into their folders (start does it as it goes)
 #
 # FEREDGE_RUNS (default ~/feredge-runs) holds the prepared data, the teachers, the run folders and their
@@ -121,17 +121,17 @@ STAGES=(
     # s7-det (stage 6) with one change: the step autocast to bf16 on the CPU (AMX), 2.2x the images per second.
     # Its validation against s7-det's 69.36 % says whether bf16 costs accuracy; it is a soup ingredient too.
     "s10-bf16|$RESTART5 --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true"
-    # Architecture proxies (the issue's "best ≤ 5 M-parameter architecture from short proxy runs"): 15 epochs
+    # Architecture proxies (the campaign's "best ≤ 5 M-parameter architecture from short proxy runs"): 15 epochs
     # from scratch with s-long-kd's recipe, one change each against feredge-s (3.83 M): squeeze-excitation in
     # every block (3.95 M), a third block in stages 2 and 3 (4.66 M), wider stages (4.87 M). Queued before the
-    # long run's remaining epochs so their answer arrives within a session.
+    # long run's remaining epochs so their answer arrives within one round.
     "p-base|$PROXY"
     "p-se4|$PROXY --set model_kwargs={\"se\":4}"
     "p-deep|$PROXY --set model_kwargs={\"depths\":[2,3,3,2]}"
     "p-wide|$PROXY --set model_kwargs={\"widths\":[56,112,224,280]}"
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to, with
     # the restarts' recipe (ENSEMBLE5's ten-crop logits as teacher, half detector crops) in bf16 as s10-bf16,
-    # so the change against the shipped soup's ingredients is the schedule. Longer than a session on 2 cores
+    # so the change against the shipped soup's ingredients is the schedule. Longer than one round on 2 cores
     # (about 65 s an epoch in bf16, 140 s in fp32 on this CPU), so `carry` keeps its resume state in git.
     "s-long-kd|$LONG --epochs 250"
     # Warm restarts of s-long-kd's best epoch (71.14 % validation, 4.8 points of steady mean-class under stage 8
@@ -167,7 +167,7 @@ STAGES=(
     "n13-fpteach|${NRESTART/$ENSEMBLE5/$ENSEMBLE_FP} --set detector_crops=0.5 --set cpu_bf16=true $FP50"
     # s12-fp50 (stage 9) with the same one change: the FER+-agreeing teacher ENSEMBLE_FP in place of ENSEMBLE5.
     "s16-fpteach|$RESTART5 --set teacher=$ENSEMBLE_FP $STAGE9"
-    # feredge-n's long from-scratch schedule (250 epochs at about 17 s in bf16, one session), distilled from
+    # feredge-n's long from-scratch schedule (250 epochs at about 17 s in bf16, one round), distilled from
     # ENSEMBLE_FP with half the label target from FER+'s votes and half the images cut as the detector cuts.
     "n-long-fp50|--recipe feredge-n --epochs 250 --seed 0 --device cpu --set teacher=$ENSEMBLE_FP --set distill_weight=0.8 $STAGE9"
     # s16-fpteach (+2.94 points of steady mean-class on the photos: 0.06 short of the rule) with one change, the
@@ -190,13 +190,13 @@ STAGES=(
     # s16 and the all-votes target that read the photos' top-1 best (s12-ferplus, 79.05 %).
     "s23-fp75-fpteach|$RESTART5 --set teacher=$ENSEMBLE_FP ${STAGE9/soft_label_share=0.5/soft_label_share=0.75}"
     # s-long-kd (250 epochs from scratch, 71.14 % validation) with stage 9's one change: half the label target
-    # from FER+'s votes. About 4.5 hours: it spans sessions through `carry`.
+    # from FER+'s votes. About 4.5 hours: it spans rounds through `carry`.
     "s-long-fp50|$LONG --epochs 250 $FP50"
     # s18-long-fpteach (a restart of the long run with the half FER+ target and the teacher ENSEMBLE_FP) with one
     # change, the starting point: s-long-fp50's best epoch, the long run trained with the half FER+ target from
     # its first epoch, in place of s-long-kd's.
     "s22-longfp50-fpteach|${LONG_RESTART_FP/$KEPT\/s-long-kd/$RUNS\/s-long-fp50} --set detector_crops=0.5 $FP50"
-    # (feredge-n's long from-scratch run, queued here at the session's start with a FER2013-label teacher, was
+    # (feredge-n's long from-scratch run, queued here at a round's start with a FER2013-label teacher, was
     # withdrawn before its first epoch once FER+'s votes proved what the photos need; its teacher is to be
     # chosen again, by FER+ agreement as well.)
 )
@@ -296,8 +296,8 @@ run_queue() {
     done
 }
 
-# A new machine loses every run folder, and a stage longer than a session would start again each time. So at
-# the end of a session `carry` copies each unfinished stage's resume files (the last epoch's weights and
+# A new machine loses every run folder, and a stage longer than a round would start again each time. So at
+# the end of a round `carry` copies each unfinished stage's resume files (the last epoch's weights and
 # sidecar, the optimiser state, the log and the cached teacher logits, 0.7 MB a teacher that take a new
 # machine about 15 minutes each: about 33 MB for feredge-s; the best epoch's weights too when they are not the
 # last's) into campaign/carry/<stage>/, to be committed; run_queue resumes from there when the run folder is
