@@ -40,7 +40,8 @@ def _onnx_files(export: Path | None) -> dict[str, Path]:
     """precision → ONNX file exported in ``export`` (x.onnx, x.fp16.onnx, x.int8.onnx); feredge-n's otherwise."""
     files: dict[str, Path] = {}
     for path in sorted(export.glob("*.onnx")) if export and export.is_dir() else []:
-        precision = "fp16" if path.name.endswith(".fp16.onnx") else "int8" if path.name.endswith(".int8.onnx") else "fp32"
+        name = path.name
+        precision = "fp16" if name.endswith(".fp16.onnx") else "int8" if name.endswith(".int8.onnx") else "fp32"
         files.setdefault(precision, path)
     return files or {"fp32": ROOT / "feredge" / "weights" / "feredge-n.onnx"}
 

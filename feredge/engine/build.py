@@ -57,7 +57,8 @@ def _parse(found: TensorRT, network, log, onnx_path: Path) -> None:
     if parser.parse_from_file(str(onnx_path)):
         return
     if not parser.num_errors:
-        raise FeredgeError(f"{onnx_path}: {found.flavour} {found.version} cannot parse it: {'; '.join(log.errors[-2:])}")
+        why = "; ".join(log.errors[-2:]) or "no reason given"
+        raise FeredgeError(f"{onnx_path}: {found.flavour} {found.version} cannot parse it: {why}")
     err = parser.get_error(0)
     name = err.node_name() if hasattr(err, "node_name") else f"#{err.node()}"  # node_name: TensorRT ≥ 10
     op = f" ({err.node_operator()})" if hasattr(err, "node_operator") else ""

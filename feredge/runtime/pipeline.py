@@ -120,7 +120,13 @@ class GpuPipeline:
         self.runner.enqueue(self.stream)
 
     def _capture(self, key: tuple, n: int) -> None:
-        """Capture after an eager run with the same shapes (TensorRT needs one before capturing)."""
+        """Capture after an eager run with the same shapes (TensorRT needs one before capturing), where the
+        runner says its stream can be captured now (TensorRT for RTX decides per context)."""
+        if not self.runner.capturable:
+            self._drop_graphs()
+            self.graphs = None
+            self.graph_error = f"CUDA graphs off: the {self.runner.backend} runner cannot be captured"
+            return
         try:
             self.graphs[key] = self.cuda.capture(self.stream, lambda: self._enqueue(n))
         except (FeredgeError, ImportError) as exc:

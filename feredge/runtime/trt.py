@@ -111,8 +111,9 @@ class TrtRunner(Runner):
     @property
     def capturable(self) -> bool:  # type: ignore[override]
         """execute_async_v3 on the caller's stream can be captured into a CUDA graph; TensorRT for RTX says per
-        context and stream (its engines are built with REQUIRE_USER_ALLOCATION, which capture needs)."""
-        if not self.found.rtx:
+        context and stream once shapes are bound (its engines are built with REQUIRE_USER_ALLOCATION, which
+        capture needs); before that it cannot tell, and callers ask again after their warm-up run."""
+        if not self.found.rtx or not self._buffers:
             return True
         return bool(self.context.is_stream_capturable(self.cuda.stream_handle(self.stream)))
 
