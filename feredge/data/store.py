@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feredge.artifact import check_folder
+from feredge.artifact import check_folder, no_space
 from feredge.errors import DataError, read_format_json
 
 ATTRIBUTES = ("age", "race", "gender")
@@ -87,7 +87,14 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it owner-only; a dataset is as readable as any folder
-        _write(dataset, staging)
+        try:
+            _write(dataset, staging)
+        except OSError as exc:  # out of space: the staging folder goes (below), the old dataset stays
+            needed = sum(a.nbytes for sp in dataset.splits.values() for a in _arrays(sp))
+            full = no_space(out, needed, exc)
+            if full is None:
+                raise
+            raise full from None
         if out.exists():
             old = staging.with_name(staging.name.replace(".staging-", ".old-"))
             out.rename(old)
@@ -105,6 +112,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _arrays(split) -> list[np.ndarray]:
+    """The arrays a split is saved as (images, labels, and the optional ones it has)."""
+    optional = [getattr(split, key) for key in _OPTIONAL]
+    return [np.asarray(split.images), np.asarray(split.labels)] + [np.asarray(v) for v in optional if v is not None]
 
 
 def _write(dataset: Dataset, out: Path) -> None:
