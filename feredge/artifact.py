@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from feredge._version import __version__
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 
 FORMAT = "feredge-artifact-v1"
 KINDS = ("checkpoint", "onnx", "engine", "calib-cache")
@@ -248,7 +248,7 @@ def read(path: Path) -> Artifact:
     """The validated description of the file at ``path`` (from its sidecar)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path}: file not found")
+        raise ArtifactError(f"{path}: {absent(path, 'a feredge model file')}")
     side = sidecar_path(path)
     if not side.is_file():
         legacy = _legacy_checkpoint(path)

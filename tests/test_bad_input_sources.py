@@ -176,3 +176,17 @@ def test_a_quiet_run_camera_says_how_far_it_is(photos, monkeypatch):
     result = CliRunner().invoke(cli, ["run-camera", "--source", str(photos)])
     assert result.exit_code == 0, result.output
     assert "1 frames" in result.output and "FPS, 3 faces so far" in result.output
+
+
+@pytest.mark.parametrize("height", [480, 2160])
+def test_the_overlay_timing_is_readable_on_white_and_sized_with_the_frame(height):
+    """White text with a thin outline vanished on light backgrounds, and stayed 0.5-scale text on a 4K frame."""
+    from feredge.vision.overlay import draw_hud
+
+    frame = np.full((height, height * 16 // 9, 3), 255, np.uint8)
+    draw_hud(frame, 29.7, {"capture": 1.2, "detect": 30.1, "classify": 4.0, "draw": 2.2})
+    dark = frame.mean(2) < 80
+    rows, cols = np.flatnonzero(dark.any(1)), np.flatnonzero(dark.any(0))
+    box = frame[rows.min():rows.max() + 1, cols.min():cols.max() + 1].mean(2)
+    assert (box < 80).mean() > 0.6 and (box > 200).mean() > 0.05  # a dark box with light text on it
+    assert 0.15 < (rows.max() - rows.min()) / height < 0.3  # the same share of the frame at 480p and 4K

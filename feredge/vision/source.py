@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from feredge._optional import require
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 from feredge.vision.images import check_image, quiet_opencv, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -108,8 +108,8 @@ class FrameSource:
             self.images, self.fps = [Path(spec)], 0.0
         else:
             if self.kind == "file" and not Path(spec).is_file():
-                raise FeredgeError(f"{spec}: file not found (expected a video file, a folder, a camera index, "
-                                   "/dev/videoN, rtsp://… or a GStreamer pipeline)")
+                expected = "a video file, a folder, a camera index, /dev/videoN, rtsp://… or a GStreamer pipeline"
+                raise FeredgeError(f"{spec}: {absent(spec, expected)}")
             self.cap = self._open()
             self.fps = float(self.cap.get(self.cv2.CAP_PROP_FPS) or 0.0)
         # live: a bounded ring that drops the oldest; files/folders: a blocking queue that never drops
