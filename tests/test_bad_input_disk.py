@@ -70,6 +70,18 @@ def test_prepare_overwrite_on_a_full_disk_is_one_line_and_keeps_the_old_dataset(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no staging folder left beside it
 
 
+def test_a_killed_prepares_staging_folder_is_removed_by_the_next(fer_tree, prepared_fer, tmp_path):
+    """kill -9 during `data prepare` leaves `.<out>.staging-<random>/` (a dataset's worth of arrays) beside --out."""
+    out = shutil.copytree(prepared_fer, tmp_path / "prepared")
+    stale = tmp_path / ".prepared.staging-k1ll9x"
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "images.npy").write_bytes(b"\0" * 10_000)
+    done = _feredge(["data", "prepare", "fer2013", str(fer_tree), "--out", str(out), "--overwrite"])
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 folder(s) an interrupted prepare left (.prepared.staging-k1ll9x)" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
+
+
 def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_the_log_waits_for_the_weights(prepared_fer, tmp_path):
     """Files limited to 72,000 bytes: the weights (≈71 kB) fit, the optimiser state (≈75 kB) does not. Was a
     traceback (Errno 27 File too large) with log.json/log.csv already holding the epoch."""
