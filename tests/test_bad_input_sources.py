@@ -156,7 +156,7 @@ def test_models_lists_the_shipped_models_without_torch():
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert [r["name"] for r in rows] == ["feredge-n", "feredge-s"] and rows[1]["params"] == 3830471
-    assert "only the shipped models" in done.stderr
+    assert "listing only the shipped models" in done.stderr
 
 
 def test_bench_converts_a_shipped_name_to_fp16(tmp_path):
@@ -190,3 +190,16 @@ def test_the_overlay_timing_is_readable_on_white_and_sized_with_the_frame(height
     box = frame[rows.min():rows.max() + 1, cols.min():cols.max() + 1].mean(2)
     assert (box < 80).mean() > 0.6 and (box > 200).mean() > 0.05  # a dark box with light text on it
     assert 0.15 < (rows.max() - rows.min()) / height < 0.3  # the same share of the frame at 480p and 4K
+
+
+def test_a_second_loop_over_a_busy_stream_is_refused_not_left_waiting(clip, rec):
+    """A second loop restarted the file under the first one, which then waited forever on a closed source."""
+    with feredge.stream(clip, recognizer=rec, max_frames=4) as frames:
+        first = iter(frames)
+        assert next(first).index == 0
+        with pytest.raises(FeredgeError, match="already being read by another loop"):
+            next(iter(frames))
+        assert [i.index for i in first] == [1, 2, 3]
+        for _ in frames:  # a loop left with break ends, so the next one starts afresh
+            break
+        assert [i.index for i in frames] == [0, 1, 2, 3]

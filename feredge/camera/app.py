@@ -59,6 +59,16 @@ def check_options(opts: CameraOptions) -> None:
             ("--max-frames", opts.max_frames, opts.max_frames >= 0, "0 (until the source ends) or a positive count")):
         if not ok:
             raise FeredgeError(f"{flag} {value}: expected {expected}")
+    from feredge.vision.source import describe
+
+    kind = describe(str(opts.source))
+    if opts.sequence and kind != "folder":
+        raise FeredgeError(f"--sequence: {opts.source} is a {kind}; --sequence says an image folder is one scene's "
+                           "frames (a video already is)")
+    if opts.detect_every > 1 and kind == "folder" and not opts.sequence:
+        raise FeredgeError(f"--detect-every {opts.detect_every} reuses one frame's boxes on the next; {opts.source} is "
+                           "a folder of separate photos, each detected on its own: add --sequence if its pictures are "
+                           "the frames of one scene")
     for flag, path in (("--jsonl", opts.json_path), ("--record", opts.record)):
         if path is not None:
             output_file(path, opts.overwrite, flag)

@@ -234,7 +234,12 @@ class FrameSource:
                         self._lock.wait(0.1)
                     frame = self._ring.popleft()
             else:
-                frame = self._queue.get()
+                try:
+                    frame = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if self._stop.is_set():  # closed while a loop still read it: end, rather than wait forever
+                        return
+                    continue
             if frame is None:
                 return
             yield frame
