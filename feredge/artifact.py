@@ -164,7 +164,7 @@ def check_folder(path: Path, option: str = "--out", target: Path | None = None) 
 DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-def no_space(path: Path, needed: int, exc: BaseException) -> ArtifactError | None:
+def no_space(path: Path, needed: int, exc: BaseException, kept: str = "nothing was replaced") -> ArtifactError | None:
     """The one line for a write that ran out of room (None for any other failure): the file, the bytes it needs.
     NumPy's short write ("N requested and M written") carries no errno, but has no other cause."""
     if not isinstance(exc, OSError) or (exc.errno not in DISK_FULL and "requested and" not in str(exc)):
@@ -172,7 +172,7 @@ def no_space(path: Path, needed: int, exc: BaseException) -> ArtifactError | Non
     folder = next((p for p in Path(path).parents if p.is_dir()), Path("."))
     reason = exc.strerror or "the disk took only part of it: full, or a file-size limit"
     return ArtifactError(f"{path}: cannot write {needed:,} bytes ({reason}; {shutil.disk_usage(folder).free:,} bytes "
-                         "free there); nothing was replaced — free some space or write elsewhere")
+                         f"free there); {kept} — free some space or write elsewhere")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

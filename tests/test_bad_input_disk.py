@@ -153,3 +153,32 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(prepared_fe
 
     with locked(out):  # the lock ended with its process
         pass
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    cv2 = pytest.importorskip("cv2")
+    folder = tmp_path_factory.mktemp("photos") / "photos"
+    folder.mkdir()
+    group = cv2.imread(str(Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"))
+    for i, width in enumerate((960, 800, 640)):
+        cv2.imwrite(str(folder / f"{i}.jpg"), cv2.resize(group, (width, width * 2 // 3)))
+    return folder
+
+
+@pytest.mark.parametrize("option, name, fsize, message", [
+    ("--jsonl", "f.jsonl", 1024, "f.jsonl: cannot write"),
+    ("--record", "r.avi", 20_000, "r.avi: the recording of 3 frames did not fit"),
+    ("--record", "r.mp4", 20_000, "r.mp4: the recording of 3 frames did not fit"),
+])
+def test_run_camera_outputs_on_a_full_disk_are_one_line(photos, tmp_path, option, name, fsize, message):
+    """The JSONL was a traceback (Errno 27); the recording was cut without a word and reported as complete."""
+    target = tmp_path / name
+    target.write_bytes(b"an earlier recording")
+    done = _feredge(["run-camera", "--source", str(photos), option, str(target), "--overwrite"], fsize=fsize)
+    assert done.returncode != 0
+    assert message in _one_error_line(done.stderr)
+    if option == "--record":
+        assert target.read_bytes() == b"an earlier recording" and _hidden(tmp_path) == []
+    else:
+        assert all(json.loads(line)["faces"] for line in target.read_text().splitlines())  # whole lines only
