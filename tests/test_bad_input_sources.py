@@ -6,6 +6,7 @@ recorded), `predict DIR`, a stream's unknown keyword and repeated iteration, `Fa
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,15 @@ def test_a_second_loop_over_a_busy_stream_is_refused_not_left_waiting(clip, rec)
         for _ in frames:  # a loop left with break ends, so the next one starts afresh
             break
         assert [i.index for i in frames] == [0, 1, 2, 3]
+
+
+def test_a_folders_subfolders_and_dead_links_are_named_not_passed_over(photos, tmp_path):
+    """A sub-folder and a .jpg symbolic link loop were left out of a folder source without a word."""
+    folder = Path(shutil.copytree(photos, tmp_path / "photos"))
+    (folder / "more").mkdir()
+    (folder / "loop.jpg").symlink_to("loop.jpg")
+    result = CliRunner().invoke(cli, ["run-camera", "--source", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "skipped, not pictures (2): more/; notes.txt" in result.output
+    assert "unreadable pictures (1)" in result.output and "loop.jpg: symbolic link loop" in result.output
+    assert "3 frames" in result.output

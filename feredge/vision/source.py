@@ -68,16 +68,16 @@ def describe(spec: str) -> str:
 
 
 def folder_pictures(folder: Path) -> tuple[list[Path], list[str]]:
-    """A folder's pictures in name order, and the names of its other files (hidden files are neither);
-    a folder without pictures is an error that says which suffixes count."""
+    """A folder's pictures in name order, and the names of what else it holds (sub-folders as ``name/``, not
+    entered; hidden files are neither); a folder without pictures is an error that says which suffixes count."""
     try:
-        files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
     except PermissionError:
         raise FeredgeError(f"{folder}: no permission to list this folder") from None
-    images = [p for p in files if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
+    images = [p for p in entries if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES and not p.is_dir()]
     if not images:
         raise FeredgeError(f"{folder}: no images in the folder (expected {', '.join(sorted(FOLDER_IMAGE_SUFFIXES))})")
-    return images, [p.name for p in files if p.suffix.lower() not in FOLDER_IMAGE_SUFFIXES]
+    return images, [p.name + "/" * p.is_dir() for p in entries if p not in images]
 
 
 class FrameSource:
