@@ -9,16 +9,18 @@ JSON files by hand. Torch-free and dependency-free, so the runtime can use it an
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from feredge._version import __version__
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 
 FORMAT = "feredge-artifact-v1"
 KINDS = ("checkpoint", "onnx", "engine", "calib-cache")
@@ -162,8 +164,24 @@ def check_folder(path: Path, option: str = "--out", target: Path | None = None) 
     return path
 
 
+#: What a full disk, a quota or a file-size limit make a write fail with.
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def no_space(path: Path, needed: int, exc: BaseException, kept: str = "nothing was replaced") -> ArtifactError | None:
+    """The one line for a write that ran out of room (None for any other failure): the file, the bytes it needs.
+    NumPy's short write ("N requested and M written") carries no errno, but has no other cause."""
+    if not isinstance(exc, OSError) or (exc.errno not in DISK_FULL and "requested and" not in str(exc)):
+        return None
+    folder = next((p for p in Path(path).parents if p.is_dir()), Path("."))
+    reason = exc.strerror or "the disk took only part of it: full, or a file-size limit"
+    return ArtifactError(f"{path}: cannot write {needed:,} bytes ({reason}; {shutil.disk_usage(folder).free:,} bytes "
+                         f"free there); {kept} — free some space or write elsewhere")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write through a temporary file in the same folder, then rename: readers never see half a file; out of
+    space, the temporary file is removed and the error is one line (`no_space`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -176,10 +194,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = no_space(path, len(data), exc)
+        if full is not None:
+            raise full from None
         raise
     return path
+
+
+def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """The hidden ``.<name>.*.tmp`` files a killed `atomic_write_bytes` of these names left in ``folder``; call
+    it only while no other process writes them (a run folder's lock held). Returns what was removed."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -221,7 +253,7 @@ def read(path: Path) -> Artifact:
     """The validated description of the file at ``path`` (from its sidecar)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path}: file not found")
+        raise ArtifactError(f"{path}: {absent(path, 'a feredge model file')}")
     side = sidecar_path(path)
     if not side.is_file():
         legacy = _legacy_checkpoint(path)

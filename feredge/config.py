@@ -288,7 +288,7 @@ RUNTIME_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "margin": (lambda v: 0 <= v <= 1, "0 ≤ margin ≤ 1 (the share of the box added on each side)"),
     "max_batch": (lambda v: v >= 1, "a positive integer"),
     "calib_size": (lambda v: v >= 1, "a positive number of images"),
-    "max_drop": (lambda v: v >= 0, "a number of points ≥ 0"),
+    "max_drop": (lambda v: v >= 0, "percentage points ≥ 0 (how much top-1 INT8 may lose)"),
 }
 
 

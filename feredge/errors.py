@@ -36,3 +36,22 @@ def read_format_json(path: Path, fmt: str, error: type[FeredgeError], missing: s
     if data.get("format") != fmt:
         raise error(f"{path}: field 'format' is {data.get('format')!r}, expected {fmt!r}")
     return data
+
+
+def absent(path: Path | str, expected: str, missing: str = "file not found") -> str:
+    """Why ``path`` is not a readable file, in the words a user searches for ("is a folder", "symbolic link
+    loop", "broken symbolic link", else ``missing``), and what was ``expected`` there."""
+    import errno
+    import os
+
+    path = Path(path)
+    if path.is_dir():
+        return f"is a folder, expected {expected}"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop (a link that leads back to itself); expected {expected}"
+        if path.is_symlink():
+            return f"broken symbolic link (to {os.readlink(path)}, which does not exist); expected {expected}"
+    return f"{missing} (expected {expected})"

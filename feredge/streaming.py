@@ -77,7 +77,7 @@ class Stream:
             self._sources[0].close()
             raise
         self.frames = 0
-        self._started = False
+        self._started = self._looping = False
         # A stream dropped without close() or `with` must not keep its reader thread (and a camera) alive.
         self._finalizer = weakref.finalize(self, _close, self._sources, self.recognizer if self._owns else None)
 
@@ -116,10 +116,21 @@ class Stream:
         self._started = True
 
     def __iter__(self) -> Iterator[StreamFrame]:
-        from feredge.vision.tracker import Tracker
-
         if self._finalizer.alive is False:
             raise FeredgeError(f"this stream of {self.spec} is closed; create a new one")
+        if self._looping:
+            raise FeredgeError(f"this stream of {self.spec} is already being read by another loop; a stream serves "
+                               "one loop at a time (finish or break that loop first, or open a second stream)")
+        self._looping = True
+        try:
+            yield from self._frames()
+        finally:
+            self._looping = False
+
+    def _frames(self) -> Iterator[StreamFrame]:
+        """One pass over the source (started again when it is a file, folder or picture)."""
+        from feredge.vision.tracker import Tracker
+
         self._restart()
         rec, source, photos = self.recognizer, self.source, self.source.photos
         tracker = Tracker(max_unseen=self.track_max_unseen, alpha=self.smooth)

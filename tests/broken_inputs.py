@@ -151,3 +151,14 @@ def without(folder: Path, *names: str) -> Path:
     for name in names:
         shutil.rmtree(folder / name)
     return folder
+
+
+def symlink_loop(path: Path) -> Path:
+    """A link to itself (``ln -s loop.jpg loop.jpg``): every open fails with ELOOP."""
+    path.symlink_to(path.name)
+    return path
+
+
+def folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path

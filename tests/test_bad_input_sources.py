@@ -6,6 +6,7 @@ recorded), `predict DIR`, a stream's unknown keyword and repeated iteration, `Fa
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_models_lists_the_shipped_models_without_torch():
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert [r["name"] for r in rows] == ["feredge-n", "feredge-s"] and rows[1]["params"] == 3830471
-    assert "only the shipped models" in done.stderr
+    assert "listing only the shipped models" in done.stderr
 
 
 def test_bench_converts_a_shipped_name_to_fp16(tmp_path):
@@ -176,3 +177,42 @@ def test_a_quiet_run_camera_says_how_far_it_is(photos, monkeypatch):
     result = CliRunner().invoke(cli, ["run-camera", "--source", str(photos)])
     assert result.exit_code == 0, result.output
     assert "1 frames" in result.output and "FPS, 3 faces so far" in result.output
+
+
+@pytest.mark.parametrize("height", [480, 2160])
+def test_the_overlay_timing_is_readable_on_white_and_sized_with_the_frame(height):
+    """White text with a thin outline vanished on light backgrounds, and stayed 0.5-scale text on a 4K frame."""
+    from feredge.vision.overlay import draw_hud
+
+    frame = np.full((height, height * 16 // 9, 3), 255, np.uint8)
+    draw_hud(frame, 29.7, {"capture": 1.2, "detect": 30.1, "classify": 4.0, "draw": 2.2})
+    dark = frame.mean(2) < 80
+    rows, cols = np.flatnonzero(dark.any(1)), np.flatnonzero(dark.any(0))
+    box = frame[rows.min():rows.max() + 1, cols.min():cols.max() + 1].mean(2)
+    assert (box < 80).mean() > 0.6 and (box > 200).mean() > 0.05  # a dark box with light text on it
+    assert 0.15 < (rows.max() - rows.min()) / height < 0.3  # the same share of the frame at 480p and 4K
+
+
+def test_a_second_loop_over_a_busy_stream_is_refused_not_left_waiting(clip, rec):
+    """A second loop restarted the file under the first one, which then waited forever on a closed source."""
+    with feredge.stream(clip, recognizer=rec, max_frames=4) as frames:
+        first = iter(frames)
+        assert next(first).index == 0
+        with pytest.raises(FeredgeError, match="already being read by another loop"):
+            next(iter(frames))
+        assert [i.index for i in first] == [1, 2, 3]
+        for _ in frames:  # a loop left with break ends, so the next one starts afresh
+            break
+        assert [i.index for i in frames] == [0, 1, 2, 3]
+
+
+def test_a_folders_subfolders_and_dead_links_are_named_not_passed_over(photos, tmp_path):
+    """A sub-folder and a .jpg symbolic link loop were left out of a folder source without a word."""
+    folder = Path(shutil.copytree(photos, tmp_path / "photos"))
+    (folder / "more").mkdir()
+    (folder / "loop.jpg").symlink_to("loop.jpg")
+    result = CliRunner().invoke(cli, ["run-camera", "--source", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "skipped, not pictures (2): more/; notes.txt" in result.output
+    assert "unreadable pictures (1)" in result.output and "loop.jpg: symbolic link loop" in result.output
+    assert "3 frames" in result.output

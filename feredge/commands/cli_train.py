@@ -99,7 +99,8 @@ def models_cmd(as_json: bool) -> None:
 
         rows = registry_rows({r["name"] for r in rows})
     else:
-        click.echo("torch is not installed: the shipped models only (pip install 'feredge[train]': all)", err=True)
+        click.echo("torch is not installed: listing only the shipped models (pip install 'feredge[train]' lists every "
+                   "architecture)", err=True)
     if as_json:
         return click.echo(json.dumps(rows, indent=2))
     opt.table("feredge models (GFLOPs = multiply-accumulates per image)", ["name", "input", "params", "GFLOPs",

@@ -15,7 +15,7 @@ from feredge.data.images import decode, list_images
 from feredge.data.labels import CLASSES, FERPLUS_COLUMNS, canonical_name
 from feredge.data.problems import Problems
 from feredge.data.store import Dataset, Split
-from feredge.errors import DataError
+from feredge.errors import DataError, absent
 
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 FOLDER_TO_SPLIT = {"train": "train", "training": "train", "val": "val", "validation": "val", "publictest": "val",
@@ -53,7 +53,7 @@ def read_csv(path: Path, problems: Problems) -> tuple[dict[str, Split], list[int
     """Parse the Kaggle CSV; returns the splits and, per kept row, its CSV row number (for FER+)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found (expected the FER2013 CSV with columns emotion,pixels,Usage)")
+        raise DataError(f"{path}: {absent(path, 'the FER2013 CSV with columns emotion,pixels,Usage')}")
     rows: dict[str, tuple[list, list, list]] = {}
     lineno = 1
     try:
@@ -173,7 +173,7 @@ def read_ferplus_votes(path: Path) -> dict[str | int, np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: FER+ vote file not found")
+        raise DataError(f"{path}: {absent(path, 'the FER+ vote CSV', 'FER+ vote file not found')}")
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []

@@ -14,16 +14,18 @@ Layout::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from feredge.artifact import check_folder
+from feredge.artifact import check_folder, no_space
 from feredge.errors import DataError, FeredgeError, read_format_json
 from feredge.outputs import refuse_existing
 
@@ -89,9 +91,19 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
     check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    held = os.open(staging, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # ours while we build: another prepare can tell it from a killed one's
+    _remove_stale_staging(out, staging)
     try:
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it owner-only; a dataset is as readable as any folder
-        _write(dataset, staging)
+        try:
+            _write(dataset, staging)
+        except OSError as exc:  # out of space: the staging folder goes (below), the old dataset stays
+            needed = sum(a.nbytes for sp in dataset.splits.values() for a in _arrays(sp))
+            full = no_space(out, needed, exc)
+            if full is None:
+                raise
+            raise full from None
         if out.exists():
             old = staging.with_name(staging.name.replace(".staging-", ".old-"))
             out.rename(old)
@@ -102,13 +114,47 @@ def save(dataset: Dataset, out: Path, overwrite: bool = False) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+        os.close(held)
     return out
+
+
+def _remove_stale_staging(out: Path, own: Path) -> None:
+    """Remove the staging folders a killed prepare of ``out`` left (no process holds their lock), and an old
+    dataset a kill left after the new one was swapped in; say so in one line."""
+    stale = []
+    for folder in out.parent.glob(f".{out.name}.staging-*"):
+        if folder == own:
+            continue
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # another prepare is building it now
+        finally:
+            os.close(fd)
+        stale.append(folder)
+    if (out / "meta.json").is_file():  # swapped in: an .old- folder beside it is the replaced dataset's leftover
+        stale += list(out.parent.glob(f".{out.name}.old-*"))
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        print(f"{out.parent}: removed {len(stale)} folder(s) an interrupted prepare left "
+              f"({', '.join(f.name for f in stale[:3])}{', …' * (len(stale) > 3)})", file=sys.stderr)
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _arrays(split) -> list[np.ndarray]:
+    """The arrays a split is saved as (images, labels, and the optional ones it has)."""
+    optional = [getattr(split, key) for key in _OPTIONAL]
+    return [np.asarray(split.images), np.asarray(split.labels)] + [np.asarray(v) for v in optional if v is not None]
 
 
 def _write(dataset: Dataset, out: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from feredge._optional import require
 from feredge.artifact import Artifact, sidecar_path
 from feredge.artifact import read as read_artifact
-from feredge.errors import CheckpointError, ModelKwargsError
+from feredge.errors import CheckpointError, ModelKwargsError, absent
 from feredge.models._registry import create_model
 
 
@@ -29,7 +29,7 @@ def read_state_dict(path: Path) -> dict:
     """Tensors from a .safetensors file, or from a torch file loaded with weights_only=True."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
+        raise CheckpointError(f"{path}: {absent(path, 'a .safetensors checkpoint')}")
     if path.suffix == ".safetensors":
         try:
             return require("safetensors.torch").load_file(str(path))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge.artifact import Artifact
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 
 BACKENDS = ("trt", "ort", "torch")
 SUFFIX_TO_BACKEND = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".safetensors": "torch"}
@@ -40,7 +40,7 @@ class Runner(ABC):
     def __init__(self, path: Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FeredgeError(f"{self.path}: model file not found")
+            raise FeredgeError(f"{self.path}: {absent(self.path, 'a model file', 'model file not found')}")
         self.info: Artifact
         self.max_batch: int = 256
 

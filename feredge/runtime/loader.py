@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from feredge.config import DEVICES, PRECISION, THREADS
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 from feredge.runtime.base import BACKENDS, SUFFIX_TO_BACKEND, Runner
 
 
@@ -37,6 +37,8 @@ def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
     """Pick a runner by ``backend`` or by the file type (.onnx → ONNX Runtime, .engine → TensorRT)."""
     path = Path(path)
     backend = backend or backend_for(path)
+    if backend is None and (path.is_dir() or path.is_symlink() and not path.exists()):  # whatever its suffix
+        raise FeredgeError(f"{path}: {absent(path, 'a model file (.onnx, .engine, .safetensors)')}")
     if backend is None:
         raise FeredgeError(f"{path}: cannot tell the backend from the suffix '{path.suffix}'; expected a model "
                            "file ending in " + ", ".join(sorted(SUFFIX_TO_BACKEND)))

@@ -9,15 +9,28 @@ beside the state of another.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from feredge.artifact import Artifact, atomic_write_bytes, atomic_write_text, check_folder, file_sha256, sidecar_path
+from feredge.artifact import (
+    Artifact,
+    ArtifactError,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_folder,
+    file_sha256,
+    remove_stale_temporaries,
+    sidecar_path,
+)
 from feredge.errors import FeredgeError
 from feredge.models.checkpoint import load_into, read_meta, read_state_dict
 from feredge.train.checkpoint import save_checkpoint
@@ -28,6 +41,55 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 STAGED = "last.next.safetensors"  # this epoch's weights until its state is written
 RUN_FILES = tuple(name for f in (LAST, BEST, STAGED) for name in (f, f + ".json")) + (STATE_FILE, "log.csv", "log.json")
+LOCK = ".feredge-train.lock"  # flock'ed while a run writes here; holds the writer's pid
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold ``out``'s run lock: a second run into the same folder is refused, naming the first one's process.
+    An flock ends with its process, so a killed run leaves no lock behind; the file goes when the run ends.
+    Only the main process of a distributed run takes it (the others write nothing)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    out = check_folder(Path(out))
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise FeredgeError(f"{out}: another feredge train (pid {holder}) is writing this run folder; wait for it "
+                               "to end, or choose another --out") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and lock: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a run refused before its first file leaves no empty folder behind
+
+
+def clear_leftovers(out: Path) -> None:
+    """What a killed save left that only this run could have written, said in one line: its hidden
+    temporaries (run under the lock)."""
+    removed = remove_stale_temporaries(out, RUN_FILES)
+    if removed:
+        names = ", ".join(p.name for p in removed[:3]) + ", …" * (len(removed) > 3)
+        print(f"{out}: removed {len(removed)} temporary file(s) an interrupted save left ({names})", file=sys.stderr)
 
 
 def run_config(out: Path) -> dict:
@@ -39,14 +101,28 @@ def run_config(out: Path) -> dict:
     return {}
 
 
+def unfinished(out: Path) -> bool:
+    """Whether ``out`` holds only what a first save, killed before its state was written, left: staged
+    weights (and best, written before the state) but no finished epoch, so nothing to resume."""
+    return (out / STAGED).exists() and not (out / STATE_FILE).exists() and not (out / LAST).exists()
+
+
 def claim_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
-    """A finished or running run in ``out`` is never replaced without --overwrite; returns the files to replace."""
+    """A finished or running run in ``out`` is never replaced without --overwrite; returns the files to replace.
+    A run none of whose epochs finished saving is started again plainly (its leftovers replaced, said so)."""
     check_folder(out)
     found = [out / name for name in RUN_FILES if (out / name).exists()]
     if resume:
         if overwrite:
             raise FeredgeError("--resume continues the run in --out, --overwrite replaces it: choose one")
+        if unfinished(out):
+            raise FeredgeError(f"{out}: nothing to resume — no epoch finished saving ({STAGED} is what an interrupted "
+                               "first save left); run the same command without --resume to start the run again")
         return []
+    if found and unfinished(out) and not overwrite:
+        print(f"{out}: no epoch of the run here finished saving (an interrupted first save left "
+              f"{', '.join(p.name for p in found)}); starting it again and replacing those", file=sys.stderr)
+        return found
     if found and not overwrite:
         raise FeredgeError(f"{out}: already holds a training run ({found[0].name}); pass --resume to continue it, "
                            "--overwrite to replace it, or choose another --out")
@@ -95,6 +171,26 @@ def promote(out: Path) -> None:
     os.replace(staged, out / LAST)
 
 
+def truncation(path: Path) -> str | None:
+    """How much of a .safetensors file is missing ("12,345 of 67,890 bytes"), from its own header; None when
+    it is whole (or not a safetensors file at all, which its reader reports)."""
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            raw = fh.read(n) if 0 < n < 100_000_000 else b""
+        if 0 < len(raw) < n:
+            return f"{Path(path).stat().st_size:,} bytes; its header alone announces {8 + n:,}"
+        header = json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    expected, size = 8 + n + max(ends, default=0), Path(path).stat().st_size
+    return f"{size:,} of the {expected:,} bytes its header announces" if size < expected else None
+
+
 def _tensorboard(out: Path):
     """A TensorBoard writer when the tensorboard package is installed, else None (CSV/JSON logs remain)."""
     try:
@@ -125,11 +221,19 @@ class RunFolder:
             self.tb.flush()
 
     def save(self, kept: torch.nn.Module, meta: Artifact, improved: bool, state: dict) -> None:
-        """Staged weights, best (when ``improved``), the state with the weights' sha256, then the move."""
-        sha = save_checkpoint(kept, self.out / STAGED, meta)
-        if improved:
-            save_checkpoint(kept, self.out / BEST, meta)
-        write_state(self.out / STATE_FILE, {**state, "weights_sha256": sha})
+        """Staged weights, best (when ``improved``), the state with the weights' sha256, then the move. Out of
+        space before the state is written, the staged weights go too: the folder keeps the previous epoch."""
+        try:
+            sha = save_checkpoint(kept, self.out / STAGED, meta)
+            if improved:
+                save_checkpoint(kept, self.out / BEST, meta)
+            write_state(self.out / STATE_FILE, {**state, "weights_sha256": sha})
+        except ArtifactError:  # raised before a file was replaced, so the state was not committed
+            first = not (self.out / STATE_FILE).exists()  # then best is this uncommitted epoch's too
+            for name in (STAGED, BEST) if first else (STAGED,):
+                (self.out / name).unlink(missing_ok=True)
+                sidecar_path(self.out / name).unlink(missing_ok=True)
+            raise
         promote(self.out)
 
     def read_state(self, device: torch.device) -> dict:
@@ -157,6 +261,12 @@ class RunFolder:
                 sidecar_path(staged).unlink(missing_ok=True)
         if not last.is_file():
             raise FeredgeError(f"{last}: missing beside {STATE_FILE}; the run cannot resume — start again with --overwrite")
+        cut = truncation(last)
+        if cut is not None:
+            best = self.out / BEST
+            other = f", or warm-start from {best} with --set init={best}" if best.is_file() and truncation(best) is None else ""
+            raise FeredgeError(f"{last}: truncated ({cut}), so the run cannot resume from it; start again with "
+                               f"--overwrite{other}")
         epoch = read_meta(last).details.get("epoch")
         if (sha is not None and file_sha256(last) != sha) or epoch != state["epoch"]:
             raise FeredgeError(f"{last}: weights (epoch {epoch}) are not the ones {STATE_FILE} (epoch {state['epoch']}) "

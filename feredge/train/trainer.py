@@ -33,7 +33,7 @@ from feredge.train.distill import distill_loss, load_teachers, offline_logits, o
 from feredge.train.ema import Ema
 from feredge.train.inference import predict_logits
 from feredge.train.optim import make_optimizer, make_scheduler
-from feredge.train.run_folder import RunFolder, claim_out, run_config
+from feredge.train.run_folder import RunFolder, claim_out, clear_leftovers, locked, run_config
 
 __all__ = ["Trainer", "native_cpu_bf16", "run_config", "train"]
 
@@ -368,8 +368,8 @@ class Trainer:
                        lr=self.opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
             if self.dist.main:
                 self.history.append(row)
-                self.run.log(self.history)
                 self._save(epoch, scores, improved)
+                self.run.log(self.history)  # after the save: the log never lists an epoch whose weights are not saved
                 print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} train {row['train_accuracy']:.4f} "
                       f"val {val['accuracy']:.4f} (mean-class {val['mean_class_accuracy']:.4f}"
                       + (f"; FER+ {val['ferplus_accuracy']:.4f}" if "ferplus_accuracy" in val else "") + ") "
@@ -386,10 +386,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         raise FeredgeError("no training data: pass --data DIR (a folder made by `feredge data prepare`)")
     if stop_after is not None and stop_after < 1:
         raise FeredgeError(f"--stop-after {stop_after}: expected a positive number of epochs")
-    replaced = claim_out(Path(cfg.out), resume, overwrite)
-    trainer = Trainer(cfg)
-    for path in replaced:  # only once the new run is set up: a bad setting leaves the old run intact
-        path.unlink()
-    if resume:
-        trainer.resume()
-    return trainer.fit(stop_after)
+    with locked(Path(cfg.out)):
+        replaced = claim_out(Path(cfg.out), resume, overwrite)
+        clear_leftovers(Path(cfg.out))
+        trainer = Trainer(cfg)
+        for path in replaced:  # only once the new run is set up: a bad setting leaves the old run intact
+            path.unlink()
+        if resume:
+            trainer.resume()
+        return trainer.fit(stop_after)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from feredge._optional import require
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -167,10 +167,8 @@ class CheckedImage:
 def check_image(path: Path | str) -> CheckedImage:
     """A missing, empty, damaged or truncated file, a folder or an oversized picture as a one-line error."""
     path = Path(path)
-    if not path.exists():
-        raise FeredgeError(f"{path}: file not found (expected a JPEG/PNG image)")
-    if path.is_dir():
-        raise FeredgeError(f"{path}: is a folder, expected an image file")
+    if not path.is_file():
+        raise FeredgeError(f"{path}: {absent(path, 'a JPEG/PNG image')}")
     if path.stat().st_size == 0:
         raise FeredgeError(f"{path}: empty file (expected a JPEG/PNG image)")
     orientation = _check_with_pillow(path)

@@ -43,11 +43,21 @@ def draw_faces(frame: np.ndarray, boxes: np.ndarray, track_ids: list[int], label
 
 
 def draw_hud(frame: np.ndarray, fps: float, stages_ms: dict[str, float]) -> np.ndarray:
-    """In place: FPS and per-stage milliseconds in the top-left corner."""
+    """In place: FPS and per-stage milliseconds in the top-left corner, white on a dark box (readable on any
+    background), sized with the frame (the same share of its height from 480p to 4K)."""
     cv2 = require("cv2")
     lines = [f"{fps:5.1f} FPS"] + [f"{name} {ms:5.1f} ms" for name, ms in stages_ms.items()]
-    for i, text in enumerate(lines):
-        y = 20 + 18 * i
-        cv2.putText(frame, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3)
-        cv2.putText(frame, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    scale = max(0.4, frame.shape[0] / 1000)
+    thickness = max(1, round(scale * 1.5))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    sizes = [cv2.getTextSize(text, font, scale, thickness) for text in lines]
+    line_h = max(h + base for (_, h), base in sizes) + round(6 * scale)
+    pad = round(6 * scale)
+    width = max(w for (w, _), _ in sizes) + 2 * pad
+    x1, y1 = min(frame.shape[1], pad + width), min(frame.shape[0], pad + line_h * len(lines) + pad)
+    region = frame[pad:y1, pad:x1]
+    region[:] = (region * 0.25).astype(np.uint8)  # darken, so the frame still shows through faintly
+    for i, (text, ((_, h), _)) in enumerate(zip(lines, sizes)):
+        y = 2 * pad + h + i * line_h
+        cv2.putText(frame, text, (2 * pad, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return frame

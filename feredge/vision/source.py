@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from feredge._optional import require
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 from feredge.vision.images import check_image, quiet_opencv, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -68,16 +68,16 @@ def describe(spec: str) -> str:
 
 
 def folder_pictures(folder: Path) -> tuple[list[Path], list[str]]:
-    """A folder's pictures in name order, and the names of its other files (hidden files are neither);
-    a folder without pictures is an error that says which suffixes count."""
+    """A folder's pictures in name order, and the names of what else it holds (sub-folders as ``name/``, not
+    entered; hidden files are neither); a folder without pictures is an error that says which suffixes count."""
     try:
-        files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
     except PermissionError:
         raise FeredgeError(f"{folder}: no permission to list this folder") from None
-    images = [p for p in files if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
+    images = [p for p in entries if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES and not p.is_dir()]
     if not images:
         raise FeredgeError(f"{folder}: no images in the folder (expected {', '.join(sorted(FOLDER_IMAGE_SUFFIXES))})")
-    return images, [p.name for p in files if p.suffix.lower() not in FOLDER_IMAGE_SUFFIXES]
+    return images, [p.name + "/" * p.is_dir() for p in entries if p not in images]
 
 
 class FrameSource:
@@ -108,8 +108,8 @@ class FrameSource:
             self.images, self.fps = [Path(spec)], 0.0
         else:
             if self.kind == "file" and not Path(spec).is_file():
-                raise FeredgeError(f"{spec}: file not found (expected a video file, a folder, a camera index, "
-                                   "/dev/videoN, rtsp://… or a GStreamer pipeline)")
+                expected = "a video file, a folder, a camera index, /dev/videoN, rtsp://… or a GStreamer pipeline"
+                raise FeredgeError(f"{spec}: {absent(spec, expected)}")
             self.cap = self._open()
             self.fps = float(self.cap.get(self.cv2.CAP_PROP_FPS) or 0.0)
         # live: a bounded ring that drops the oldest; files/folders: a blocking queue that never drops
@@ -235,7 +235,12 @@ class FrameSource:
                         self._lock.wait(0.1)
                     frame = self._ring.popleft()
             else:
-                frame = self._queue.get()
+                try:
+                    frame = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if self._stop.is_set():  # closed while a loop still read it: end, rather than wait forever
+                        return
+                    continue
             if frame is None:
                 return
             yield frame

@@ -18,7 +18,7 @@ from feredge.commands.bench import measure
 from feredge.commands.bench.environment import environment, is_jetson
 from feredge.config import DEVICE, PRECISIONS
 from feredge.config import DEVICES as COMMON_DEVICES
-from feredge.errors import FeredgeError
+from feredge.errors import FeredgeError, absent
 
 DEVICES = (*COMMON_DEVICES, "jetson")
 DEFAULT_OUT = Path("runs/bench")
@@ -133,7 +133,7 @@ def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Pa
                            ".safetensors checkpoint, a shipped name, or the exported file of that precision)")
     for path, name in zip(resolved, named):
         if not path.is_file():
-            raise FeredgeError(f"{path}: file not found")
+            raise FeredgeError(f"{path}: {absent(path, 'a .onnx / .engine file or a .safetensors checkpoint')}")
         if path.suffix == ".safetensors" and opts.backend != "torch":
             paths.extend(_exported(path, opts.precisions, opts, log))
         elif name and path.suffix == ".onnx" and set(opts.precisions) != {"fp32"}:

@@ -4,6 +4,8 @@ recording. Every face of a frame goes through pre-processing and the model in on
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ import numpy as np
 
 from feredge import config
 from feredge._optional import require
+from feredge.artifact import no_space
 from feredge.errors import FeredgeError
 from feredge.outputs import output_file
 from feredge.streaming import STAGES as STREAM_STAGES
@@ -56,6 +59,16 @@ def check_options(opts: CameraOptions) -> None:
     config.check_choice("--detector", opts.detector, config.DETECTORS)
     config.check_ranges(cli=True, detect_every=opts.detect_every, detect_max_side=opts.detect_max_side,
                         max_faces=opts.max_faces, smooth=opts.smooth, max_frames=opts.max_frames)
+    from feredge.vision.source import describe
+
+    kind = describe(str(opts.source))
+    if opts.sequence and kind != "folder":
+        raise FeredgeError(f"--sequence: {opts.source} is a {kind}; --sequence says an image folder is one scene's "
+                           "frames (a video already is)")
+    if opts.detect_every > 1 and kind == "folder" and not opts.sequence:
+        raise FeredgeError(f"--detect-every {opts.detect_every} reuses one frame's boxes on the next; {opts.source} is "
+                           "a folder of separate photos, each detected on its own: add --sequence if its pictures are "
+                           "the frames of one scene")
     for flag, path in (("--jsonl", opts.json_path), ("--record", opts.record)):
         if path is not None:
             output_file(path, opts.overwrite, flag)
@@ -64,11 +77,13 @@ def check_options(opts: CameraOptions) -> None:
 class Recorder:
     """The annotated video, opened on the first frame (its size is known only then). A later frame of
     another size (a folder of photos) is fitted into that size, letterboxed: OpenCV's writer would drop it
-    without a word."""
+    without a word. Written beside the target under a hidden name and moved over it only once it reads back
+    whole: OpenCV's writer says nothing when the disk fills up."""
 
     def __init__(self, path: Path, fps: float):
         self.cv2 = require("cv2")
         self.path, self.fps, self.writer = Path(path), fps if fps > 0 else 25.0, None
+        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.size: tuple[int, int] = (0, 0)  # width, height
         self.frames = 0
 
@@ -76,15 +91,68 @@ class Recorder:
         if self.writer is None:
             fourcc = self.cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
             self.size = (frame.shape[1], frame.shape[0])
-            self.writer = self.cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
+            self.writer = self.cv2.VideoWriter(str(self.partial), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
+                self.partial.unlink(missing_ok=True)
                 raise FeredgeError(f"{self.path}: OpenCV cannot write this video (use .mp4 or .avi)")
         self.writer.write(letterbox(self.cv2, frame, self.size))
         self.frames += 1
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
+        """Finish the file and move it into place, or remove it and say why when it does not read back whole."""
+        if self.writer is None:
+            return
+        self.writer.release()
+        self.writer = None
+        if not self._reads_back():
+            size = self.partial.stat().st_size if self.partial.exists() else 0
+            self.partial.unlink(missing_ok=True)
+            free = shutil.disk_usage(self.path.parent).free
+            raise FeredgeError(f"{self.path}: the recording of {self.frames} frames did not fit ({size:,} bytes were "
+                               f"written before the disk or a file-size limit stopped it; {free:,} bytes free there); "
+                               "nothing was replaced")
+        os.replace(self.partial, self.path)
+
+    def _reads_back(self) -> bool:
+        """Whether the last frame written decodes (a cut file or an mp4 without its index does not)."""
+        from feredge.vision.images import quiet_opencv
+
+        cv2 = self.cv2
+        with quiet_opencv(cv2):
+            cap = cv2.VideoCapture(str(self.partial))
+            try:
+                if not cap.isOpened():
+                    return False
+                cap.set(cv2.CAP_PROP_POS_FRAMES, self.frames - 1)
+                return bool(cap.read()[0])
+            finally:
+                cap.release()
+
+
+class JsonLines:
+    """run-camera's per-frame log, written a whole line at a time (readable with ``tail -f`` while it runs).
+    Out of space, the file keeps its whole lines and the error is one line naming it."""
+
+    def __init__(self, path: Path):
+        self.path, self.written, self.lines = Path(path), 0, 0
+        self.fh = open(self.path, "wb", buffering=0)
+
+    def write(self, record: dict) -> None:
+        data = memoryview((json.dumps(record) + "\n").encode())
+        try:
+            while data:
+                data = data[self.fh.write(data) or 0:]
+        except OSError as exc:
+            self.close()
+            os.truncate(self.path, self.written)  # no half line at the end
+            full = no_space(self.path, len(data), exc, f"it keeps the {self.lines} whole lines written before")
+            if full is None:
+                raise
+            raise full from None
+        self.written, self.lines = self.fh.tell(), self.lines + 1
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 def letterbox(cv2, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -140,7 +208,7 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
             if path is not None:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         recorder = Recorder(opts.record, PHOTO_FPS if frames.photos else frames.fps) if opts.record else None
-        jsonl = open(opts.json_path, "w") if opts.json_path else None
+        jsonl = JsonLines(opts.json_path) if opts.json_path else None
         quiet = not (opts.display or recorder or jsonl)  # nothing else shows the run is alive
         t_start = t_prev = t_said = time.perf_counter()
         for item in frames:
@@ -155,11 +223,11 @@ def run_camera(opts: CameraOptions, log: Callable[[str], None] = print) -> dict:
                 recorder.write(item.image)
             ms["draw"] = (time.perf_counter() - t0) * 1000
             if jsonl is not None:
-                jsonl.write(json.dumps({
+                jsonl.write({
                     "frame": item.index, **({"image": item.path} if item.path else {}),
                     "timestamp": round(item.timestamp, 4), "dropped_before": item.dropped_before,
                     "detected": item.detected, "ms": {k: round(v, 3) for k, v in ms.items()},
-                    "faces": [f.to_dict() for f in item.faces]}) + "\n")
+                    "faces": [f.to_dict() for f in item.faces]})
             count += 1
             faces_seen += len(item.faces)
             for k, v in ms.items():
