@@ -19,9 +19,10 @@ import onnx
 
 from feredge.calibration.dataset import calibration_set
 from feredge.calibration.quantize import METHODS, quantize_qdq
-from feredge.commands.export import onnx_accuracy, to_fp16
+from feredge.commands.export import onnx_accuracy
 from feredge.data.store import load_split, read_meta
 from feredge.export.onnx import export_onnx, save_onnx
+from feredge.export.precisions import to_fp16
 from feredge.models.checkpoint import load_checkpoint
 from feredge.vision.preprocess import preprocess_faces
 from feredge.weights import default_checkpoint

@@ -108,7 +108,8 @@ class Recognizer:
 
     Options: ``backend`` ort / trt / torch (default: from the file type; torch takes a shipped name's
     checkpoint); ``device`` auto / cpu / cuda; ``precision`` which of a shipped model's files runs (auto: the
-    fastest whose accuracy gate passed for the device; fp32 / fp16 / int8); ``detector`` yunet / haar; ``tta`` none / hflip (averages
+    fastest whose accuracy gate passed for the device; fp32 / fp16 / int8); ``detector`` yunet / haar;
+    ``tta`` none / hflip (averages
     with the mirrored face); ``margin`` (0–1) widens each box by that share on every side;
     ``detect_max_side`` scales the frame the detector sees; ``max_faces`` keeps the largest faces (0: every
     face); ``align`` levels the eyes (CPU crops only); ``threads`` ONNX Runtime's intra-op threads (0: its

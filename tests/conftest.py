@@ -73,7 +73,8 @@ def prepared_fer(fer_tree, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(prepared_fer, tmp_path_factory) -> Path:
-    """feredge-s at the tiny widths (tests/support.py), 4 CPU epochs on the synthetic faces: shared by the export tests."""
+    """feredge-s at the tiny widths (tests/support.py), 4 CPU epochs on the synthetic faces: trained once per
+    test run and shared by the export tests."""
     from feredge.config import config_from_dict
     from feredge.train.trainer import train
 

@@ -191,7 +191,8 @@ def test_a_folder_names_what_it_could_not_read_and_each_line_its_picture(tmp_pat
     (folder / "c.gif").unlink()
     nothing = _run(["--source", str(folder)])
     assert nothing.exit_code == 1
-    assert f"{folder}: no frame could be read (end of folder); expected a folder with readable pictures" in nothing.output
+    want = f"{folder}: no frame could be read (end of folder); expected a folder with readable pictures"
+    assert want in nothing.output
 
 
 def test_a_jpeg_damaged_inside_is_refused_though_it_ends_complete(tmp_path):

@@ -41,7 +41,8 @@ def test_models_without_torch_lists_the_shipped_models_and_the_install_hint():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['torch'] = None\nfrom click.testing import CliRunner\nfrom feredge.commands.cli import cli\n"
+    code = ("import sys; sys.modules['torch'] = None\nfrom click.testing import CliRunner\n"
+            "from feredge.commands.cli import cli\n"
             "r = CliRunner().invoke(cli, ['models'])\nprint(r.exit_code, repr(r.output))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -92,18 +92,19 @@ def checkpoint(prepared_fer, tmp_path_factory) -> Path:
 
 
 def test_int8_export_with_a_damaged_calibration_cache(checkpoint, prepared_fer, tmp_path, monkeypatch):
-    """The exporter's cache (calibration/cache under the working folder) damaged between two exports: the
-    second still succeeds, says in one line that it rebuilt the cache, and leaves a sound one behind."""
+    """The exporter's cache (in the user's cache folder) damaged between two exports: the second still
+    succeeds, says in one line that it rebuilt the cache, and leaves a sound one behind."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     argv = ["export", "--model", str(checkpoint), "--int8", "--calib-data", str(prepared_fer), "--calib-size", "14",
             "--max-drop", "100"]
     assert (first := CliRunner().invoke(cli, [*argv, "--out", "e1"])).exit_code == 0, first.output
-    (cache,) = (tmp_path / "calibration" / "cache").glob("*.npz")
+    (cache,) = (tmp_path / "cache" / "feredge" / "calibration").glob("*.npz")
     cache.write_bytes(cache.read_bytes()[:50])
     second = CliRunner().invoke(cli, [*argv, "--out", "e2"])
     assert second.exit_code == 0, second.output
     assert [line for line in second.output.splitlines() if "rebuilt it" in line] == \
-        [f"calibration cache {Path('calibration/cache') / cache.name}: not a readable calibration cache (BadZipFile); rebuilt it"]
+        [f"calibration cache {cache}: not a readable calibration cache (BadZipFile); rebuilt it"]
     with np.load(cache) as npz:
         assert "indices" in npz.files and "digest" in npz.files
 

@@ -70,7 +70,8 @@ def test_qdq_placement_symmetric_int8(exported):
     for t in zero_points:
         arr = onnx.numpy_helper.to_array(t)
         assert arr.dtype == np.int8 and not arr.any()  # symmetric, signed
-    conv_w_scales = [t for t in model.graph.initializer if t.name.endswith("_scale") and len(t.dims) == 1 and t.dims[0] > 1]
+    conv_w_scales = [t for t in model.graph.initializer
+                     if t.name.endswith("_scale") and len(t.dims) == 1 and t.dims[0] > 1]
     assert conv_w_scales  # per-channel weight scales
 
 

@@ -111,7 +111,8 @@ def test_no_two_folders_import_each_other():
 
 
 def test_no_file_over_400_lines_or_line_over_120_characters():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
     wide = [f"{p.relative_to(PACKAGE)}:{i}" for p in PACKAGE.rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120]
     assert long == {} and wide == []

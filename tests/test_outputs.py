@@ -34,7 +34,8 @@ def run(prepared_fer, tmp_path_factory) -> Path:
 
 def _train(data: Path, out: Path) -> list[str]:
     return ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--device", "cpu",
-            "--set", "val_fraction=0.25", "--set", "max_steps_per_epoch=2", "--set", f"model_kwargs={json.dumps(SMALL)}"]
+            "--set", "val_fraction=0.25", "--set", "max_steps_per_epoch=2",
+            "--set", f"model_kwargs={json.dumps(SMALL)}"]
 
 
 # name → argv builder(run, prepared data, source tree, out): out is the folder the output lands in

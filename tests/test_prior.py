@@ -109,7 +109,8 @@ def test_undo_gives_back_the_weights_as_trained_and_the_sweep_refuses_a_correcte
 
     refused = _prior_command(str(corrected), "--data", str(prepared_fer))
     assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
-        f"error: {corrected}: already prior-corrected (tau 0.75); sweep the checkpoint it was made from (--undo writes it)"]
+        f"error: {corrected}: already prior-corrected (tau 0.75); sweep the checkpoint it was made from "
+        "(--undo writes it)"]
 
     raw = tmp_path / "raw.safetensors"
     assert _prior_command(str(corrected), "--undo", str(raw)).returncode == 0

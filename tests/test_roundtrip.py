@@ -44,7 +44,8 @@ def test_the_int8_gate_judges_on_the_checkpoints_own_validation_carve(exported):
     _, _, out = exported
     report = json.loads((out / "exp" / "best.export.json").read_text())
     assert report["accuracy"]["split"] == "held-out 25% of train (seed 3)"  # as trained, not export's defaults
-    assert json.loads(Path(str(out / "exp" / "best.int8.onnx") + ".json").read_text())["details"]["calibration"]["images"] == 60
+    sidecar = json.loads(Path(str(out / "exp" / "best.int8.onnx") + ".json").read_text())
+    assert sidecar["details"]["calibration"]["images"] == 60
 
 
 @pytest.mark.parametrize("fmt", ["fp32", "fp16", "int8"])

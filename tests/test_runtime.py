@@ -116,9 +116,11 @@ def test_predict_runs_without_torch(small_onnx, tmp_path):
 
 def test_help_without_optional_stacks():
     """Every --help works with torch, onnx and TensorRT hidden."""
-    code = ("import sys\nfor m in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'pycuda', 'cv2'): sys.modules[m] = None\n"
+    code = ("import sys\n"
+            "for m in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'pycuda', 'cv2'): sys.modules[m] = None\n"
             "from click.testing import CliRunner\nfrom feredge.commands.cli import cli\n"
-            "for args in ([], ['data'], ['data', 'prepare'], ['train'], ['eval'], ['export'], ['models'], ['predict']):\n"
+            "for args in ([], ['data'], ['data', 'prepare'], ['train'], ['eval'], ['export'], ['models'],\n"
+            "             ['predict']):\n"
             "    r = CliRunner().invoke(cli, [*args, '--help'])\n"
             "    assert r.exit_code == 0, (args, r.output)\n"
             "print('ok')\n")

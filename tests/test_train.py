@@ -339,7 +339,8 @@ def test_offline_ten_crop_teacher_is_computed_once_and_mixed_with_the_images(pre
     unmixed = torch.softmax(trainer.teacher_logits[:8] / cfg.distill_temperature, 1)
     assert not torch.allclose(soft, unmixed)  # mixup blended the teacher's targets with another image's
     train(cfg, stop_after=1)
-    assert json.loads((out / "last.safetensors.json").read_text())["details"]["teacher_sha256"] == {str(t1): file_sha256(t1)}
+    sidecar = json.loads((out / "last.safetensors.json").read_text())
+    assert sidecar["details"]["teacher_sha256"] == {str(t1): file_sha256(t1)}
     stamp = os.stat(cache1).st_mtime_ns
     train(cfg, resume=True)
     assert os.stat(cache1).st_mtime_ns == stamp

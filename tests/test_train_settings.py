@@ -28,7 +28,8 @@ def test_resume_from_another_folder_keeps_the_runs_data(prepared_fer, tmp_path, 
     os.symlink(prepared_fer, tmp_path / "a" / "prep")
     monkeypatch.chdir(tmp_path / "a")
     args = ["train", "--data", "prep", "--out", "run", "--epochs", "2", "--batch-size", "16", "--device", "cpu",
-            "--set", "val_fraction=0.25", "--set", "max_steps_per_epoch=2", "--set", f"model_kwargs={json.dumps(SMALL)}"]
+            "--set", "val_fraction=0.25", "--set", "max_steps_per_epoch=2",
+            "--set", f"model_kwargs={json.dumps(SMALL)}"]
     first = CliRunner().invoke(cli, [*args, "--stop-after", "1"])
     assert first.exit_code == 0, first.output
     (tmp_path / "b").mkdir()

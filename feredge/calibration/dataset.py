@@ -24,8 +24,15 @@ from feredge.data.splits import stratified_holdout
 from feredge.data.store import load_split, read_meta
 from feredge.errors import FeredgeError
 
-#: Where the chosen indices are kept between exports: the user's cache, never the folder the command runs in.
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "feredge" / "calibration"
+
+def default_cache() -> Path:
+    """Where the chosen indices are kept between exports: the user's cache folder ($XDG_CACHE_HOME or
+    ~/.cache), never the folder the command runs in."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "feredge" / "calibration"
+
+
+#: ``cache_dir`` of `calibration_set` when none is given: `default_cache()` at the time of the call.
+DEFAULT = Path("<default>")
 
 
 @dataclass
@@ -82,7 +89,7 @@ def _warn(line: str) -> None:
 
 
 def calibration_set(data: Path, size: int = 512, seed: int = 0, val_fraction: float = 0.1,
-                    cache_dir: Path | None = DEFAULT_CACHE, warn: Callable[[str], None] = _warn) -> CalibrationSet:
+                    cache_dir: Path | None = DEFAULT, warn: Callable[[str], None] = _warn) -> CalibrationSet:
     """Select (or reload from the cache) ``size`` class-balanced training images; a damaged cache is
     rebuilt (atomically, so a kill cannot leave half a file) and ``warn`` says so in one line."""
     meta = read_meta(data)
@@ -91,6 +98,7 @@ def calibration_set(data: Path, size: int = 512, seed: int = 0, val_fraction: fl
     identity = json.dumps({"dataset": meta["dataset"], "splits": meta["splits"], "size": size, "seed": seed,
                            "val_fraction": val_fraction}, sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    cache_dir = default_cache() if cache_dir == DEFAULT else cache_dir
     cache = Path(cache_dir) / f"{meta['dataset']}-{size}-s{seed}-{key}.npz" if cache_dir else None
     train = load_split(data, "train")
     cached = _read_cache(cache, key, len(train)) if cache is not None and cache.is_file() else None

@@ -57,11 +57,10 @@ def package(checkpoint: Path, data: Path, prior_correction: float = 0.0) -> tupl
 
 
 def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray | None = None) -> dict:
-    """Metrics of a shipped ONNX through the runtime path (ONNX Runtime, NumPy pre-processing)."""
+    """Metrics of a shipped ONNX through the runtime's `Classifier` (ONNX Runtime, single pass): what users run."""
     from feredge.data.store import load_split
     from feredge.metrics import validation_figures
-    from feredge.runtime.ort import OrtRunner
-    from feredge.vision.preprocess import preprocess_faces
+    from feredge.runtime.classifier import Classifier
 
     part = load_split(data, split)
     images, labels = np.asarray(part.images), np.asarray(part.labels)
@@ -69,9 +68,8 @@ def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray
     if images_index is not None:
         images, labels = images[images_index], labels[images_index]
         soft = None if soft is None else soft[images_index]
-    with OrtRunner(WEIGHTS_DIR / f"{name}.onnx") as runner:
-        logits = runner.infer_all(preprocess_faces(images, runner.info.input_spec))
-        return validation_figures(logits, labels, soft, list(runner.info.classes))
+    with Classifier(WEIGHTS_DIR / f"{name}.onnx", device="cpu") as classifier:
+        return validation_figures(classifier.logits(images), labels, soft, list(classifier.classes))
 
 
 RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "warmup_pct", "batch_size",
@@ -109,7 +107,8 @@ def training_stages(checkpoint: Path) -> list[dict]:
     shipped = shipped_card(path)
     if shipped:
         if not shipped[0].is_file():
-            raise FeredgeError(f"{path}: a shipped model without a card ({shipped[0]}); its training stages are unknown")
+            raise FeredgeError(f"{path}: a shipped model without a card ({shipped[0]}); its training stages are "
+                               "unknown")
         return json.loads(shipped[0].read_text())["stages"]
     meta = read_meta(path)
     soup = meta.details.get("soup")
@@ -177,8 +176,9 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
         "gflops_macs": count_macs(deployed, (s.channels, s.size, s.size)) / 1e9,
         "data": "FER2013 Training (28,709) for training; validation = 10% of Training, stratified, seed "
                 f"{cfg['seed']}; test = FER2013 PublicTest (3,589), evaluated once",
-        "labels": "FER2013 original labels" + (f" + FER+ soft labels ({cfg.get('soft_label_share', 1.0):.0%} of the target)"
-                                                 if cfg["soft_labels"] else ""),
+        "labels": "FER2013 original labels" + (
+            f" + FER+ soft labels ({cfg.get('soft_label_share', 1.0):.0%} of the target)"
+            if cfg["soft_labels"] else ""),
         "stages": stages,
         "epochs_run": sum(st["epochs_run"] for st in stages),
         "selected_epoch": selected,
@@ -188,7 +188,8 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
         "publictest_single_pass_accuracy": test["accuracy"],
         "publictest_mean_class_accuracy": test["mean_class_accuracy"],
         "publictest_per_class_recall": {c: m["recall"] for c, m in test["per_class"].items()},
-        **{f"{where}_ferplus_{k}": figures[f"ferplus_{k}"] for where, figures in (("validation", val), ("publictest", test))
+        **{f"{where}_ferplus_{k}": figures[f"ferplus_{k}"]
+           for where, figures in (("validation", val), ("publictest", test))
            for k in ("accuracy", "mean_class_accuracy") if f"ferplus_{k}" in figures},
         "runtime": f"single pass (no TTA), ONNX Runtime on {name}.onnx; torch on {name}.safetensors agrees"
                    + _prior_line(meta.details.get("prior_correction")),
@@ -202,13 +203,15 @@ def write_card(name: str, data: Path, stages: list[dict], hardware: str, notes: 
     return card
 
 
-def _ferplus_row(card: dict) -> str:
-    """Agreement with FER+'s ten-annotator majority, where the data carry its votes (FER2013's labels are noisier)."""
+def _ferplus_row(card: dict) -> list[tuple[str, str]]:
+    """Agreement with FER+'s ten-annotator majority, where the data carry its votes (FER2013's labels are
+    noisier)."""
     if "publictest_ferplus_accuracy" not in card:
-        return ""
-    return (f"| against the FER+ majority vote: validation / PublicTest | {card['validation_ferplus_accuracy']:.4f} / "
-            f"{card['publictest_ferplus_accuracy']:.4f} (mean-class {card['validation_ferplus_mean_class_accuracy']:.4f} / "
-            f"{card['publictest_ferplus_mean_class_accuracy']:.4f}) |\n")
+        return []
+    return [("against the FER+ majority vote: validation / PublicTest",
+             f"{card['validation_ferplus_accuracy']:.4f} / {card['publictest_ferplus_accuracy']:.4f} (mean-class "
+             f"{card['validation_ferplus_mean_class_accuracy']:.4f} / "
+             f"{card['publictest_ferplus_mean_class_accuracy']:.4f})")]
 
 
 def _prior_line(correction: dict | None) -> str:
@@ -233,7 +236,8 @@ def _weights_line(last: dict, selected: int | None) -> str:
 def _stage_row(i: int, st: dict) -> str:
     run = st["run"] + {True: " (kept in the soup)", False: " (left out of the soup)"}.get(st.get("kept_in_soup"), "")
     used = st.get("checkpoint", "best")  # a soup ingredient may be a run's best or its last weights
-    epochs = "—" if st.get("soup") else f"{st['epochs_run']} of {st['epochs_planned']} ({used}: {st['selected_epoch']})"
+    epochs = "—" if st.get("soup") else (f"{st['epochs_run']} of {st['epochs_planned']} "
+                                        f"({used}: {st['selected_epoch']})")
     recipe = ", ".join(f"{k}={v}" for k, v in st["recipe"].items())
     return f"| {i} | {run} | {st['warm_start_from'] or 'random init'} | {epochs} | {st['wall_time_s']} | {recipe} |"
 
@@ -242,24 +246,32 @@ def _markdown(card: dict, confusion_png: str) -> str:
     per_class = "\n".join(f"| {c} | {r:.3f} |" for c, r in card["publictest_per_class_recall"].items())
     reproduce_prior = f" --prior-correction {card['prior_correction']['tau']}" if card.get("prior_correction") else ""
     stages = "\n".join(_stage_row(i, st) for i, st in enumerate(card["stages"], 1))
+    runs = sum(not st.get("soup") for st in card["stages"])
+    rows = [
+        ("parameters (as exported)", f"{card['params']:,} ({card['params_training']:,} while training)"),
+        ("GFLOPs (multiply-accumulates per face)", f"{card['gflops_macs']:.3f}"),
+        ("data", card["data"]), ("labels", card["labels"]),
+        ("epochs", f"{card['epochs_run']} in {runs} training run(s); {card['weights']}"),
+        ("seed", str(card["seed"])), ("hardware", card["hardware"]),
+        ("wall time", f"{card['wall_time_s']} s of training"),
+        ("**validation accuracy** (held-out 10 % of Training)",
+         f"{card['validation_accuracy']:.4f} (mean-class {card['validation_mean_class_accuracy']:.4f})"),
+        ("**PublicTest accuracy, single pass**",
+         f"**{card['publictest_single_pass_accuracy']:.4f}** "
+         f"(mean-class {card['publictest_mean_class_accuracy']:.4f})"),
+        *_ferplus_row(card),
+        ("what the runtime uses", card["runtime"]), ("training-data licence", card["training_data_licence"]),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    checkpoint = card["stages"][-1].get("checkpoint", "best")
     return f"""# Model card: {card['model']}
 
 | | |
 |---|---|
-| parameters (as exported) | {card['params']:,} ({card['params_training']:,} while training) |
-| GFLOPs (multiply-accumulates per face) | {card['gflops_macs']:.3f} |
-| data | {card['data']} |
-| labels | {card['labels']} |
-| epochs | {card['epochs_run']} in {sum(not st.get('soup') for st in card['stages'])} training run(s); {card['weights']} |
-| seed | {card['seed']} |
-| hardware | {card['hardware']} |
-| wall time | {card['wall_time_s']} s of training |
-| **validation accuracy** (held-out 10 % of Training) | {card['validation_accuracy']:.4f} (mean-class {card['validation_mean_class_accuracy']:.4f}) |
-| **PublicTest accuracy, single pass** | **{card['publictest_single_pass_accuracy']:.4f}** (mean-class {card['publictest_mean_class_accuracy']:.4f}) |
-{_ferplus_row(card)}| what the runtime uses | {card['runtime']} |
-| training-data licence | {card['training_data_licence']} |
+{table}
 
-Training stages (each later stage starts from the previous stage's best weights, with a fresh schedule; a soup's ingredients all start from the stage before them):
+Training stages (each later stage starts from the previous stage's best weights, with a fresh schedule; \
+a soup's ingredients all start from the stage before them):
 
 | stage | run | starts from | epochs | wall s | recipe |
 |---|---|---|---|---|---|
@@ -275,8 +287,9 @@ Per-class recall on PublicTest:
 
 {card['notes']}
 
-Reproduce: `python -m feredge.commands.package <run>/{card['stages'][-1].get('checkpoint', 'best')}.safetensors --data prepared/fer2013 --hardware ...{reproduce_prior}`
-re-evaluates the shipped files; `tests/test_default_model.py` checks the PublicTest number to 0.1 pp.
+Reproduce: `python -m feredge.commands.package <run>/{checkpoint}.safetensors --data prepared/fer2013 \
+--hardware ...{reproduce_prior}` re-evaluates the shipped files; `tests/test_default_model.py` checks the PublicTest
+number to 0.1 pp.
 """
 
 
@@ -291,7 +304,8 @@ def main() -> None:
                              "`python -m feredge.train.prior`)")
     args = parser.parse_args()
     if args.prior_correction < 0:
-        parser.error(f"--prior-correction {args.prior_correction}: expected tau ≥ 0 (a negative one strengthens the prior)")
+        parser.error(f"--prior-correction {args.prior_correction}: expected tau ≥ 0 (a negative one strengthens "
+                     "the prior)")
     from feredge.models.checkpoint import read_meta
 
     stages = training_stages(args.checkpoint)

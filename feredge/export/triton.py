@@ -61,7 +61,8 @@ def fer_config(name: str, info: Artifact, backend: str, b: Batching, output: str
                kind: str = "KIND_CPU") -> str:
     """config.pbtxt of a face classifier: [N, C, H, W] FP32 in, [N, classes] FP32 out, dynamic batching."""
     s = info.input_spec
-    head = f'name: "{name}"\n' + (f'platform: "{backend}"\n' if backend == "tensorrt_plan" else f'backend: "{backend}"\n')
+    field = "platform" if backend == "tensorrt_plan" else "backend"
+    head = f'name: "{name}"\n{field}: "{backend}"\n'
     params = "".join(f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n' for k, v in parameters.items())
     return (head + f"max_batch_size: {b.max_batch}\n"
             f'input [ {{ name: "input" data_type: TYPE_FP32 dims: {_dims((s.channels, s.size, s.size))} }} ]\n'
@@ -77,7 +78,8 @@ def _onnx_or_engine_info(model: Path) -> Artifact:
         try:
             proto = onnx.load(str(model), load_external_data=False)
         except Exception as exc:  # onnx raises DecodeError and friends for files that are not ONNX
-            raise FeredgeError(f"{model}: not an ONNX model ({str(exc).splitlines()[0][:120] if str(exc) else exc})") from None
+            first = str(exc).splitlines()[0][:120] if str(exc) else exc
+            raise FeredgeError(f"{model}: not an ONNX model ({first})") from None
         return artifact.from_onnx_properties({p.key: p.value for p in proto.metadata_props}, str(model))
     if model.suffix in (".engine", ".plan"):
         return artifact.read(model)

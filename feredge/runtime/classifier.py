@@ -69,7 +69,8 @@ class Classifier:
     ``model``: a shipped model's name, a .onnx / .engine / .safetensors file, or None (the default model);
     ``backend`` ort / trt / torch (default: the file type; torch takes a shipped name's checkpoint);
     ``device`` auto / cpu / cuda / cuda:N; ``precision`` which of a shipped model's files (auto / fp32 / fp16 /
-    int8: auto takes the fastest whose accuracy gate passed for the device); ``tta`` none / hflip / ten-crop; ``threads`` ONNX Runtime's
+    int8: auto takes the fastest whose accuracy gate passed for the device); ``tta`` none / hflip / ten-crop;
+    ``threads`` ONNX Runtime's
     intra-op threads (0: its own choice); ``server`` host:port of `feredge serve`, which then runs the model;
     ``exact_qdq`` as in `feredge.runtime.ort` (the export's gate judges Q/DQ as TensorRT computes it).
 

@@ -245,7 +245,8 @@ class RunFolder:
             return torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:  # truncated / foreign file: torch raises many types
             raise FeredgeError(f"{path}: cannot be read ({exc.__class__.__name__}); the run cannot resume from it "
-                               f"— start again with --overwrite, or warm-start with --set init={self.out / LAST}") from None
+                               "— start again with --overwrite, or warm-start with "
+                               f"--set init={self.out / LAST}") from None
 
     def settle(self, state: dict) -> None:
         """Make last.safetensors the weights ``state`` was saved with: finish a save that a kill interrupted
@@ -260,16 +261,19 @@ class RunFolder:
                 staged.unlink()
                 sidecar_path(staged).unlink(missing_ok=True)
         if not last.is_file():
-            raise FeredgeError(f"{last}: missing beside {STATE_FILE}; the run cannot resume — start again with --overwrite")
+            raise FeredgeError(f"{last}: missing beside {STATE_FILE}; the run cannot resume — start again with "
+                               "--overwrite")
         cut = truncation(last)
         if cut is not None:
             best = self.out / BEST
-            other = f", or warm-start from {best} with --set init={best}" if best.is_file() and truncation(best) is None else ""
+            sound = best.is_file() and truncation(best) is None
+            other = f", or warm-start from {best} with --set init={best}" if sound else ""
             raise FeredgeError(f"{last}: truncated ({cut}), so the run cannot resume from it; start again with "
                                f"--overwrite{other}")
         epoch = read_meta(last).details.get("epoch")
         if (sha is not None and file_sha256(last) != sha) or epoch != state["epoch"]:
-            raise FeredgeError(f"{last}: weights (epoch {epoch}) are not the ones {STATE_FILE} (epoch {state['epoch']}) "
+            raise FeredgeError(f"{last}: weights (epoch {epoch}) are not the ones {STATE_FILE} "
+                               f"(epoch {state['epoch']}) "
                                "was saved with, so resuming would not continue this run; start again with --overwrite, "
                                f"or warm-start with --set init={last}")
 

@@ -123,8 +123,9 @@ class Trainer:
         self.eval_crop = self.spec.size if cfg.ten_crop else None
         side = min(np.asarray(train.images).shape[1:3])
         if cfg.ten_crop and self.spec.size >= side:
-            raise FeredgeError(f"ten_crop cuts {self.spec.size}-pixel crops ({cfg.model}'s input) out of {side}-pixel "
-                               "images: crops must be smaller than the images; set ten_crop=false or pick another model")
+            raise FeredgeError(f"ten_crop cuts {self.spec.size}-pixel crops ({cfg.model}'s input) out of "
+                               f"{side}-pixel images: crops must be smaller than the images; set ten_crop=false or "
+                               "pick another model")
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, num_classes=len(self.classes), **cfg.model_kwargs)
         self._warm_start()

@@ -102,7 +102,8 @@ def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
 def _shipped_fp16(onnx_path: Path, precisions: tuple[str, ...], opts: BenchOptions,
                   log: Callable[[str], None]) -> list[Path]:
     """A shipped model's ONNX (fp32) and its fp16 conversion, made from the shipped ONNX itself: no torch."""
-    from feredge.commands.export import FORMATS, to_fp16
+    from feredge.commands.export import FORMATS
+    from feredge.export.precisions import to_fp16
 
     paths = [onnx_path] if "fp32" in precisions else []
     if "fp16" in precisions:
