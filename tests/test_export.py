@@ -10,7 +10,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
+from feredge import artifact
 from feredge.artifact import from_onnx_properties
+from feredge.calibration.cpu_int8 import activation_zero_point_types, quantize_cpu
 from feredge.calibration.dataset import balanced_indices, calibration_set
 from feredge.calibration.quantize import unquantized_inputs
 from feredge.calibration.trt_cache import hex_to_scale, read_cache, scale_to_hex, trt_version_code
@@ -73,6 +75,41 @@ def test_qdq_placement_symmetric_int8(exported):
     conv_w_scales = [t for t in model.graph.initializer
                      if t.name.endswith("_scale") and len(t.dims) == 1 and t.dims[0] > 1]
     assert conv_w_scales  # per-channel weight scales
+
+
+def test_cpu_int8_file_sidecar_and_uint8_activations(exported):
+    report, out = exported
+    path = out / "best.int8-cpu.onnx"
+    assert report["files"]["int8-cpu"] == str(path) and artifact.sidecar_path(path).is_file()
+    info = artifact.read(path)
+    assert info.precision == "int8-cpu" and info.details["target"] == "cpu" and info.details["reduce_range"] is False
+    assert info.details["calibration"] == report["calibration"]  # the same class-balanced set as the Q/DQ file
+    model = onnx.load(str(path))
+    assert from_onnx_properties({p.key: p.value for p in model.metadata_props}, str(path)) == info
+    assert activation_zero_point_types(model) == {onnx.TensorProto.UINT8}  # u8 activations, unlike the Q/DQ file
+    assert activation_zero_point_types(onnx.load(report["files"]["int8"])) == {onnx.TensorProto.INT8}
+    weights = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and any(w.ndim == 4 for w in weights)  # conv weights stored as int8
+    with OrtRunner(path) as runner:
+        assert runner.infer(np.zeros((3, 1, 48, 48), np.float32)).shape == (3, 7)
+
+
+def test_cpu_int8_passes_the_gate(exported):
+    report = exported[0]
+    acc = report["accuracy"]
+    assert {"int8-cpu", "int8_cpu_exact_qdq"} <= set(acc) and "int8_refused" not in report
+    assert acc["int8_cpu_drop_pp"] <= ExportOptions().max_drop  # the default gate, not the fixture's lax one
+    assert acc["int8-cpu"]["size_bytes"] < acc["fp32"]["size_bytes"]
+
+
+def test_cpu_int8_reduce_range_keeps_weights_in_7_bits(exported, tmp_path):
+    """2·255·64 < 2¹⁵: the pair sums of x86's u8·s8 instruction cannot clip (CPUs without VNNI)."""
+    x = np.random.default_rng(0).normal(size=(8, 1, 48, 48)).astype(np.float32)
+    path = quantize_cpu(exported[0]["files"]["fp32"], x, tmp_path / "rr.onnx", "minmax", reduce_range=True)
+    model = onnx.load(str(path))
+    weights = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    assert activation_zero_point_types(model) == {onnx.TensorProto.UINT8}
 
 
 def test_calibration_cache_file(exported):

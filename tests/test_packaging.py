@@ -46,9 +46,9 @@ def test_wheel_ships_runtime_assets(tmp_path):
     wheel = next(tmp_path.glob("feredge-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for asset in ("weights/feredge-s.safetensors", "weights/feredge-s.safetensors.json", "weights/feredge-s.onnx",
-                  "weights/feredge-s.onnx.json", "weights/face_detection_yunet_2023mar.onnx",
-                  "weights/feredge-s.card.md",
-                  "weights/feredge-s.confusion.png", "media/group.jpg",
+                  "weights/feredge-s.onnx.json", "weights/feredge-s.int8-cpu.onnx",
+                  "weights/feredge-s.int8-cpu.onnx.json", "weights/face_detection_yunet_2023mar.onnx",
+                  "weights/feredge-s.card.md", "weights/feredge-s.confusion.png", "media/group.jpg",
                   "cuda/kernels/preprocess.cu", "cuda/kernels/feredge_preprocess.fatbin"):
         assert f"feredge/{asset}" in names, asset
     assert wheel.stat().st_size < 20e6
