@@ -174,14 +174,14 @@ def _gate(paths: dict[str, Path], spec, classes: list[str], opts: ExportOptions,
         drop = 100 * (acc["fp32"]["accuracy"] - acc[fmt]["accuracy"])
         report["accuracy"][f"{fmt.replace('-', '_')}_drop_pp"] = drop
         if drop > opts.max_drop:
-            refused[fmt] = (f"{acc[fmt]['accuracy']:.4f} vs FP32 {acc['fp32']['accuracy']:.4f} on {len(x)} held-out "
-                            f"images, a drop of {drop:.2f} pp > --max-drop {opts.max_drop}")
+            refused[fmt] = (f"{acc[fmt]['accuracy']:.4f} vs FP32 {acc['fp32']['accuracy']:.4f} on {len(images)} "
+                            f"held-out images, a drop of {drop:.2f} pp > --max-drop {opts.max_drop}")
     if not refused:
         return None
     report["int8_refused_formats"] = list(refused)
     what = "; ".join(f"{fmt} {why}" for fmt, why in refused.items())
-    return (f"INT8 refused: {what} on {len(images)} held-out images, > --max-drop {opts.max_drop}; try another "
-            f"--calib-method (entropy, minmax, percentile), a larger --calib-size, or ship FP16")
+    return (f"INT8 refused: {what}; try another --calib-method (entropy, minmax, percentile), a larger "
+            f"--calib-size, or ship FP16")
 
 
 def _properties(path: Path) -> dict[str, str]:

@@ -47,7 +47,8 @@ def resolve(model: str | Path | None, kind: str = "onnx", precision: str = "fp32
     used as given, since its description names its precision: asking a path for fp16 or int8 is refused
     rather than silently ignored."""
     if precision not in ONNX_SUFFIX:
-        raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(PRECISION_CHOICES)}")
+        raise FeredgeError(f"precision {precision!r}: expected one of {', '.join(ONNX_SUFFIX)} (auto is chosen "
+                           "where the model runs: feredge.runtime.loader.model_path)")
     if kind != "onnx" and precision != "fp32":
         raise FeredgeError(f"precision {precision}: only ONNX files come in precisions; a {kind} is fp32")
     if model is not None:
