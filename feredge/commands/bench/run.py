@@ -99,14 +99,23 @@ def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
     return list(wanted.values())
 
 
-def _shipped_fp16(onnx_path: Path, precisions: tuple[str, ...], opts: BenchOptions,
-                  log: Callable[[str], None]) -> list[Path]:
-    """A shipped model's ONNX (fp32) and its fp16 conversion, made from the shipped ONNX itself: no torch."""
+def _shipped_precisions(name: str, precisions: tuple[str, ...], opts: BenchOptions,
+                        log: Callable[[str], None]) -> list[Path]:
+    """A shipped model's file per precision: the ones it ships (fp32, its CPU INT8 file), fp16 converted from
+    its shipped ONNX where it ships none (no torch needed)."""
     from feredge.commands.export import FORMATS
     from feredge.export.precisions import to_fp16
+    from feredge.weights import ONNX_SUFFIX, WEIGHTS_DIR, shipped
 
-    paths = [onnx_path] if "fp32" in precisions else []
-    if "fp16" in precisions:
+    paths = []
+    for precision in precisions:
+        path = WEIGHTS_DIR / f"{name}{ONNX_SUFFIX[precision]}"
+        if path.is_file():
+            paths.append(path)
+            continue
+        if precision != "fp16":
+            shipped(name, "onnx", precision)  # says which precisions it ships
+        onnx_path = shipped(name)
         target = Path(opts.out) / "exports" / f"{onnx_path.stem}{FORMATS['fp16'][0]}"
         sha = artifact.file_sha256(onnx_path)
         if not (target.is_file() and artifact.read(target).sources.get("onnx_fp32") == sha):
@@ -118,27 +127,27 @@ def _shipped_fp16(onnx_path: Path, precisions: tuple[str, ...], opts: BenchOptio
 
 
 def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Path]:
-    """The files to bench; a checkpoint is exported to each precision first, a shipped model's name gets
-    fp16 from its shipped ONNX (int8 needs calibration: from its checkpoint, with --data)."""
-    from feredge.weights import resolve, shipped, shipped_names
+    """The files to bench: a checkpoint is exported to each precision first; a shipped model's name is its
+    file of each precision (fp16 converted from its ONNX where none ships)."""
+    from feredge.weights import resolve, shipped_names
 
-    if not opts.artifacts:
-        return [shipped(n) for n in shipped_names()]
-    paths = []
-    named = [not Path(item).exists() and not Path(item).suffix for item in opts.artifacts]  # shipped names
-    kind = "checkpoint" if "int8" in opts.precisions else "onnx"
-    resolved = [resolve(item, kind if name else "onnx") for item, name in zip(opts.artifacts, named)]
-    if set(opts.precisions) != {"fp32"} and not any(p.suffix == ".safetensors" or n for p, n in zip(resolved, named)):
+    names = opts.artifacts or shipped_names()
+    named = [not Path(item).exists() and not Path(item).suffix for item in names]  # shipped names
+    if set(opts.precisions) != {"fp32"} and not any(n or item.endswith(".safetensors")
+                                                    for item, n in zip(names, named)):
         raise FeredgeError(f"precision {' '.join(opts.precisions)}: applies to checkpoints and shipped models' "
                            "names, which are exported to each precision first; these files keep their own (give a "
                            ".safetensors checkpoint, a shipped name, or the exported file of that precision)")
-    for path, name in zip(resolved, named):
+    paths = []
+    for item, name in zip(names, named):
+        if name:
+            paths.extend(_shipped_precisions(item, opts.precisions, opts, log))
+            continue
+        path = resolve(item)
         if not path.is_file():
             raise FeredgeError(f"{path}: {absent(path, 'a .onnx / .engine file or a .safetensors checkpoint')}")
         if path.suffix == ".safetensors" and opts.backend != "torch":
             paths.extend(_exported(path, opts.precisions, opts, log))
-        elif name and path.suffix == ".onnx" and set(opts.precisions) != {"fp32"}:
-            paths.extend(_shipped_fp16(path, opts.precisions, opts, log))
         else:
             paths.append(path)
     return paths
