@@ -1,6 +1,6 @@
 """The answers stay the same: `feredge predict --json` on the bundled photo and `run-camera --jsonl` on a
-short clip made from it, against records written before the classifier was brought into one object
-(same faces, labels and probabilities to 1e-5). Regenerate a record only for a deliberate change."""
+short clip made from it, with feredge-s, against records written before the classifier was brought into one
+object (same faces, labels and probabilities to 1e-5). Regenerate a record only for a deliberate change."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def left_to_right(frames: list[list[dict]]) -> list[list[dict]]:
 
 
 def test_predict_answers_unchanged(tmp_path):
-    result = CliRunner().invoke(cli, ["predict", "--json", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(cli, ["predict", "--model", "feredge-s", "--json", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     want = json.loads((RECORDS / "predict.json").read_text())
     same(left_to_right(faces_only(json.loads(result.output))), left_to_right(want))
@@ -76,7 +76,7 @@ def test_predict_answers_unchanged(tmp_path):
 def test_run_camera_answers_unchanged(tmp_path):
     clip = make_clip(tmp_path / "clip.avi")
     jsonl = tmp_path / "frames.jsonl"
-    result = CliRunner().invoke(cli, ["run-camera", "--source", str(clip), "--jsonl", str(jsonl)])
+    result = CliRunner().invoke(cli, ["run-camera", "--model", "feredge-s", "--source", str(clip), "--jsonl", str(jsonl)])
     assert result.exit_code == 0, result.output
     got = [json.loads(line)["faces"] for line in jsonl.read_text().splitlines()]
     want = json.loads((RECORDS / "run-camera.json").read_text())
