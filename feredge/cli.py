@@ -217,7 +217,7 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @opt.model("a .safetensors checkpoint")
 @click.option("--out", type=PATH, default=ExportOptions.out, help="output folder")
 @click.option("--fp16", is_flag=True, help="also write an FP16 ONNX (fp32 inputs/outputs)")
-@click.option("--int8", is_flag=True, help="also write INT8: Q/DQ ONNX + calibration cache for TensorRT, uint8 CPU ONNX")
+@click.option("--int8", is_flag=True, help="also write INT8: Q/DQ ONNX + calib cache for TensorRT, a uint8 CPU ONNX")
 @click.option("--calib-data", type=PATH, help="prepared dataset: calibration + accuracy gate")
 @click.option("--calib-size", type=int, default=ExportOptions.calib_size,
               help="calibration images, class-balanced from train (never the held-out validation images)")

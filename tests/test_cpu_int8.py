@@ -19,7 +19,7 @@ def test_resolver_finds_the_shipped_int8_cpu_file(name):
     assert path == WEIGHTS_DIR / f"{name}.int8-cpu.onnx" and path.is_file()
     info = artifact.read(path)
     assert info.precision == "int8-cpu" and info.details["target"] == "cpu" and info.model == name
-    assert info.sources["checkpoint"] == artifact.file_sha256(resolve(name, "checkpoint"))  # made from the shipped weights
+    assert info.sources["checkpoint"] == artifact.file_sha256(resolve(name, "checkpoint"))  # the shipped weights
     assert resolve(name) == resolve(name, precision="fp32") == WEIGHTS_DIR / f"{name}.onnx"
 
 
