@@ -116,7 +116,9 @@ def main() -> None:
     for (model, kind, batch), ms in rounds.items():
         per_face = float(np.median(ms)) / batch
         base = float(np.median(rounds[(model, "fp32", batch)])) / batch
-        rows.append({"model": model, "file": str(runners[(model, kind)].path), "precision": kind, "batch": batch,
+        path = Path(runners[(model, kind)].path).resolve()
+        rows.append({"model": model, "file": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+                     "precision": kind, "batch": batch,
                      "ms_per_face": round(per_face, 4), "speedup_vs_fp32": round(base / per_face, 3),
                      "round_medians_ms_per_call": [round(v, 4) for v in ms]})
         print(f"{model:<12} {kind:<9} batch {batch:<2} {per_face:.3f} ms per face  ×{base / per_face:.2f} vs fp32  "

@@ -60,8 +60,8 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @click.option("--out", type=PATH, default=ExportOptions.out, help="output folder")
 @opt.values("--precision", "precisions", ("fp32",), "precisions to write (fp32 is always written)")
 @click.option("--fp16", is_flag=True, help="short for --precision fp32 fp16: also an FP16 ONNX (fp32 inputs/outputs)")
-@click.option("--int8", is_flag=True, help="short for --precision fp32 int8: also INT8 files, a Q/DQ ONNX and "
-              "calibration cache for TensorRT and a CPU ONNX (uint8 activations)")
+@click.option("--int8", is_flag=True, help="short for --precision fp32 int8: also INT8 files, Q/DQ ONNX + calib "
+              "cache for TensorRT and a uint8 CPU ONNX")
 @click.option("--data", "--calib-data", "calib_data", type=PATH,
               help="prepared dataset: calibration + accuracy gate (--calib-data is the same option)")
 @click.option("--calib-size", type=int, default=ExportOptions.calib_size,

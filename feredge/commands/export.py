@@ -45,8 +45,8 @@ class ExportOptions:
     implicit_int8: bool = False  # engine from fp32 ONNX + calibration cache (TensorRT 8.5/8.6 implicit INT8)
     max_drop: float = config.MAX_DROP
     # the CPU INT8 file's weights in 7 bits, exact in ONNX Runtime's fused kernels on x86 without VNNI too
-    # (feredge.calibration.cpu_int8). Off: 8 bits lost 0.00-0.03 points against fp32 where 7 bits moved
-    # -0.21 to +0.14 (feredge-s/-n, held-out validation and PublicTest, 2026-12-07); CPUs without VNNI run fp32
+    # (feredge.calibration.cpu_int8). Off: 8 bits lost at most 0.03 points of top-1 against fp32, 7 bits up to
+    # 0.21 (feredge-s/-n, held-out validation and PublicTest, 2026-12-07); CPUs without VNNI run fp32 instead
     cpu_reduce_range: bool = False
     seed: int = config.SEED  # the validation carve, for a checkpoint without a saved config (else its own)
     val_fraction: float = config.VAL_FRACTION
