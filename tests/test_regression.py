@@ -76,7 +76,8 @@ def test_predict_answers_unchanged(tmp_path):
 def test_run_camera_answers_unchanged(tmp_path):
     clip = make_clip(tmp_path / "clip.avi")
     jsonl = tmp_path / "frames.jsonl"
-    result = CliRunner().invoke(cli, ["run-camera", "--model", "feredge-s", "--source", str(clip), "--jsonl", str(jsonl)])
+    result = CliRunner().invoke(cli, ["run-camera", "--model", "feredge-s", "--source", str(clip),
+                                      "--jsonl", str(jsonl)])
     assert result.exit_code == 0, result.output
     got = [json.loads(line)["faces"] for line in jsonl.read_text().splitlines()]
     want = json.loads((RECORDS / "run-camera.json").read_text())
