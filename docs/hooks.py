@@ -18,6 +18,8 @@ FROM_REPOSITORY = {
     "training-record.md": "campaign/README.md",
     "models/feredge-s.md": "feredge/weights/feredge-s.card.md",
     "models/feredge-n.md": "feredge/weights/feredge-n.card.md",
+    "models/feredge-s-fer2013.md": "feredge/weights/feredge-s-fer2013.card.md",
+    "models/feredge-s-fer2013.confusion.png": "feredge/weights/feredge-s-fer2013.confusion.png",
     "models/feredge-s.confusion.png": "feredge/weights/feredge-s.confusion.png",
     "models/feredge-n.confusion.png": "feredge/weights/feredge-n.confusion.png",
     "images/curves.png": "campaign/curves.png",

@@ -11,17 +11,21 @@ from feredge.commands.package import card_paths
 from feredge.weights import WEIGHTS_DIR, default_checkpoint, shipped, shipped_names
 
 SHIPPED = shipped_names()
+#: Shipped with their checkpoint (the FER2013 comparison model ships as its fp16 ONNX only).
+TRAINED = [name for name in SHIPPED if (WEIGHTS_DIR / f"{name}.safetensors").is_file()]
 
 
 def test_budget_and_default_is_shipped():
     sizes = {p.name: p.stat().st_size for p in WEIGHTS_DIR.iterdir() if p.is_file()}
     int8_cpu = sum(size for name, size in sizes.items() if ".int8-cpu.onnx" in name)
-    assert sum(sizes.values()) - int8_cpu <= 20e6  # weights, fp32 ONNX, cards, detector
+    fer2013 = sum(size for name, size in sizes.items() if name.startswith("feredge-s-fer2013."))
+    assert sum(sizes.values()) - int8_cpu - fer2013 <= 20e6  # weights, fp32 ONNX, cards, detector
     assert int8_cpu <= 5e6  # the CPU INT8 files on top: about a quarter of each model's fp32 weights
+    assert fer2013 <= 8e6  # and the FER2013 comparison model: one fp16 ONNX
     assert default_checkpoint().stem in SHIPPED and "feredge-s" in SHIPPED
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", TRAINED)
 def test_shipped_files_fit_and_agree(name):
     from feredge.models.checkpoint import load_checkpoint
     from feredge.models.profile import count_params
@@ -49,6 +53,8 @@ def test_reproduces_model_card_on_publictest(real_fer_prepared, name):
     card = json.loads(card_paths(name)["json"].read_text())
     runtime = evaluate_shipped(name, real_fer_prepared, "val")  # ONNX Runtime, NumPy pre-processing
     assert abs(runtime["accuracy"] - card["publictest_single_pass_accuracy"]) <= 0.001
+    if name not in TRAINED:
+        return
     report, _ = evaluate_checkpoints([shipped(name, "checkpoint")], real_fer_prepared, "val", device="cpu")  # torch
     assert abs(report["accuracy"] - card["publictest_single_pass_accuracy"]) <= 0.001
 
@@ -68,3 +74,13 @@ def test_int8_drop_on_fer2013_publictest(real_fer_prepared, tmp_path):
     fp32 = onnx_accuracy(report["files"]["fp32"], x, labels, report["classes"])
     int8 = onnx_accuracy(report["files"]["int8"], x, labels, report["classes"], exact_qdq=True)  # exact Q/DQ
     assert 100 * (fp32["accuracy"] - int8["accuracy"]) <= 1.0
+
+
+def test_the_fer2013_model_runs_from_its_fp16_file_alone():
+    """A model shipped as one fp16 ONNX: found by name, described, run on the CPU; no checkpoint needed."""
+    from feredge.runtime.classifier import Classifier
+
+    with Classifier("feredge-s-fer2013", device="cpu") as classifier:
+        assert classifier.path.name == "feredge-s-fer2013.fp16.onnx" and classifier.info.precision == "fp16"
+        probs = classifier.classify(np.full((48, 48), 128, np.uint8))
+    assert probs.shape == (1, 7) and abs(float(probs.sum()) - 1) < 1e-5

@@ -51,7 +51,8 @@ def test_wheel_ships_runtime_assets(tmp_path):
                   "weights/feredge-s.card.md", "weights/feredge-s.confusion.png", "media/group.jpg",
                   "cuda/kernels/preprocess.cu", "cuda/kernels/feredge_preprocess.fatbin"):
         assert f"feredge/{asset}" in names, asset
-    assert wheel.stat().st_size < 25e6  # 20 MB, plus the CPU INT8 files (4.4 MB, about 4 MB deflated)
+    # 20 MB, plus the CPU INT8 files (4.4 MB, about 4 MB deflated) and the FER2013 model (one fp16 ONNX, 7.7 MB)
+    assert wheel.stat().st_size < 33e6
 
 
 def test_predict_needs_only_the_runtime_extra(tmp_path):

@@ -88,24 +88,36 @@ def data_info(root: Path, as_json: bool) -> None:
 @click.command("models")
 @opt.as_json
 def models_cmd(as_json: bool) -> None:
-    """List registered models. Input spec, parameters and GFLOPs (multiply-accumulates) of each; without torch,
-    the shipped (trained) models only, from their descriptions."""
+    """List the shipped models and the registered architectures. What each shipped model is for, its size,
+    speed and held-out figures (no torch needed); each architecture's input, parameters and GFLOPs."""
     from feredge._optional import available
     from feredge.weights import shipped_rows
 
-    rows = shipped_rows()
+    shipped = shipped_rows()
+    rows = {r["name"]: r for r in shipped}
+    architectures: list[dict] = []
     if available("torch"):
         from feredge.models.profile import registry_rows
 
-        rows = registry_rows({r["name"] for r in rows})
+        architectures = registry_rows(set(rows))
+        for r in architectures:
+            rows[r["name"]] = {**r, **rows.get(r["name"], {})}
     else:
         click.echo("torch is not installed: listing only the shipped models (pip install 'feredge[train]' lists every "
                    "architecture)", err=True)
     if as_json:
-        return click.echo(json.dumps(rows, indent=2))
-    opt.table("feredge models (GFLOPs = multiply-accumulates per image)", ["name", "input", "params", "GFLOPs",
-                                                                           "heads"],
-              [[r["name"], r["input"], f"{r['params']:,}", f"{r['gflops']:.3f}", "+".join(r["heads"])] for r in rows])
+        return click.echo(json.dumps(list(rows.values()), indent=2))
+    percent = lambda v: "—" if v is None else f"{100 * v:.2f} %"  # noqa: E731
+    opt.table("shipped models (ms per face: fp32 ONNX, batch 1, 2 threads of a 2-core x86; sources: --json)",
+              ["name", "for", "params", "precisions", "MB", "ms/face", "PublicTest top-1", "real photos top-1"],
+              [[r["name"], r["for"], f"{r['params']:,}", " ".join(r["precisions"]), f"{r['file_mb']:.1f}",
+                "—" if r["cpu_ms_per_face"] is None else f"{r['cpu_ms_per_face']:.3f}", percent(r["publictest_top1"]),
+                percent(r["real_photos_check_top1"])] for r in shipped])
+    if architectures:
+        opt.table("architectures (GFLOPs = multiply-accumulates per image)", ["name", "input", "params", "GFLOPs",
+                                                                              "heads"],
+                  [[r["name"], r["input"], f"{r['params']:,}", f"{r['gflops']:.3f}", "+".join(r["heads"])]
+                   for r in architectures])
 
 
 @click.command("train")

@@ -68,7 +68,10 @@ def evaluate_shipped(name: str, data: Path, split: str, images_index: np.ndarray
     if images_index is not None:
         images, labels = images[images_index], labels[images_index]
         soft = None if soft is None else soft[images_index]
-    with Classifier(WEIGHTS_DIR / f"{name}.onnx", device="cpu") as classifier:
+    from feredge.weights import shipped, shipped_precisions
+
+    have = shipped_precisions(name)  # the fp32 file, or the one a model ships alone
+    with Classifier(shipped(name, "onnx", "fp32" if "fp32" in have else have[0]), device="cpu") as classifier:
         return validation_figures(classifier.logits(images), labels, soft, list(classifier.classes))
 
 

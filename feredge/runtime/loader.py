@@ -58,19 +58,23 @@ def load_runner(path: Path, backend: str | None = None, **kwargs) -> Runner:
 
 
 def pick_precision(name: str, device: str = "cpu") -> str:
-    """What auto means for shipped model ``name`` on ``device``: on a CPU its INT8 file where that is its CPU
-    default (`feredge.weights.CPU_INT8_DEFAULT`: its gate passed) and ONNX Runtime's integer kernels run it
-    exactly here (7-bit weights, or a CPU with VNNI), else fp32; on a GPU fp16 where shipped, else fp32."""
+    """What auto means for shipped model ``name`` on ``device``, among the files it ships: on a GPU fp16, else
+    fp32; on a CPU its INT8 file where that is its CPU default (`feredge.weights.CPU_INT8_DEFAULT`: within
+    0.1 points of fp32) and ONNX Runtime's integer kernels run it exactly here (7-bit weights, or a CPU with
+    VNNI), else fp32, else fp16 (a model shipped as fp16 only)."""
     from feredge import artifact
     from feredge.runtime.ort_session import int8_kernels_saturate, narrow_weights
-    from feredge.weights import CPU_INT8_DEFAULT, ONNX_SUFFIX, WEIGHTS_DIR
+    from feredge.weights import CPU_INT8_DEFAULT, ONNX_SUFFIX, WEIGHTS_DIR, shipped_precisions
 
+    have = shipped_precisions(name)
     if device.startswith("cuda"):
-        return "fp16" if (WEIGHTS_DIR / f"{name}{ONNX_SUFFIX['fp16']}").is_file() else "fp32"
-    int8 = WEIGHTS_DIR / f"{name}{ONNX_SUFFIX['int8']}"
-    if name not in CPU_INT8_DEFAULT or not int8.is_file():
-        return "fp32"
-    return "int8" if narrow_weights(artifact.read(int8)) or not int8_kernels_saturate() else "fp32"
+        order = ["fp16", "fp32"]
+    else:
+        int8 = WEIGHTS_DIR / f"{name}{ONNX_SUFFIX['int8']}"
+        exact = name in CPU_INT8_DEFAULT and int8.is_file() and (
+            narrow_weights(artifact.read(int8)) or not int8_kernels_saturate())
+        order = (["int8"] if exact else []) + ["fp32", "fp16"]
+    return next((p for p in order if p in have), "fp32")
 
 
 def model_path(model: str | Path | None, backend: str | None = None, precision: str = PRECISION,
@@ -78,7 +82,7 @@ def model_path(model: str | Path | None, backend: str | None = None, precision: 
     """The file a --model value names: a file as given; a shipped name's ONNX at ``precision`` (auto:
     `pick_precision` for where it runs), or its checkpoint for the torch backend."""
     from feredge.config import DEFAULT_MODEL
-    from feredge.weights import resolve, shipped
+    from feredge.weights import resolve, shipped, shipped_names
 
     if backend == "torch":
         return resolve(model, "checkpoint", "fp32" if precision == "auto" else precision)
@@ -86,7 +90,8 @@ def model_path(model: str | Path | None, backend: str | None = None, precision: 
         if model is not None and (Path(model).exists() or Path(model).suffix):
             return Path(model)
         name = DEFAULT_MODEL if model is None else str(model)
-        shipped(name)  # an unknown name is reported as such, not as a missing precision
+        if name not in shipped_names():
+            shipped(name)  # an unknown name is reported as such, not as a missing precision
         precision = pick_precision(name, resolve_device(device, backend or "ort"))
     return resolve(model, "onnx", precision)
 

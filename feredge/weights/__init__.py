@@ -22,8 +22,13 @@ CPU_INT8_DEFAULT: frozenset[str] = frozenset({"feredge-n"})
 
 
 def shipped_names() -> list[str]:
-    """Models whose trained files ship with this install."""
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    """Models whose trained files ship with this install (each with its model card)."""
+    return sorted(p.name[:-len(".card.json")] for p in WEIGHTS_DIR.glob("*.card.json"))
+
+
+def shipped_precisions(name: str) -> list[str]:
+    """The precisions of model ``name``'s shipped ONNX files (a model may ship one only)."""
+    return [p for p, suffix in ONNX_SUFFIX.items() if (WEIGHTS_DIR / f"{name}{suffix}").is_file()]
 
 
 def shipped(name: str, kind: str = "onnx", precision: str = "fp32") -> Path:
@@ -32,8 +37,8 @@ def shipped(name: str, kind: str = "onnx", precision: str = "fp32") -> Path:
     path = WEIGHTS_DIR / f"{name}{suffix}"
     if not path.is_file():
         have = ", ".join(shipped_names()) or "none"
-        if precision != "fp32" and (WEIGHTS_DIR / f"{name}{_SUFFIX[kind]}").is_file():
-            have = ", ".join(p for p in ONNX_SUFFIX if (WEIGHTS_DIR / f"{name}{ONNX_SUFFIX[p]}").is_file())
+        if kind == "onnx" and shipped_precisions(name):
+            have = ", ".join(shipped_precisions(name))
             raise FeredgeError(f"{name}: no shipped {precision} file (shipped precisions: {have}); export one with "
                                "`feredge export` and pass its path")
         raise FeredgeError(f"{name}: no shipped {kind} of that name (shipped models: {have}); pass a file path instead")
@@ -69,18 +74,25 @@ def default_checkpoint() -> Path:
 
 
 def shipped_rows() -> list[dict]:
-    """`feredge models` rows of the shipped models from their descriptions and cards: no torch needed."""
+    """`feredge models` rows of the shipped models — what each is for, its size, speed and held-out figures —
+    from their descriptions, cards and the catalogue: no torch needed."""
     import json
 
     from feredge.artifact import read
 
+    catalogue = json.loads((WEIGHTS_DIR / "catalogue.json").read_text())
     rows = []
     for name in shipped_names():
-        info = read(shipped(name, "onnx"))
-        card = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
+        precision = "fp32" if "fp32" in shipped_precisions(name) else shipped_precisions(name)[0]
+        path = shipped(name, "onnx", precision)
+        info, card, entry = read(path), json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text()), catalogue[name]
         s = info.input_spec
-        rows.append({"name": name, "input": f"{s.channels}x{s.size}x{s.size}", "params": int(card["params"]),
+        rows.append({"name": name, "architecture": info.model, "for": entry["for"],
+                     "input": f"{s.channels}x{s.size}x{s.size}", "params": int(card["params"]),
                      "gflops": float(card["gflops_macs"]), "heads": {"emotion": len(info.classes)},
-                     "description": "shipped, trained",
-                     "shipped": True})
+                     "precisions": shipped_precisions(name), "file_mb": round(path.stat().st_size / 1e6, 2),
+                     "cpu_ms_per_face": entry["cpu_ms_per_face"],
+                     "publictest_top1": card["publictest_single_pass_accuracy"],
+                     "real_photos_check_top1": entry["real_photos_check_top1"], "sources": entry["sources"],
+                     "description": "shipped, trained", "shipped": True})
     return rows
