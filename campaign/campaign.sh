@@ -5,7 +5,7 @@
 #
 #   bash campaign/campaign.sh            # at every start: resume the queue in the background
 #   bash campaign/campaign.sh status     # last logged epoch and best validation of each stage
-#   bash campaign/campaign.sh carry      # before the machine goes: unfinished runs' resume state into git
+#   bash campaign/campaign.sh carry      # before the machine goes: unfinished runs' resume state into $FEREDGE_CARRY
 #   bash campaign/campaign.sh restore    # carried runs back into their folders (start does it as it goes)
 #
 # FEREDGE_RUNS (default ~/feredge-runs) holds the prepared data, the teachers, the run folders and their
@@ -22,7 +22,9 @@ DATA="$RUNS/prepared/fer2013"
 TEACHERS="$RUNS/teachers"
 FEREDGE="${FEREDGE:-feredge}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-CARRY="${FEREDGE_CARRY:-$REPO/campaign/carry}"
+# Run state never goes into git: carried resume state and kept weights live beside the runs, outside the tree.
+CARRY="${FEREDGE_CARRY:-$HOME/feredge-carry}"
+KEPT_FROM="${FEREDGE_KEPT:-$HOME/feredge-kept}"
 LOGS="${FEREDGE_LOGS:-$REPO/campaign/logs}"  # finished stages' logs (tests point it elsewhere)
 STATE="last_state.pt"
 BEST_IS_LAST="best-is-last"  # a carried run whose best epoch is its last: best.safetensors is not carried twice
@@ -60,7 +62,7 @@ NRESTART="--recipe feredge-n --epochs 20 --lr 0.02 --seed 0 --device cpu --set i
 
 LONG="--recipe feredge-s --seed 0 --device cpu --set teacher=$ENSEMBLE5 --set teacher_tta=ten-crop --set detector_crops=0.5 --set cpu_bf16=true"
 PROXY="$LONG --epochs 15"
-# Finished stages kept in git as starting points and teachers (campaign/kept/NAME.safetensors, fp32, with
+# Finished stages kept as starting points and teachers ($KEPT_FROM/NAME.safetensors, fp32, with
 # their logs in campaign/logs/): prepare lays each out as a run folder, $KEPT/NAME/{best.safetensors,log.json},
 # so a run that starts from one lists its stages on the model card as from any run.
 KEPT="$RUNS/kept"
@@ -132,7 +134,7 @@ STAGES=(
     # 250 epochs from scratch, one-cycle at peak lr 0.1: the long schedule the plateau analysis points to, with
     # the restarts' recipe (ENSEMBLE5's ten-crop logits as teacher, half detector crops) in bf16 as s10-bf16,
     # so the change against the shipped soup's ingredients is the schedule. Longer than one round on 2 cores
-    # (about 65 s an epoch in bf16, 140 s in fp32 on this CPU), so `carry` keeps its resume state in git.
+    # (about 65 s an epoch in bf16, 140 s in fp32 on this CPU), so `carry` keeps its resume state beside the runs.
     "s-long-kd|$LONG --epochs 250"
     # Warm restarts of s-long-kd's best epoch (71.14 % validation, 4.8 points of steady mean-class under stage 8
     # on the real photos), aimed at real faces: 12 epochs at peak lr 0.03 (stage 8's best restart lr), its own
@@ -220,7 +222,7 @@ prepare() {
             2> /dev/null || rm -f "$TEACHERS/$name.card.json"
         mv "$TEACHERS/$name.tmp" "$TEACHERS/$name.safetensors"
     done
-    for kept in "$REPO"/campaign/kept/*.safetensors; do
+    for kept in "$KEPT_FROM"/*.safetensors; do
         name="$(basename "$kept" .safetensors)"
         [ -f "$kept" ] && [ ! -f "$KEPT/$name/best.safetensors" ] || continue
         mkdir -p "$KEPT/$name"
@@ -300,7 +302,7 @@ run_queue() {
 # the end of a round `carry` copies each unfinished stage's resume files (the last epoch's weights and
 # sidecar, the optimiser state, the log and the cached teacher logits, 0.7 MB a teacher that take a new
 # machine about 15 minutes each: about 33 MB for feredge-s; the best epoch's weights too when they are not the
-# last's) into campaign/carry/<stage>/, to be committed; run_queue resumes from there when the run folder is
+# last's) into $CARRY/<stage>/ (outside the tree); run_queue resumes from there when the run folder is
 # missing. The run is paused while its files are copied, so the copy is one moment of it (any moment of a
 # save is one that --resume settles, as after a kill), and the carried folder is replaced in one move. The
 # run's saved settings name absolute paths (data, teachers): a resume needs the same FEREDGE_RUNS path
@@ -321,16 +323,16 @@ carry() {
             done
         ) && copied=1
         pkill -CONT -f -- "--out $out( |$)" || true  # whatever the copy did, the run goes on
-        [ "$copied" = 1 ] || { echo "$name: copy failed; campaign/carry/$name left as it was" >&2; exit 1; }
+        [ "$copied" = 1 ] || { echo "$name: copy failed; $CARRY/$name left as it was" >&2; exit 1; }
         if cmp -s "$new/best.safetensors" "$new/last.safetensors"; then  # the restore copies last over best
             rm "$new/best.safetensors" "$new/best.safetensors.json" && touch "$new/$BEST_IS_LAST"
         fi
         rm -rf "${CARRY:?}/$name" && mv "$new" "$CARRY/$name"
-        echo "$name: carried at epoch $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[-1]["epoch"])' "$out/log.json") (commit campaign/carry/$name)"
+        echo "$name: carried at epoch $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[-1]["epoch"])' "$out/log.json") (in $CARRY/$name)"
     done
 }
 
-# A stage unfinished on an earlier machine, carried in git and missing here: its run folder from the carry.
+# A stage unfinished on an earlier machine, carried and missing here: its run folder from the carry.
 restore_stage() {
     local name=$1 out="$RUNS/$1" path
     [ ! -f "$out/$STATE" ] && [ -f "$CARRY/$name/$STATE" ] || return 0
