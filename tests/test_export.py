@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -180,3 +181,35 @@ def test_cli_export_static_batch(checkpoint, tmp_path):
     bad = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path), "--batch", "4",
                                    "--dynamic"])
     assert bad.exit_code != 0 and "choose one" in bad.output
+
+
+def test_int8_calibrated_on_a_folder_of_face_pictures_says_the_gate_did_not_run(checkpoint, tmp_path):
+    """No prepared dataset: faces found in plain pictures calibrate both INT8 files; nothing gates them, and
+    the export says so instead of passing them as checked."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    group = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+    for i in range(2):
+        shutil.copy(group, photos / f"p{i}.jpg")
+    out = tmp_path / "exp"
+    result = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--int8", "--data", str(photos),
+                                      "--calib-size", "5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "accuracy gate not run" in result.output and "folder of unlabelled pictures" in result.output
+    report = json.loads((out / f"{Path(checkpoint).stem}.export.json").read_text())
+    assert report["calibration"]["images"] == 5 and report["calibration"]["pictures"] == 2
+    for fmt in ("int8", "int8-cpu"):
+        assert Path(report["files"][fmt]).is_file()
+
+
+def test_int8_calibration_folder_without_faces_is_one_line(checkpoint, tmp_path):
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(blank / "wall.png")
+    result = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--int8", "--data", str(blank),
+                                      "--out", str(tmp_path / "exp")])
+    assert result.exit_code != 0 and "no face found in its 1 pictures; calibration needs faces" in result.output
