@@ -85,6 +85,16 @@ def tiny_checkpoint(prepared_fer, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint exported once per test run (fp32 and fp16 ONNX): shared by the runtime and bench tests."""
+    from feredge.commands.export import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("tiny_export")
+    export(tiny_checkpoint, ExportOptions(out=out, fp16=True))
+    return out
+
+
+@pytest.fixture(scope="session")
 def real_fer_prepared(tmp_path_factory):
     from feredge.data import prepare
 

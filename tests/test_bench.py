@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from feredge.commands.bench.report import compare, pareto
 from feredge.commands.bench.tegrastats import parse_line, parse_log, summarize
 from feredge.commands.cli import cli
-from tests.support import SMALL
 
 LOG = Path(__file__).with_name("data") / "tegrastats_variants.log"
 
@@ -50,16 +49,13 @@ def test_pareto_front():
 
 
 @pytest.fixture(scope="module")
-def small_onnx(prepared_fer, tmp_path_factory):
-    from feredge.commands.export import ExportOptions, export
-    from feredge.config import config_from_dict
-    from feredge.train.trainer import train
+def small_onnx(tiny_checkpoint, tiny_export, tmp_path_factory):
+    """The shared tiny model laid out as run/best.safetensors and exp/best.{onnx,fp16.onnx}."""
+    import shutil
 
     out = tmp_path_factory.mktemp("bench")
-    train(config_from_dict(dict(data=str(prepared_fer), out=str(out / "run"), epochs=1, batch_size=16,
-                                model_kwargs=SMALL,
-                                val_fraction=0.25, device="cpu"), "test"))
-    export(out / "run" / "best.safetensors", ExportOptions(out=out / "exp", fp16=True))
+    shutil.copytree(tiny_checkpoint.parent, out / "run")
+    shutil.copytree(tiny_export, out / "exp")
     return out
 
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from feredge.calibration.dataset import calibration_set
 from feredge.commands.cli import cli
 from feredge.data import prepare
-from tests.support import SMALL, make_fer_images
+from tests.support import make_fer_images
 
 
 def test_ferplus_votes_inside_the_source_folder_are_not_ignored(fer_tree, tmp_path):
@@ -81,14 +81,8 @@ def test_calibration_cache_with_other_indices_is_rebuilt(prepared_fer, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(prepared_fer, tmp_path_factory) -> Path:
-    from feredge.config import config_from_dict
-    from feredge.train.trainer import train
-
-    out = tmp_path_factory.mktemp("calib") / "run"
-    train(config_from_dict(dict(data=str(prepared_fer), out=str(out), model_kwargs=SMALL, epochs=1, batch_size=16,
-                                val_fraction=0.25, device="cpu"), "test"))
-    return out / "best.safetensors"
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 def test_int8_export_with_a_damaged_calibration_cache(checkpoint, prepared_fer, tmp_path, monkeypatch):

@@ -12,22 +12,13 @@ import pytest
 
 from feredge.errors import FeredgeError
 from feredge.runtime.loader import load_runner
-from tests.support import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def small_onnx(prepared_fer, tmp_path_factory):
-    from feredge.commands.export import ExportOptions, export
-    from feredge.config import config_from_dict
-    from feredge.train.trainer import train
-
-    out = tmp_path_factory.mktemp("rt")
-    train(config_from_dict(dict(data=str(prepared_fer), out=str(out), model_kwargs=SMALL, epochs=1, batch_size=16,
-                                val_fraction=0.25, device="cpu"), "test"))
-    export(out / "best.safetensors", ExportOptions(out=out / "exp"))
-    return out / "exp" / "best.onnx", out / "best.safetensors"
+def small_onnx(tiny_checkpoint, tiny_export):
+    return tiny_export / "best.onnx", tiny_checkpoint
 
 
 def test_runners_agree(small_onnx):
