@@ -65,7 +65,8 @@ def check_options(opts: ExportOptions) -> None:
     if opts.calib_size < 1:
         raise FeredgeError(f"--calib-size {opts.calib_size}: expected a positive number of images")
     if not opts.max_drop >= 0:  # NaN too: a gate no INT8 model could pass, or one that passes any
-        raise FeredgeError(f"--max-drop {opts.max_drop}: expected percentage points ≥ 0 (how much top-1 INT8 may lose)")
+        raise FeredgeError(f"--max-drop {opts.max_drop}: expected percentage points ≥ 0 "
+                           "(how much top-1 INT8 may lose)")
     if opts.int8 and opts.calib_data is None:
         raise FeredgeError("--int8 needs --calib-data DIR (a prepared dataset with a 'train' split)")
     if opts.implicit_int8 and not (opts.int8 and opts.engine):
