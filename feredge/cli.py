@@ -232,13 +232,15 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @click.option("--format", "repo_format", type=click.Choice(["files", "triton"]), default="files",
               help="triton: also write a Triton model repository (+ DeepStream config) under --out/triton")
 def export_cmd(model, batch, dynamic, repo_format, **options) -> None:
-    """Export a checkpoint to ONNX, FP16, INT8 or TensorRT (without torch: a shipped model's ONNX and FP16)."""
+    """Export a checkpoint to ONNX, FP16, INT8 or TensorRT (an ONNX file, or without torch a shipped name: FP16)."""
+    from feredge._optional import available
     from feredge.export.exporter import export_model, summary
+    from feredge.weights import resolve
 
     if batch is not None and dynamic:
         raise FeredgeError("--batch N fixes the batch size; --dynamic makes it variable: choose one")
     opts = ExportOptions(batch=batch, dynamic=batch is None, triton=repo_format == "triton", **options)
-    head, table, tail = summary(export_model(model, opts))
+    head, table, tail = summary(export_model(resolve(model, "checkpoint" if available("torch") else "onnx"), opts))
     click.echo("\n".join(head))
     if table:
         opt.table(*table)

@@ -276,27 +276,21 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     return report
 
 
-def export_model(model: str | None, opts: ExportOptions) -> dict:
-    """`feredge export --model M`: a checkpoint through `export`; a shipped model's name without torch installed
-    through `export_shipped` (its ONNX ships in the wheel, so fp16 needs no 5.9 GB of CUDA torch)."""
-    from feredge._optional import available
-    from feredge.weights import resolve
-
-    named = model is None or (not Path(model).exists() and not Path(model).suffix)
-    if named and not available("torch"):
-        return export_shipped(resolve(model, "onnx"), opts)
-    return export(resolve(model, "checkpoint"), opts)
+def export_model(path: Path, opts: ExportOptions) -> dict:
+    """`feredge export --model M`: a checkpoint through `export`; a feredge ONNX file (what a shipped model's
+    name gives without torch: its ONNX ships in the wheel) through `export_shipped`, with no torch."""
+    return export_shipped(Path(path), opts) if Path(path).suffix == ".onnx" else export(path, opts)
 
 
 def export_shipped(source: Path, opts: ExportOptions) -> dict:
-    """A shipped model's own ONNX (fp32, dynamic batch) and, with ``fp16``, its conversion checked against it
-    on random inputs; --int8, --engine and --batch rebuild the graph from the checkpoint, which needs torch."""
+    """A feredge ONNX as it is (a shipped model's: fp32, dynamic batch) and, with ``fp16``, its conversion checked
+    against it on random inputs; --int8, --engine and --batch rebuild the graph from the checkpoint (torch)."""
     from feredge.export.onnx import ort_logits
 
     if opts.int8 or opts.engine or opts.batch is not None:
-        raise FeredgeError(f"{source.stem}: without torch, export gives the shipped ONNX as it is and its --fp16 "
-                           "conversion; --int8, --engine and --batch rebuild it from the checkpoint: pip install "
-                           "'feredge[train]'")
+        raise FeredgeError(f"{source}: from an ONNX file, export gives it as it is and its --fp16 conversion; "
+                           "--int8, --engine and --batch rebuild the model from its checkpoint (a .safetensors file, "
+                           "or a shipped model's name with torch: pip install 'feredge[train]')")
     check_options(opts)
     info, stem = artifact.read(source), source.stem
     wanted = ["fp32"] + (["fp16"] if opts.fp16 else [])
@@ -304,7 +298,7 @@ def export_shipped(source: Path, opts: ExportOptions) -> dict:
            opts.overwrite)
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     spec = info.input_spec
-    report: dict = {"checkpoint": None, "shipped_onnx": str(source), "model": info.model, "classes": list(info.classes),
+    report: dict = {"checkpoint": None, "onnx": str(source), "model": info.model, "classes": list(info.classes),
                     "input_spec": spec.to_dict(), "batch": "dynamic", "parity": None}
     with tempfile.TemporaryDirectory(prefix=f".{stem}.staging-", dir=opts.out) as tmp:
         fp32 = artifact.atomic_write_bytes(_path(Path(tmp), stem, "fp32"), source.read_bytes())
@@ -315,7 +309,7 @@ def export_shipped(source: Path, opts: ExportOptions) -> dict:
             pixels = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.channels, spec.size, spec.size))
             x = ((pixels / 255 - np.array(spec.mean)[:, None, None]) / np.array(spec.std)[:, None, None]).astype(np.float32)
             a, b = ort_logits(fp32, x), ort_logits(paths["fp16"], x)
-            report["parity"] = {"n": len(x), "images": "random", "against": "the shipped fp32 ONNX",
+            report["parity"] = {"n": len(x), "images": "random", "against": "the fp32 ONNX",
                                 "max_abs_diff": float(np.abs(a - b).max()),
                                 "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean())}
         paths = _publish(paths, opts.out)
@@ -330,8 +324,8 @@ def summary(report: dict) -> tuple[list[str], tuple[str, list[str], list[list[st
     """What `feredge export` prints: the parity line, the accuracy table (title, header, rows) when the
     gate ran, and one line per written file."""
     p = report["parity"]
-    head = [f"the shipped ONNX of {report['model']} as it is (its parity with PyTorch was checked when it was "
-            "exported)"] if report.get("shipped_onnx") else []
+    head = [f"{report['onnx']} as it is (its parity with PyTorch was checked when it was exported)"
+            ] if report.get("onnx") else []
     if p is not None:
         head.append(f"parity vs {p.get('against', 'PyTorch')} on {p['n']} {p['images']} images: max |Δlogit| "
                     f"{p['max_abs_diff']:.2e}, top-1 agreement {p['top1_agreement']:.4f}")
