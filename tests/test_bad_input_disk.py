@@ -178,8 +178,10 @@ def test_run_camera_outputs_on_a_full_disk_are_one_line(photos, tmp_path, option
     done = _feredge(["run-camera", "--source", str(photos), option, str(target), "--overwrite"], fsize=fsize)
     assert done.returncode != 0
     assert message in _one_error_line(done.stderr)
-    if option == "--record":
+    if option == "--record":  # the earlier file stays; what did fit is kept beside it, named in the error
         assert target.read_bytes() == b"an earlier recording" and _hidden(tmp_path) == []
+        kept = f"r.incomplete{target.suffix}"
+        assert f"are in {kept}" in done.stderr and (tmp_path / kept).is_file()
     else:
         assert all(json.loads(line)["faces"] for line in target.read_text().splitlines())  # whole lines only
 
