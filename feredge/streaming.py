@@ -65,7 +65,7 @@ class Stream:
                                "not both")
         # Checked before the model loads: a typo is said at once, not after seconds of loading.
         self._sources: list[FrameSource] = [FrameSource(self.spec, sequence=sequence)]
-        if detect_every > 1 and self._sources[0].photos and self._sources[0].kind == "folder":
+        if detect_every > 1 and self._sources[0].kind == "folder" and not sequence:
             self._sources[0].close()
             raise FeredgeError(f"detect_every {detect_every} reuses one frame's boxes on the next; {source} is "
                                "a folder of separate photos, each detected on its own: pass sequence=True "

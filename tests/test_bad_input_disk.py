@@ -178,7 +178,29 @@ def test_run_camera_outputs_on_a_full_disk_are_one_line(photos, tmp_path, option
     done = _feredge(["run-camera", "--source", str(photos), option, str(target), "--overwrite"], fsize=fsize)
     assert done.returncode != 0
     assert message in _one_error_line(done.stderr)
-    if option == "--record":
+    if option == "--record":  # the earlier file stays; what did fit is kept beside it, named in the error
         assert target.read_bytes() == b"an earlier recording" and _hidden(tmp_path) == []
+        kept = f"r.incomplete{target.suffix}"
+        assert f"are in {kept}" in done.stderr and (tmp_path / kept).is_file()
     else:
         assert all(json.loads(line)["faces"] for line in target.read_text().splitlines())  # whole lines only
+
+
+def test_ctrl_c_in_the_first_save_leaves_a_run_that_starts_again(prepared_fer, tmp_path, monkeypatch):
+    """Ctrl-C while the first epoch's state is written (its weights staged): the next plain run starts over."""
+    import feredge.train.run_folder as run_folder
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(run_folder, "write_state", interrupted)
+    first = CliRunner().invoke(cli, _train_args(prepared_fer, out, "--epochs", "1"))
+    assert first.exit_code == 130 and (out / "last.next.safetensors").is_file()
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(cli, _train_args(prepared_fer, out, "--epochs", "1", "--resume"))
+    assert resumed.exit_code != 0 and "run the same command without --resume" in resumed.output
+    again = CliRunner().invoke(cli, _train_args(prepared_fer, out, "--epochs", "1"))
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("last")) == [
+        "last.safetensors", "last.safetensors.json", "last_state.pt"]

@@ -156,7 +156,8 @@ def test_models_lists_the_shipped_models_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
-    assert [r["name"] for r in rows] == ["feredge-n", "feredge-s"] and rows[1]["params"] == 3830471
+    assert [r["name"] for r in rows] == ["feredge-n", "feredge-s", "feredge-s-fer2013"]
+    assert rows[1]["params"] == 3830471 and rows[2]["precisions"] == ["fp16"] and rows[0]["for"]
     assert "listing only the shipped models" in done.stderr
 
 
@@ -216,3 +217,23 @@ def test_a_folders_subfolders_and_dead_links_are_named_not_passed_over(photos, t
     assert "skipped, not pictures (2): more/; notes.txt" in result.output
     assert "unreadable pictures (1)" in result.output and "loop.jpg: symbolic link loop" in result.output
     assert "3 frames" in result.output
+
+
+def _without_torch(args: list[str]) -> subprocess.CompletedProcess:
+    code = ("import sys; sys.modules['torch'] = None\nfrom feredge.commands.cli import main\n"
+            f"sys.argv = {['feredge', *args]!r}\nmain()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_fp16_export_of_a_shipped_model_needs_no_torch(tmp_path):
+    """`export --model feredge-n --fp16` needed the train extra (5.9 GB of CUDA torch) though its ONNX ships."""
+    from feredge import artifact
+
+    done = _without_torch(["export", "--model", "feredge-n", "--fp16", "--out", str(tmp_path / "e")])
+    assert done.returncode == 0, done.stderr
+    assert "parity vs the fp32 ONNX" in done.stdout and "top-1 agreement 1.0000" in done.stdout
+    assert artifact.read(tmp_path / "e" / "feredge-n.fp16.onnx").precision == "fp16"
+    refused = _without_torch(["export", "--model", "feredge-n", "--int8", "--calib-data", str(tmp_path),
+                              "--out", str(tmp_path / "f")])
+    assert refused.returncode != 0
+    assert "--int8, --engine and --batch rebuild the model from its checkpoint" in refused.stderr

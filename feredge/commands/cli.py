@@ -82,8 +82,9 @@ def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, over
 @click.option("--format", "repo_format", type=click.Choice(["files", "triton"]), default="files",
               help="triton: also write a Triton model repository (+ DeepStream config) under --out/triton")
 def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **options) -> None:
-    """Export a checkpoint to ONNX, FP16, INT8 or TensorRT."""
-    from feredge.commands.export import export, summary
+    """Export a checkpoint to ONNX, FP16, INT8 or TensorRT (an ONNX file, or without torch a shipped name: FP16)."""
+    from feredge._optional import available
+    from feredge.commands.export import export_model, summary
     from feredge.weights import resolve
 
     if batch is not None and dynamic:
@@ -92,7 +93,7 @@ def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **opt
         config.check_choice("--precision", p, config.PRECISIONS)
     opts = ExportOptions(batch=batch, dynamic=batch is None, triton=repo_format == "triton",
                          fp16=fp16 or "fp16" in precisions, int8=int8 or "int8" in precisions, **options)
-    head, table, tail = summary(export(resolve(model, "checkpoint"), opts))
+    head, table, tail = summary(export_model(resolve(model, "checkpoint" if available("torch") else "onnx"), opts))
     click.echo("\n".join(head))
     if table:
         opt.table(*table)

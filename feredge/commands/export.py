@@ -276,14 +276,63 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
     return report
 
 
+def export_model(path: Path, opts: ExportOptions) -> dict:
+    """`feredge export --model M`: a checkpoint through `export`; a feredge ONNX file (what a shipped model's
+    name gives without torch: its ONNX ships in the wheel) through `export_onnx_file`, with no torch."""
+    return export_onnx_file(Path(path), opts) if Path(path).suffix == ".onnx" else export(path, opts)
+
+
+def export_onnx_file(source: Path, opts: ExportOptions) -> dict:
+    """A feredge ONNX as it is (a shipped model's: fp32, dynamic batch) and, with ``fp16``, its conversion checked
+    against it through the Classifier; --int8, --engine and --batch rebuild the graph from the checkpoint."""
+    from feredge.export.precisions import to_fp16
+    from feredge.runtime.classifier import Classifier
+
+    if opts.int8 or opts.engine or opts.batch is not None:
+        raise FeredgeError(f"{source}: from an ONNX file, export gives it as it is and its --fp16 conversion; "
+                           "--int8, --engine and --batch rebuild the model from its checkpoint (a .safetensors file, "
+                           "or a shipped model's name with torch: pip install 'feredge[train]')")
+    check_options(opts)
+    info, stem = artifact.read(source), source.stem
+    wanted = ["fp32"] + (["fp16"] if opts.fp16 else [])
+    refuse_existing([_path(opts.out, stem, f) for f in wanted]
+                    + ([Path(opts.out) / "triton" / "fer"] if opts.triton else []), opts.overwrite)
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    spec = info.input_spec
+    report: dict = {"checkpoint": None, "onnx": str(source), "model": info.model, "classes": list(info.classes),
+                    "input_spec": spec.to_dict(), "batch": "dynamic", "parity": None}
+    with tempfile.TemporaryDirectory(prefix=f".{stem}.staging-", dir=opts.out) as tmp:
+        fp32 = artifact.atomic_write_bytes(_path(Path(tmp), stem, "fp32"), source.read_bytes())
+        artifact.write(fp32, info)
+        paths = {"fp32": fp32}
+        if opts.fp16:
+            paths["fp16"], _ = to_fp16(fp32, info, _path(Path(tmp), stem, "fp16"))
+            images = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.size, spec.size, spec.channels),
+                                                               np.uint8)
+            with Classifier(fp32, device="cpu") as a, Classifier(paths["fp16"], device="cpu") as b:
+                la, lb = a.logits(images), b.logits(images)
+            report["parity"] = {"n": len(images), "images": "random", "against": "the fp32 ONNX",
+                                "max_abs_diff": float(np.abs(la - lb).max()),
+                                "top1_agreement": float((la.argmax(1) == lb.argmax(1)).mean())}
+        paths = _publish(paths, opts.out)
+    report["files"] = {fmt: str(p) for fmt, p in paths.items()}
+    if opts.triton:
+        report["triton"] = _triton(paths, opts)
+    artifact.atomic_write_text(Path(opts.out) / f"{stem}.export.json", json.dumps(report, indent=2))
+    return report
+
+
 def summary(report: dict) -> tuple[list[str], tuple[str, list[str], list[list[str]]] | None, list[str]]:
     """What `feredge export` prints: the parity line, the accuracy table (title, header, rows) when the
     gate ran, and one line per written file."""
     from feredge.commands.export_engines import engine_line
 
     p = report["parity"]
-    head = [f"parity vs PyTorch on {p['n']} {p['images']} images: max |Δlogit| {p['max_abs_diff']:.2e}, "
-            f"top-1 agreement {p['top1_agreement']:.4f}"]
+    head = [f"{report['onnx']} as it is (its parity with PyTorch was checked when it was exported)"
+            ] if report.get("onnx") else []
+    if p is not None:
+        head.append(f"parity vs {p.get('against', 'PyTorch')} on {p['n']} {p['images']} images: max |Δlogit| "
+                    f"{p['max_abs_diff']:.2e}, top-1 agreement {p['top1_agreement']:.4f}")
     table, tail = None, []
     if "not_run" in report.get("accuracy", {}):
         head.append(f"accuracy gate not run: {report['accuracy']['not_run']}")

@@ -79,7 +79,7 @@ def locked(out: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
-        if created and not any(out.iterdir()):
+        if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a run refused before its first file leaves no empty folder behind
 
 
@@ -116,8 +116,8 @@ def claim_out(out: Path, resume: bool, overwrite: bool) -> list[Path]:
         if overwrite:
             raise FeredgeError("--resume continues the run in --out, --overwrite replaces it: choose one")
         if unfinished(out):
-            raise FeredgeError(f"{out}: nothing to resume — no epoch finished saving ({STAGED} is what an interrupted "
-                               "first save left); run the same command without --resume to start the run again")
+            raise FeredgeError(f"{out}: nothing to resume — no epoch finished saving ({STAGED} is what an "
+                               "interrupted first save left); run the same command without --resume to start again")
         return []
     if found and unfinished(out) and not overwrite:
         print(f"{out}: no epoch of the run here finished saving (an interrupted first save left "
@@ -266,8 +266,8 @@ class RunFolder:
         cut = truncation(last)
         if cut is not None:
             best = self.out / BEST
-            sound = best.is_file() and truncation(best) is None
-            other = f", or warm-start from {best} with --set init={best}" if sound else ""
+            whole = best.is_file() and truncation(best) is None
+            other = f", or warm-start from {best} with --set init={best}" if whole else ""
             raise FeredgeError(f"{last}: truncated ({cut}), so the run cannot resume from it; start again with "
                                f"--overwrite{other}")
         epoch = read_meta(last).details.get("epoch")

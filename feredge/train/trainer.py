@@ -345,6 +345,8 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
+        if self.dist.main and self.history:  # a kill between a save and its log leaves the log one epoch behind
+            self.run.log(self.history)
 
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to cfg.epochs (or only ``stop_after`` more epochs, to split long runs into pieces)."""

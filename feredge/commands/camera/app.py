@@ -104,13 +104,16 @@ class Recorder:
             return
         self.writer.release()
         self.writer = None
-        if not self._reads_back():
+        if not self._reads_back():  # what was written is kept under a visible name, never over --record
+            kept = self.path.with_name(f"{self.path.stem}.incomplete{self.path.suffix}")
             size = self.partial.stat().st_size if self.partial.exists() else 0
-            self.partial.unlink(missing_ok=True)
+            if size:
+                os.replace(self.partial, kept)
             free = shutil.disk_usage(self.path.parent).free
-            raise FeredgeError(f"{self.path}: the recording of {self.frames} frames did not fit ({size:,} bytes were "
-                               f"written before the disk or a file-size limit stopped it; {free:,} bytes free there); "
-                               "nothing was replaced")
+            raise FeredgeError(f"{self.path}: the recording of {self.frames} frames did not fit (its last frame does "
+                               f"not read back: the disk or a file-size limit stopped it; {free:,} bytes free there); "
+                               + (f"the {size:,} bytes written are in {kept.name}" if size else "nothing was written")
+                               + ", nothing was replaced")
         os.replace(self.partial, self.path)
 
     def _reads_back(self) -> bool:
