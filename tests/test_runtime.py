@@ -93,7 +93,7 @@ def test_predict_runs_without_torch(small_onnx, tmp_path):
         "import sys; sys.modules['torch'] = None\n"
         "from feredge.commands.cli import main\n"
         f"sys.argv = ['feredge', 'predict', {str(ROOT / 'feredge' / 'media' / 'group.jpg')!r}, '--model', "
-        f"{str(small_onnx[0])!r}, '--out', {str(tmp_path)!r}, '--json', '--tta']\n"
+        f"{str(small_onnx[0])!r}, '--out', {str(tmp_path)!r}, '--json', '--tta', 'hflip']\n"
         "main()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
@@ -144,6 +144,9 @@ def test_eval_accepts_exported_onnx(small_onnx, prepared_fer, tmp_path):
         assert r.exit_code == 0, r.output
         reports[name] = json.loads((tmp_path / name / "report.json").read_text())
     assert reports["onnx"]["confusion_matrix"] == reports["ckpt"]["confusion_matrix"]
-    r = CliRunner().invoke(cli, ["eval", "--model", str(onnx_path), "--data", str(prepared_fer), "--tta", "ten-crop",
-                                 "--out", str(tmp_path / "x")])
-    assert r.exit_code != 0 and "ten-crop TTA is available for checkpoints only" in r.output
+    for name, model in (("onnx10", onnx_path), ("ckpt10", ckpt)):  # ten-crop: the one Classifier, any backend
+        r = CliRunner().invoke(cli, ["eval", "--model", str(model), "--data", str(prepared_fer), "--tta", "ten-crop",
+                                     "--out", str(tmp_path / name), "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    assert reports["onnx10"]["confusion_matrix"] == reports["ckpt10"]["confusion_matrix"]

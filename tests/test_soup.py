@@ -109,7 +109,7 @@ def test_a_soup_as_ingredient_counts_as_its_fine_tunes(runs, tmp_path):
 def test_a_soup_of_a_shipped_file_is_stored_and_shipped_as_it_is_saved(runs, prepared_fer, tmp_path, monkeypatch):
     """A shipped ingredient's 'float16' storage note is not inherited by the fp32 soup, and packaging the
     soup (which writes its own note) works."""
-    from feredge.weights import package as packaging
+    from feredge.commands import package as packaging
 
     shipped = tmp_path / "shipped.safetensors"
     shutil.copy(runs / "ft1" / "last.safetensors", shipped)
