@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -83,6 +84,10 @@ VAL_FRACTION = 0.1
 SEED = 0
 #: ONNX Runtime's intra-op threads; 0 lets it choose.
 THREADS = 0
+#: The split eval, bench and explain judge a prepared dataset on (FER2013: val = PublicTest).
+SPLIT = "val"
+#: How many confident mistakes explain shows per true class.
+PER_CLASS = 6
 
 SELECT_METRICS = ("accuracy", "mean_class_accuracy", "ferplus_accuracy", "ferplus_mean_class_accuracy")
 
@@ -292,7 +297,12 @@ RUNTIME_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_batch": (lambda v: v >= 1, "a positive integer"),
     "calib_size": (lambda v: v >= 1, "a positive number of images"),
     "max_drop": (lambda v: v >= 0, "percentage points ≥ 0 (how much top-1 INT8 may lose)"),
+    "threads": (lambda v: 0 <= v <= (os.cpu_count() or 1),
+                f"0 (ONNX Runtime chooses) up to {os.cpu_count() or 1}, this machine's cores"),
 }
+#: Options that count something: 1.5 of them is refused rather than rounded or passed to a library.
+RUNTIME_INTEGERS = ("detect_every", "detect_max_side", "max_faces", "track_max_unseen", "max_frames", "max_batch",
+                    "calib_size", "threads")
 
 
 def check_ranges(cli: bool = False, **values: Any) -> None:
@@ -300,6 +310,9 @@ def check_ranges(cli: bool = False, **values: Any) -> None:
     command line, ``max_faces`` in Python)."""
     for name, value in values.items():
         ok, expected = RUNTIME_RANGES[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        number = int if name in RUNTIME_INTEGERS else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number) or not ok(value):
+            if name in RUNTIME_INTEGERS and not isinstance(value, int):
+                expected = f"an integer, {expected}"
             shown = "--" + name.replace("_", "-") if cli else name
             raise FeredgeError(f"{shown} {value!r}: expected {expected}")

@@ -24,6 +24,7 @@ from feredge.config import (
     PRECISION,
     THREADS,
     TTA,
+    TTA_MODES,
     check_choice,
     check_ranges,
 )
@@ -126,7 +127,7 @@ class Recognizer:
                  detect_max_side: int = DETECT_MAX_SIDE, max_faces: int = MAX_FACES, align: bool = False,
                  threads: int = THREADS, server: str | None = None):
         check_choice("detector", detector, DETECTORS)
-        check_choice("tta", tta, ("none", "hflip"))
+        check_choice("tta", tta, TTA_MODES[:2])  # ten-crop needs equal-sized images: a dataset, not a frame
         check_ranges(detect_max_side=detect_max_side, max_faces=max_faces, margin=margin)
         self.classifier = Classifier(model, backend=backend, device=device, precision=precision, tta=tta,
                                      threads=threads, server=server)
@@ -223,10 +224,9 @@ class Recognizer:
             return np.zeros((0, len(self.classes)), np.float32)
         with self._lock:
             if self._gpu is not None:
-                self.classifier._check_open()
                 step = self._gpu.max_faces
-                return np.concatenate([softmax_views(self.classifier, self._gpu(frame, boxes[i:i + step]),
-                                                     len(boxes[i:i + step]))
+                return np.concatenate([self.classifier.probabilities_from(self._gpu(frame, boxes[i:i + step]),
+                                                                          len(boxes[i:i + step]))
                                        for i in range(0, len(boxes), step)])
             return self.classifier.probabilities_of(self.crops(frame, boxes, landmarks), len(boxes))
 
@@ -265,15 +265,6 @@ class Recognizer:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def softmax_views(classifier: Classifier, logits: np.ndarray, n: int) -> np.ndarray:
-    """The GPU pipeline's logits of ``n`` faces (with their mirrored copies) → probabilities, folded and
-    normalised by the classifier, as on the CPU path."""
-    from feredge.metrics import softmax
-    from feredge.runtime.classifier import fold
-
-    return softmax(fold(logits, n, classifier.tta)).astype(np.float32)
 
 
 def as_bgr(frame, color: str = COLOR) -> np.ndarray:
@@ -320,6 +311,6 @@ def check_boxes(boxes, frame_shape: tuple[int, ...] | None = None, min_inside: f
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             where = "wholly" if inside[k] <= 0 else f"{100 * (1 - inside[k]):.0f} %"
-            raise FeredgeError(f"box {k} {b[k].tolist()} lies {where} outside the {w}×{h} frame; expected at least "
-                               f"{100 * min_inside:.0f} % of each box inside it")
+            want = f"at least {100 * min_inside:.0f} % of each box inside it" if min_inside else "boxes on the frame"
+            raise FeredgeError(f"box {k} {b[k].tolist()} lies {where} outside the {w}×{h} frame; expected {want}")
     return b

@@ -218,3 +218,33 @@ def test_int8_calibration_folder_without_faces_is_one_line(checkpoint, tmp_path)
     result = CliRunner().invoke(cli, ["export", "--model", str(checkpoint), "--int8", "--data", str(blank),
                                       "--out", str(tmp_path / "exp")])
     assert result.exit_code != 0 and "no face found in its 1 pictures; calibration needs faces" in result.output
+
+
+def test_a_crop_model_keeps_its_crop_through_export(checkpoint, tmp_path):
+    """A model trained on crops (eval_crop) is classified on the centre crop; its exported ONNX must say so, or
+    it answers differently from its checkpoint, and the parity check must look at that path."""
+    import shutil
+
+    from feredge.runtime.classifier import Classifier
+
+    ck = tmp_path / "crop.safetensors"
+    shutil.copy(checkpoint, ck)
+    side = json.loads(Path(str(checkpoint) + ".json").read_text())
+    side["details"]["eval_crop"] = 40
+    Path(str(ck) + ".json").write_text(json.dumps(side))
+    result = CliRunner().invoke(cli, ["export", "--model", str(ck), "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    onnx_path = tmp_path / "exp" / "crop.onnx"
+    assert artifact.read(onnx_path).details["eval_crop"] == 40
+    faces = np.random.default_rng(1).integers(0, 256, (8, 48, 48, 1), np.uint8)
+    with Classifier(ck, backend="torch", device="cpu") as a, Classifier(onnx_path, device="cpu") as b:
+        np.testing.assert_allclose(a.logits(faces), b.logits(faces), atol=1e-4)
+
+
+def test_an_onnx_of_another_precision_is_not_exported_again(tmp_path):
+    from feredge.weights import WEIGHTS_DIR
+
+    result = CliRunner().invoke(cli, ["export", "--model", str(WEIGHTS_DIR / "feredge-n.int8-cpu.onnx"), "--fp16",
+                                      "--out", str(tmp_path / "exp")])
+    assert result.exit_code != 0 and "is a int8-cpu ONNX; export converts an fp32 ONNX" in result.output
+    assert not (tmp_path / "exp").exists()

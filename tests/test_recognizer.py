@@ -78,9 +78,10 @@ def test_classify_accepts_the_documented_layouts_and_agrees_with_eval(rec, prepa
 
 @pytest.mark.parametrize("crops, message", [
     (np.zeros((2, 48, 48), np.float32), "face 0: float32 pixels; expected uint8"),
-    (np.zeros((2, 48, 48, 2), np.uint8), "faces have shape [2, 48, 48, 2]; expected (H, W), (H, W, 1|3) or a batch"),
-    (np.zeros((232, 214, 4), np.uint8), "faces have shape [232, 214, 4]: 4 channels; expected a gray"),
-    (np.zeros((232, 214, 2), np.uint8), "faces have shape [232, 214, 2]: 2 channels; expected a gray"),
+    (np.zeros((2, 48, 48, 2), np.uint8), "faces have shape [2, 48, 48, 2]: 2 channels; expected gray (H, W)"),
+    (np.zeros((232, 214, 4), np.uint8), "faces have shape [232, 214, 4]: 4 channels; expected gray (H, W)"),
+    (np.zeros((232, 214, 2), np.uint8), "faces have shape [232, 214, 2]: 2 channels; expected gray (H, W)"),
+    (np.zeros((3, 48, 48, 4), np.uint8), "cv2.COLOR_BGRA2BGR"),
     ([np.zeros((48, 48, 4), np.uint8)], "face 0 has shape [48, 48, 4]; expected (H, W), (H, W, 1) or (H, W, 3)"),
     (np.zeros((1, 1, 48, 48, 1), np.uint8), "faces have shape [1, 1, 48, 48, 1]; expected"),
     ("face.jpg", "faces is a str; expected a uint8 array"),
@@ -224,3 +225,28 @@ def test_one_recognizer_shared_by_threads_answers_as_alone(rec):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda i: [f.to_dict() for f in rec(frames[i % 2])], range(24)))
     assert got == [want[i % 2] for i in range(24)]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(threads=1.5), "threads 1.5: expected an integer"),
+    (dict(max_faces=2.5), "max_faces 2.5: expected an integer"),
+    (dict(model=str(ROOT / "feredge" / "weights" / "feredge-n.int8-cpu.onnx"), precision="fp32"),
+     "holds a model in int8-cpu, and precision fp32 was asked"),
+    (dict(model="feredge-s-fer2013", precision="fp32"), "it ships without its checkpoint"),
+])
+def test_options_a_model_cannot_take_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(FeredgeError) as err:
+        feredge.Recognizer(**kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_device_is_spelt_as_in_the_api_on_every_command(tmp_path):
+    """cuda:N passes the command line (and is then judged where the model runs); a device nobody knows does not."""
+    from feredge.commands.cli import cli
+
+    for command in (["predict"], ["eval", "--data", str(tmp_path)], ["run-camera"], ["bench"], ["serve"],
+                    ["explain"]):
+        result = CliRunner().invoke(cli, [*command, "--device", "tpu"])
+        assert result.exit_code == 2 and "expected one of auto, cpu, cuda" in result.output, command
+    result = CliRunner().invoke(cli, ["predict", "--device", "cuda:3", "--out", str(tmp_path / "p")])
+    assert "Invalid value for '--device'" not in result.output

@@ -19,6 +19,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.calibration.quantize import _method, _quiet, _reader
+from feredge.config import CALIB_METHOD
 
 #: The precision an int8-cpu file carries in its description (`feredge.artifact.ARTIFACT_PRECISIONS`).
 PRECISION = "int8-cpu"
@@ -34,7 +35,7 @@ def pre_process(fp32_onnx: Path, out: Path) -> Path:
     return Path(out)
 
 
-def activation_extents(onnx_path: Path, inputs: np.ndarray, method: str = "percentile", input_name: str = "input",
+def activation_extents(onnx_path: Path, inputs: np.ndarray, method: str = CALIB_METHOD, input_name: str = "input",
                        batch: int = 32, percentile: float = 99.99) -> dict[str, tuple[float, float]]:
     """(low, high) of every activation, chosen by ``method`` (asymmetric: u8 spends no code on a ReLU's
     empty negative half). Histograms as for the TensorRT file: 2048 bins, 128 quantised bins for entropy."""
@@ -57,7 +58,7 @@ def activation_extents(onnx_path: Path, inputs: np.ndarray, method: str = "perce
     return extents
 
 
-def quantize_cpu(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = "percentile",
+def quantize_cpu(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = CALIB_METHOD,
                  reduce_range: bool = False, input_name: str = "input", batch: int = 32,
                  percentile: float = 99.99) -> Path:
     """Write the CPU INT8 ONNX of ``fp32_onnx`` calibrated on ``inputs`` (pre-processed float32 NCHW).

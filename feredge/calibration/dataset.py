@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge.artifact import atomic_write_bytes
+from feredge.config import CALIB_SIZE, SEED, VAL_FRACTION
 from feredge.data.splits import stratified_holdout
 from feredge.data.store import load_split, read_meta
 from feredge.errors import FeredgeError
@@ -88,7 +89,7 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def calibration_set(data: Path, size: int = 512, seed: int = 0, val_fraction: float = 0.1,
+def calibration_set(data: Path, size: int = CALIB_SIZE, seed: int = SEED, val_fraction: float = VAL_FRACTION,
                     cache_dir: Path | None = DEFAULT, warn: Callable[[str], None] = _warn) -> CalibrationSet:
     """Select (or reload from the cache) ``size`` class-balanced training images; a damaged cache is
     rebuilt (atomically, so a kill cannot leave half a file) and ``warn`` says so in one line."""

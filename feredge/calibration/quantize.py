@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
-from feredge.config import CALIB_METHODS
+from feredge.config import CALIB_METHOD, CALIB_METHODS
 from feredge.errors import FeredgeError
 
 METHODS = CALIB_METHODS
@@ -88,7 +88,7 @@ def _extra(method: str, percentile: float) -> dict:
     return extra
 
 
-def quantize_qdq(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = "entropy",
+def quantize_qdq(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = CALIB_METHOD,
                  input_name: str = "input", batch: int = 32, percentile: float = 99.99,
                  ranges: dict[str, float] | None = None) -> Path:
     """Write a Q/DQ INT8 ONNX calibrated on ``inputs`` (already pre-processed float32 NCHW).
@@ -112,7 +112,7 @@ def quantize_qdq(fp32_onnx: Path, inputs: np.ndarray, out: Path, method: str = "
     return Path(out)
 
 
-def activation_ranges(fp32_onnx: Path, inputs: np.ndarray, method: str = "entropy", input_name: str = "input",
+def activation_ranges(fp32_onnx: Path, inputs: np.ndarray, method: str = CALIB_METHOD, input_name: str = "input",
                       batch: int = 32, percentile: float = 99.99) -> dict[str, float]:
     """Per-tensor absolute maximum |x| chosen by ``method`` for every activation in the graph."""
     q = require("onnxruntime.quantization")

@@ -38,17 +38,22 @@ def cli() -> None:
 @cli.command("eval")
 @opt.model("a checkpoint, ONNX or TensorRT engine", multiple=True)
 @click.option("--data", required=True, type=PATH, help="prepared dataset folder")
-@click.option("--split", default="val", help="split to evaluate (FER2013: val = PublicTest)")
+@click.option("--split", default=config.SPLIT, help="split to evaluate (FER2013: val = PublicTest)")
 @opt.tta(config.TTA_MODES)
 @click.option("--ensemble", is_flag=True, help="average the softmax outputs of every --model")
 @opt.out(EVAL_OUT)
+@click.option("--backend", type=click.Choice(BACKENDS), help="default: from the file type (torch: a shipped "
+              "name's checkpoint)")
 @opt.device()
-def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, overwrite: bool, device: str) -> None:
+@opt.precision()
+def eval_cmd(models, data: Path, split: str, tta: str, ensemble: bool, out, overwrite: bool, backend, device: str,
+             precision: str) -> None:
     """Evaluate models on a prepared split. Checkpoints, ONNX files, TensorRT engines or shipped models by
-    name, or an ensemble of them."""
+    name (the file predict runs), or an ensemble of them."""
     from feredge.commands.evaluate import run, table
 
-    report, json_path, png = run(list(models), data, split, tta, ensemble, out, overwrite, device)
+    report, json_path, png = run(list(models), data, split, tta, ensemble, out, overwrite, device, precision,
+                                 backend)
     opt.table(*table(report))
     click.echo(f"report: {json_path}  " + (f"confusion matrix: {png}" if png else
                                            "(no confusion.png: matplotlib is not installed, "
@@ -211,8 +216,8 @@ def run_camera_cmd(**options) -> None:
 @click.argument("images", nargs=-1, type=PATH)
 @opt.model("a .safetensors checkpoint (Grad-CAM needs torch weights)")
 @click.option("--data", type=PATH, help="prepared dataset: grid of each class's most confident mistakes")
-@click.option("--split", default="val", help="split of --data whose mistakes are shown")
-@click.option("--per-class", type=int, default=6, help="mistakes shown per true class")
+@click.option("--split", default=config.SPLIT, help="split of --data whose mistakes are shown")
+@click.option("--per-class", type=int, default=config.PER_CLASS, help="mistakes shown per true class")
 @opt.out(EXPLAIN_OUT)
 @opt.device()
 def explain_cmd(images, model, data, split, per_class, out, overwrite, device) -> None:

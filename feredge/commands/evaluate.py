@@ -13,7 +13,7 @@ import numpy as np
 
 from feredge import artifact
 from feredge.artifact import Artifact
-from feredge.config import DEVICE, TTA
+from feredge.config import DEVICE, PRECISION, SPLIT, TTA
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax, validation_figures
 
@@ -69,18 +69,17 @@ def write_report(report: dict, out: Path, title: str) -> tuple[Path, Path | None
     return json_path, png
 
 
-def run(models: list[str], data: Path, split: str = "val", tta: str = TTA, ensemble: bool = False,
-        out: Path | None = None, overwrite: bool = False, device: str = DEVICE) -> tuple[dict, Path, Path | None]:
+def run(models: list[str], data: Path, split: str = SPLIT, tta: str = TTA, ensemble: bool = False,
+        out: Path | None = None, overwrite: bool = False, device: str = DEVICE, precision: str = PRECISION,
+        backend: str | None = None) -> tuple[dict, Path, Path | None]:
     """`feredge eval`: model files or shipped names (none: the default model) on a split, written to a
-    fresh folder (or, with ``overwrite``, the given one); returns the report and its two files."""
-    from feredge._optional import available
+    fresh folder (or, with ``overwrite``, the given one); returns the report and its two files. A shipped
+    name is the file `predict` runs for ``precision`` (its checkpoint with the torch ``backend``)."""
     from feredge.outputs import output_folder
-    from feredge.weights import resolve
+    from feredge.runtime.loader import model_path
 
     out = output_folder(out, DEFAULT_OUT, FILES, overwrite)  # before minutes of inference, not after
-    # A shipped model by name: its checkpoint where torch is installed, else the ONNX file the runtime uses.
-    kind = "checkpoint" if available("torch") else "onnx"
-    paths = [resolve(m, kind) for m in models] or [resolve(None, kind)]
+    paths = [model_path(m, backend, precision, device) for m in (models or [None])]
     if len(paths) > 1 and not ensemble:
         raise FeredgeError(f"{len(paths)} models given (--model); pass --ensemble to average them")
     report, _ = evaluate_checkpoints(paths, data, split, tta, device)

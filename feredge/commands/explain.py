@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from feredge._optional import require
-from feredge.config import DEVICE
+from feredge.config import DEVICE, PER_CLASS
 from feredge.errors import FeredgeError
-from feredge.metrics import softmax
 
 DEFAULT_OUT = Path("runs/explain")
 #: What explain writes into its folder; any of them there means the folder holds earlier results.
@@ -129,8 +128,8 @@ def explain_images(images: list[Path], checkpoint: Path, out: Path,
                 log(f"{path}: no faces found, nothing to explain")
                 continue
             x = rec.crops(frame, boxes, landmarks)
-            cams, logits = grad_cam(model, torch.from_numpy(x))
-            probs = softmax(logits)
+            cams, _ = grad_cam(model, torch.from_numpy(x))
+            probs = rec.classifier.probabilities_of(x, len(x))  # the labels as every command gives them
             tiles = [[(overlay(x[i], cams[i], spec), f"face {i}: {classes[int(p.argmax())]} {p.max():.0%}")
                       for i, p in enumerate(probs)]]
             written.append(_grid(tiles, [""], Path(out) / name.replace(".annotated.jpg", ".gradcam.png"),
@@ -140,13 +139,12 @@ def explain_images(images: list[Path], checkpoint: Path, out: Path,
     return written
 
 
-def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class: int = 6,
+def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class: int = PER_CLASS,
                   device: str = DEVICE) -> Path:
     """A grid: one row per true class, its ``per_class`` most confident mistakes with heat-maps."""
     torch = require("torch")
     from feredge.data.store import load_split, read_meta
-    from feredge.runtime.classifier import Classifier
-    from feredge.vision.preprocess import preprocess_faces
+    from feredge.runtime.classifier import Classifier, views
 
     classifier = Classifier(checkpoint, backend="torch", device=device)  # Grad-CAM's gradients run on its model
     model, info = classifier.runner.model, classifier.info
@@ -163,7 +161,9 @@ def explain_split(checkpoint: Path, data: Path, split: str, out: Path, per_class
     for c in range(len(classes)):
         wrong = np.flatnonzero((labels == c) & (pred != c))
         worst = wrong[np.argsort(-probs[wrong].max(1))][:per_class]
-        x = preprocess_faces(images[worst], spec) if len(worst) else np.zeros((0, spec.channels, spec.size, spec.size))
+        # exactly the input the classifier judged (a crop model's centre crop included)
+        x = views(images[worst], spec, "none", info.details.get("eval_crop")) if len(worst) else np.zeros(
+            (0, spec.channels, spec.size, spec.size), np.float32)
         cams = grad_cam(model, torch.from_numpy(x))[0] if len(worst) else []
         tiles.append([(overlay(x[k], cams[k], spec), f"→ {classes[pred[i]]} {probs[i].max():.0%}")
                       for k, i in enumerate(worst)])

@@ -111,15 +111,14 @@ def onnx_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, classes: l
             "size_bytes": Path(path).stat().st_size}
 
 
-def parity(model, onnx_path: Path, images: np.ndarray, spec, atol: float = 1e-3) -> dict:
-    """Compare PyTorch's logits with the exported file's through the runtime's `Classifier` on real images;
-    beyond ``atol`` is an error."""
-    torch = require("torch")
+def parity(checkpoint: Path, onnx_path: Path, images: np.ndarray, atol: float = 1e-3) -> dict:
+    """Compare the checkpoint (torch) with the exported file through the runtime's `Classifier`, both as users
+    run them — pre-processing and a crop model's centre crop included — on real images; beyond ``atol`` is an
+    error."""
     from feredge.runtime.classifier import Classifier
-    from feredge.vision.preprocess import preprocess_faces
 
-    with torch.no_grad():
-        ref = model.eval()(torch.from_numpy(preprocess_faces(images, spec))).numpy()
+    with Classifier(checkpoint, backend="torch", device="cpu") as reference:
+        ref = reference.logits(images)
     with Classifier(onnx_path, device="cpu") as classifier:
         got = classifier.logits(images)
     report = {"n": len(images), "max_abs_diff": float(np.abs(ref - got).max()),
@@ -234,9 +233,9 @@ def export(checkpoint: Path, opts: ExportOptions) -> dict:
         if labelled:
             images, _ = _validation_images(opts.calib_data, opts.seed, opts.val_fraction, 256)
         else:
-            images = np.random.default_rng(opts.seed).integers(0, 256, (64, spec.size, spec.size, spec.channels),
-                                                               np.uint8)
-        report["parity"] = parity(model, fp32, images, spec, opts.parity_tol)
+            side = spec.size + 8 if info.details.get("eval_crop") else spec.size  # a crop model sees its crop
+            images = np.random.default_rng(opts.seed).integers(0, 256, (64, side, side, spec.channels), np.uint8)
+        report["parity"] = parity(Path(checkpoint), fp32, images, opts.parity_tol)
         report["parity"]["images"] = "held-out validation" if labelled else "random (no prepared --data)"
         if opts.fp16:
             paths["fp16"], infos["fp16"] = to_fp16(fp32, fp32_info, _path(staging, stem, "fp16"))
@@ -294,6 +293,9 @@ def export_onnx_file(source: Path, opts: ExportOptions) -> dict:
                            "or a shipped model's name with torch: pip install 'feredge[train]')")
     check_options(opts)
     info, stem = artifact.read(source), source.stem
+    if info.precision != "fp32":
+        raise FeredgeError(f"{source}: is a {info.precision} ONNX; export converts an fp32 ONNX (the model's "
+                           ".onnx) or a checkpoint, and this file is already made: use it as it is")
     wanted = ["fp32"] + (["fp16"] if opts.fp16 else [])
     refuse_existing([_path(opts.out, stem, f) for f in wanted]
                     + ([Path(opts.out) / "triton" / "fer"] if opts.triton else []), opts.overwrite)

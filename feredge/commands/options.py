@@ -3,6 +3,7 @@ boundary, multi-value options, and the --model / --device / --out / --overwrite 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -80,10 +81,27 @@ def model(what: str = "a .onnx / .engine / .safetensors file", multiple: bool = 
                         help=f"a shipped model's name or {what}{note} (default: {default})")
 
 
+class Device(click.ParamType):
+    """auto, cpu, cuda or cuda:N (and what a command adds, such as jetson): the API's spelling."""
+
+    name = "device"
+
+    def __init__(self, choices: tuple[str, ...]):
+        self.choices = choices
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join((*self.choices, "cuda:N")) + "]"
+
+    def convert(self, value, param, ctx):
+        if value in self.choices or re.fullmatch(r"cuda:\d+", str(value)):
+            return value
+        self.fail(f"{value!r}: expected one of {', '.join(self.choices)} or cuda:N", param, ctx)
+
+
 def device(choices: tuple[str, ...] = DEVICES):
     """--device wherever a model runs: the same choices (bench adds jetson) and one default."""
     extra = "; jetson: on a Jetson, with its power and energy" if "jetson" in choices else ""
-    return click.option("--device", type=click.Choice(choices), default=DEVICE,
+    return click.option("--device", type=Device(choices), default=DEVICE,
                         help=f"where the model runs (auto: cuda when the backend can run there, else cpu{extra})")
 
 

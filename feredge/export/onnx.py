@@ -65,6 +65,8 @@ def export_onnx(model, info: Artifact, out: Path, batch: int | None, simplify_gr
     onnx = require("onnx")
     raw = torch_to_onnx(model, info.input_spec, batch)
     proto = simplify(raw) if simplify_graph else onnx.load_from_string(raw)
+    # what the runtime needs to classify as the checkpoint does: a model trained on crops sees the centre crop
+    kept = {k: info.details[k] for k in ("eval_crop",) if info.details.get(k) is not None}
     derived = info.derive("onnx", "fp32", sources={"checkpoint": file_sha256(source)} if source else {},
-                          versions={"onnx_opset": str(OPSET)}, batch="dynamic" if batch is None else batch)
+                          versions={"onnx_opset": str(OPSET)}, batch="dynamic" if batch is None else batch, **kept)
     return save_onnx(proto, out, derived), derived

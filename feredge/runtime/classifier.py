@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from feredge.artifact import Artifact, InputSpec
-from feredge.config import COLORS, PRECISION, THREADS, TTA, TTA_MODES, check_choice
+from feredge.config import COLOR, COLORS, PRECISION, THREADS, TTA, TTA_MODES, check_choice
 from feredge.errors import FeredgeError
 from feredge.metrics import softmax
 from feredge.runtime.base import Runner
@@ -121,6 +121,12 @@ class Classifier:
         """``infer`` then softmax: (n, classes) float32."""
         return softmax(self.infer(x, n)).astype(np.float32)
 
+    def probabilities_from(self, logits: np.ndarray, n: int) -> np.ndarray:
+        """Probabilities (n, classes) from views' logits run elsewhere — the GPU pipeline, whose kernel lays
+        out the mirrored copies as `views` does — folded and normalised here, as on the CPU path."""
+        self._check_open()
+        return softmax(fold(logits, n, self.tta)).astype(np.float32)
+
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Logits (N, classes) for equal-sized uint8 faces (N, H, W, C), a dataset's images, with the TTA
         views; chunked, so a test split with ten-crop stays within memory."""
@@ -137,7 +143,7 @@ class Classifier:
         """``logits`` then softmax: (N, classes) float32."""
         return softmax(self.logits(images)).astype(np.float32)
 
-    def classify(self, faces: np.ndarray | Sequence[np.ndarray], color: str = "bgr") -> np.ndarray:
+    def classify(self, faces: np.ndarray | Sequence[np.ndarray], color: str = COLOR) -> np.ndarray:
         """Probabilities (N, classes) float32 for already-cropped faces of any sizes, pre-processed as in
         training: each face is resized to the model's input (bilinear) and converted to its channels.
 
@@ -180,10 +186,10 @@ def face_list(faces) -> list[np.ndarray]:
     if isinstance(faces, np.ndarray):
         if faces.ndim == 2 or (faces.ndim == 3 and faces.shape[-1] in (1, 3)):
             return [faces]
-        if faces.ndim == 3 and faces.shape[-1] in (2, 4):
-            raise FeredgeError(f"faces have shape {list(faces.shape)}: {faces.shape[-1]} channels; expected a gray "
-                               "(H, W) or (H, W, 1) or a colour (H, W, 3) face (drop the alpha channel: "
-                               "cv2.cvtColor(face, cv2.COLOR_BGRA2BGR))")
+        if faces.ndim in (3, 4) and faces.shape[-1] in (2, 4):
+            alpha = " (drop the alpha channel: cv2.cvtColor(face, cv2.COLOR_BGRA2BGR))" if faces.shape[-1] == 4 else ""
+            raise FeredgeError(f"faces have shape {list(faces.shape)}: {faces.shape[-1]} channels; expected gray "
+                               "(H, W) or (H, W, 1) or colour (H, W, 3) faces, one or a batch of them" + alpha)
         if faces.ndim == 3 or (faces.ndim == 4 and faces.shape[-1] in (1, 3)):
             return list(faces)
         raise FeredgeError(f"faces have shape {list(faces.shape)}; expected (H, W), (H, W, 1|3) or a batch "

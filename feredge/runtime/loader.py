@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feredge.config import DEVICES, PRECISION, THREADS
+from feredge.config import DEVICES, PRECISION, THREADS, check_ranges
 from feredge.errors import FeredgeError, absent
 from feredge.runtime.base import BACKENDS, SUFFIX_TO_BACKEND, Runner
 
@@ -84,16 +84,32 @@ def model_path(model: str | Path | None, backend: str | None = None, precision: 
     from feredge.config import DEFAULT_MODEL
     from feredge.weights import resolve, shipped, shipped_names
 
+    if model is not None and (Path(model).exists() or Path(model).suffix):
+        path = Path(model)
+        if precision != "auto" and path.is_file():
+            _check_file_precision(path, precision)
+        return path
     if backend == "torch":
         return resolve(model, "checkpoint", "fp32" if precision == "auto" else precision)
     if precision == "auto":
-        if model is not None and (Path(model).exists() or Path(model).suffix):
-            return Path(model)
         name = DEFAULT_MODEL if model is None else str(model)
         if name not in shipped_names():
             shipped(name)  # an unknown name is reported as such, not as a missing precision
         precision = pick_precision(name, resolve_device(device, backend or "ort"))
     return resolve(model, "onnx", precision)
+
+
+def _check_file_precision(path: Path, precision: str) -> None:
+    """A file keeps its own precision: asking it for another is refused, never silently ignored."""
+    from feredge import artifact
+
+    try:
+        made = artifact.read(path).precision
+    except FeredgeError:
+        return  # the runner reports what is wrong with the file itself
+    if made.split("-")[0] != precision:
+        raise FeredgeError(f"{path}: holds a model in {made}, and precision {precision} was asked; a file is used "
+                           "as it is (pass the file of that precision, or precision auto)")
 
 
 def open_runner(model: str | Path | None = None, *, backend: str | None = None, device: str | None = None,
@@ -102,11 +118,7 @@ def open_runner(model: str | Path | None = None, *, backend: str | None = None, 
     """The runner for a --model value (a shipped name, a file, or None: the default model), as every command
     and the API open one (`model_path` picks the file); ``server`` sends the inputs to `feredge serve` (the
     local file then only describes the model)."""
-    import os
-
-    cores = os.cpu_count() or 1
-    if not 0 <= threads <= cores:
-        raise FeredgeError(f"threads {threads}: expected 0 (ONNX Runtime chooses) up to {cores}, this machine's cores")
+    check_ranges(threads=threads)
     path = model_path(model, backend, precision, device)
     if server is not None:
         from feredge.runtime.remote import RemoteRunner

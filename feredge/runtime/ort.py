@@ -13,7 +13,7 @@ import numpy as np
 
 from feredge._optional import require
 from feredge.artifact import from_onnx_properties
-from feredge.config import MAX_BATCH
+from feredge.config import MAX_BATCH, THREADS
 from feredge.errors import FeredgeError
 from feredge.runtime.base import Runner, TensorSpec
 from feredge.runtime.ort_session import int8_kernels_saturate, narrow_weights, session_options
@@ -24,7 +24,7 @@ _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 class OrtRunner(Runner):
     backend = "ort"
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int = 0, exact_qdq: bool | None = None,
+    def __init__(self, path: Path, device: str = "cpu", threads: int = THREADS, exact_qdq: bool | None = None,
                  max_batch: int = MAX_BATCH):
         """``exact_qdq`` runs Q/DQ nodes as written instead of ONNX Runtime's fused int8 kernels; by default
         only on CPUs where those clip (``feredge.runtime.ort_session``), so an INT8 file answers alike everywhere.

@@ -74,7 +74,8 @@ class TrtRunner(Runner):
         super().__init__(path)
         self.info = artifact.read(self.path)
         if self.info.kind != "engine":
-            raise FeredgeError(f"{self.path}: is described as a {self.info.kind}, expected a TensorRT engine")
+            raise FeredgeError(f"{self.path}: is described as {self.info.kind!r}, not as a TensorRT engine; the trt "
+                               "backend runs .engine files (`feredge export --engine` builds them)")
         key = self.info.engine_key or {}
         check_plan_file(self.path, self.info.details)
         self.cuda = usable_gpu(self.path)

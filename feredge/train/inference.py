@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from feredge.config import TTA_MODES
+from feredge.config import TTA, TTA_MODES
 
 
-def predict_logits(model, images: np.ndarray, spec, tta: str = "none", crop: int | None = None,
+def predict_logits(model, images: np.ndarray, spec, tta: str = TTA, crop: int | None = None,
                    batch_size: int = 256, device: str = "cpu") -> np.ndarray:
     """Logits for uint8 NHWC ``images``; TTA averages logits over views.
 

@@ -37,10 +37,15 @@ def shipped(name: str, kind: str = "onnx", precision: str = "fp32") -> Path:
     path = WEIGHTS_DIR / f"{name}{suffix}"
     if not path.is_file():
         have = ", ".join(shipped_names()) or "none"
+        trained = (WEIGHTS_DIR / f"{name}{_SUFFIX['checkpoint']}").is_file()
         if kind == "onnx" and shipped_precisions(name):
-            have = ", ".join(shipped_precisions(name))
-            raise FeredgeError(f"{name}: no shipped {precision} file (shipped precisions: {have}); export one with "
-                               "`feredge export` and pass its path")
+            how = ("export one with `feredge export --model NAME` and pass its path" if trained else
+                   "it ships without its checkpoint, so no other precision can be made from it")
+            raise FeredgeError(f"{name}: no shipped {precision} file (shipped precisions: "
+                               f"{', '.join(shipped_precisions(name))}); {how}")
+        if name in shipped_names():
+            raise FeredgeError(f"{name}: ships as its ONNX only ({', '.join(shipped_precisions(name))}), without a "
+                               f"checkpoint; what needs one (torch, export, explain) needs another model")
         raise FeredgeError(f"{name}: no shipped {kind} of that name (shipped models: {have}); pass a file path instead")
     return path
 

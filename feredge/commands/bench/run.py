@@ -6,6 +6,7 @@ ships, through the path that ships), so a number in a report is a number a user 
 
 from __future__ import annotations
 
+import re
 import resource
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -16,7 +17,7 @@ import numpy as np
 from feredge import artifact
 from feredge.commands.bench import measure
 from feredge.commands.bench.environment import environment, is_jetson
-from feredge.config import DEVICE, PRECISIONS
+from feredge.config import DEVICE, PRECISIONS, SPLIT, THREADS
 from feredge.config import DEVICES as COMMON_DEVICES
 from feredge.errors import FeredgeError, absent
 
@@ -33,12 +34,12 @@ class BenchOptions:
     faces: tuple[int, ...] = (1, 4, 16)
     device: str = DEVICE
     data: Path | None = None
-    split: str = "val"
+    split: str = SPLIT
     window: measure.Window = field(default_factory=measure.Window)
     cuda_graph: bool = True
     out: Path | None = None  # None: runs/bench, or runs/bench-2, -3 … when that holds a report
     replay_tegrastats: Path | None = None
-    threads: int = 0
+    threads: int = THREADS
     overwrite: bool = False  # replace the report already in an explicit --out
 
 
@@ -46,8 +47,8 @@ def check_options(opts: BenchOptions) -> None:
     for name, values in (("--batch", opts.batches), ("--faces", opts.faces)):
         if not values or min(values) < 1:
             raise FeredgeError(f"{name} {' '.join(map(str, values))}: expected positive integers")
-    if opts.device not in DEVICES:
-        raise FeredgeError(f"--device {opts.device}: expected one of {', '.join(DEVICES)}")
+    if opts.device not in DEVICES and not re.fullmatch(r"cuda:\d+", opts.device):
+        raise FeredgeError(f"--device {opts.device}: expected one of {', '.join(DEVICES)} or cuda:N")
     if opts.window.duration_s <= 0 or opts.window.warmup_ms < 0:
         raise FeredgeError("--duration-s must be > 0 and --warmup-ms ≥ 0")
     unknown = [p for p in opts.precisions if p not in PRECISIONS]
@@ -207,7 +208,8 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     check_options(opts)
     device = resolve_device(opts.device, opts.replay_tegrastats)
     # A replayed Jetson log on another machine: the telemetry is the log's, the timing runs on what is here.
-    runtime_device = "cuda" if device == "cuda" or (device == "jetson" and (is_jetson() or cuda_usable())) else "cpu"
+    runtime_device = device if device.startswith("cuda") else (
+        "cuda" if device == "jetson" and (is_jetson() or cuda_usable()) else "cpu")
     telemetry = _telemetry(device, opts.replay_tegrastats)
     env = environment(device)
     if device == "jetson" and env.get("jetson", {}).get("clocks_pinned") is False:

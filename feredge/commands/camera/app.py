@@ -58,7 +58,8 @@ def check_options(opts: CameraOptions) -> None:
     """The options a library call would only reject after the model is loaded, named as the CLI writes them."""
     config.check_choice("--detector", opts.detector, config.DETECTORS)
     config.check_ranges(cli=True, detect_every=opts.detect_every, detect_max_side=opts.detect_max_side,
-                        max_faces=opts.max_faces, smooth=opts.smooth, max_frames=opts.max_frames)
+                        max_faces=opts.max_faces, smooth=opts.smooth, max_frames=opts.max_frames,
+                        threads=opts.threads)
     from feredge.vision.source import describe
 
     kind = describe(str(opts.source))
