@@ -237,3 +237,26 @@ def test_fp16_export_of_a_shipped_model_needs_no_torch(tmp_path):
                               "--out", str(tmp_path / "f")])
     assert refused.returncode != 0
     assert "--int8, --engine and --batch rebuild the model from its checkpoint" in refused.stderr
+
+
+def test_predict_on_a_folder_passes_over_a_damaged_picture_and_names_it(tmp_path):
+    """As run-camera does: a folder's unreadable picture is named with its reason and passed over; a damaged
+    file named on the command line still stops the command."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from feredge.commands.cli import cli
+
+    group = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(group, photos / "a.jpg")
+    (photos / "broken.jpg").write_bytes(group.read_bytes()[:1000])
+    result = CliRunner().invoke(cli, ["predict", str(photos), "--json", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "unreadable pictures (1), passed over:" in result.output
+    assert "broken.jpg: damaged or truncated" in result.output
+    assert [Path(r["image"]).name for r in json.loads(result.output[result.output.index("{"):])["results"]] == ["a.jpg"]
+    named = CliRunner().invoke(cli, ["predict", str(photos / "broken.jpg"), "--out", str(tmp_path / "o2")])
+    assert named.exit_code != 0 and "broken.jpg: damaged or truncated" in named.output

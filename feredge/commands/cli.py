@@ -119,10 +119,11 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, precision, 
     (default: the bundled group photo); annotated copies and results.json (absolute paths) go to --out."""
     from feredge.commands.predict import expand_folders, output_folder, predict_images
 
-    images = expand_folders(list(images) or [Path(__file__).resolve().parents[1] / "media" / "group.jpg"],
-                            log=lambda m: click.echo(m, err=True))
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    bundled = Path(__file__).resolve().parents[1] / "media" / "group.jpg"
+    images, from_folders = expand_folders(list(images) or [bundled], log=say)
     folder = output_folder(out, overwrite)
-    document = predict_images(images, model, backend, folder, tta, device, precision)
+    document = predict_images(images, model, backend, folder, tta, device, precision, from_folders, say)
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return

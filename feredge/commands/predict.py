@@ -11,6 +11,7 @@ from pathlib import Path
 from feredge._optional import require
 from feredge.artifact import atomic_write_bytes, atomic_write_text
 from feredge.config import PRECISION, TTA
+from feredge.errors import FeredgeError
 from feredge.recognizer import Recognizer
 from feredge.vision.images import check_image
 
@@ -27,23 +28,45 @@ def output_folder(out: Path | None, overwrite: bool) -> Path:
     return choose(out, DEFAULT_OUT, [RESULTS], overwrite)
 
 
-def expand_folders(inputs: list[Path], log: Callable[[str], None] = print) -> list[Path]:
-    """Each folder among ``inputs`` as its pictures (name order; separate photos, as run-camera reads a folder);
-    the files found there that are not pictures are named in one line, never silently passed over."""
+def expand_folders(inputs: list[Path], log: Callable[[str], None] = print) -> tuple[list[Path], set[Path]]:
+    """Each folder among ``inputs`` as its pictures (name order; separate photos, as run-camera reads a folder),
+    and which of them came from a folder; the files found there that are not pictures are named in one line,
+    never silently passed over."""
     from feredge.vision.source import folder_pictures
 
     images: list[Path] = []
+    from_folders: set[Path] = set()
     skipped: list[str] = []
     for path in map(Path, inputs):
         if path.is_dir():
             found, others = folder_pictures(path)
             images += found
+            from_folders |= set(found)
             skipped += [str(path / name) for name in others]
         else:
             images.append(path)
     if skipped:
         log(f"skipped, not pictures ({len(skipped)}): {'; '.join(skipped[:5])}{'; …' * (len(skipped) > 5)}")
-    return images
+    return images, from_folders
+
+
+def check_images(images: list[Path], from_folders: set[Path], log: Callable[[str], None] = print) -> list:
+    """Every picture checked before any output is written: a named file that cannot be read stops the command;
+    one found in a folder is named with its reason and passed over, as run-camera passes over it."""
+    checked, unreadable = [], []
+    for path in images:
+        try:
+            checked.append((path, check_image(path)))
+        except FeredgeError as exc:
+            if path not in from_folders:
+                raise
+            unreadable.append(str(exc))
+    if unreadable:
+        log(f"unreadable pictures ({len(unreadable)}), passed over: {'; '.join(unreadable[:5])}"
+            + "; …" * (len(unreadable) > 5))
+    if not checked:
+        raise FeredgeError("no readable picture among the inputs: nothing to predict")
+    return checked
 
 
 def output_names(images: list[Path]) -> list[str]:
@@ -64,14 +87,16 @@ def output_names(images: list[Path]) -> list[str]:
 
 def predict_images(images: list[Path], model: Path | str | None = None, backend: str | None = None,
                    out: Path = DEFAULT_OUT, tta: str = TTA, device: str | None = None,
-                   precision: str = PRECISION) -> dict:
+                   precision: str = PRECISION, from_folders: set[Path] | frozenset[Path] = frozenset(),
+                   log: Callable[[str], None] = print) -> dict:
     """Detect faces in each image, classify their expression, write annotated copies and results.json;
     returns that document (model, backend and one result per image), which `predict --json` prints. Its
     paths (model, image, annotated) are all absolute, so the file means the same read from anywhere."""
     cv2 = require("cv2")
     from feredge.vision.overlay import draw
 
-    checked = [check_image(p) for p in images]  # every input checked before any output is written
+    pairs = check_images(images, set(from_folders), log)  # every input checked before any output is written
+    images, checked = [p for p, _ in pairs], [c for _, c in pairs]
     out = Path(out)
     earlier = _earlier_outputs(out)
     results = []
