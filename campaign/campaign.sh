@@ -8,6 +8,7 @@
 #   bash campaign/campaign.sh carry      # before the machine goes: unfinished runs' resume state into $FEREDGE_CARRY
 #   bash campaign/campaign.sh restore    # carried runs back into their folders (start does it as it goes)
 #
+# FEREDGE_ONLY="stage …" runs only those stages of the queue (e.g. to finish one run and start nothing new).
 # FEREDGE_RUNS (default ~/feredge-runs) holds the prepared data, the teachers, the run folders and their
 # console logs; on a new machine everything is rebuilt from ../shared and this repository's history.
 # The stages run one after another, each with every core (two trainings side by side on 2 cores are
@@ -268,6 +269,9 @@ run_queue() {
         name="${stage%%|*}"
         settings="${stage#*|}"
         out="$RUNS/$name"
+        if [ -n "${FEREDGE_ONLY:-}" ] && [[ " $FEREDGE_ONLY " != *" $name "* ]]; then
+            continue  # FEREDGE_ONLY names the stages to run (to finish one run and start nothing new)
+        fi
         if [ ! -f "$out/$STATE" ] && [ -f "$LOGS/$name.json" ]; then
             echo "$(date -Is) $name: finished on an earlier machine ($LOGS/$name.json), skipped"
             continue
