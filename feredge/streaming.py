@@ -41,7 +41,8 @@ class StreamFrame:
 class Stream:
     """Iterate `StreamFrame`s; ``stats`` says what the source dropped, could not decode or reconnected.
 
-    ``detect_every`` N runs the detector on every Nth frame and classifies the tracked boxes in between;
+    ``detect_every`` N runs the detector on every Nth frame and in between classifies each tracked box moved
+    on at its track's last velocity;
     ``smooth`` is the weight of the newest frame in each track's probabilities (1 = none); a track unseen
     for ``track_max_unseen`` detections ends. ``max_frames`` 0 reads until the source ends.
 
@@ -135,8 +136,9 @@ class Stream:
         rec, source, photos = self.recognizer, self.source, self.source.photos
         tracker = Tracker(max_unseen=self.track_max_unseen, alpha=self.smooth)
         boxes, scores, landmarks = np.zeros((0, 4), np.float32), None, None
+        found, found_landmarks = boxes, None  # the last detection's boxes and landmarks
         ids: list[int] = []
-        reported, count = 0, 0
+        reported, count, last = 0, 0, 0
         t_wait = time.perf_counter()
         for frame in source:
             t0 = time.perf_counter()
@@ -144,8 +146,13 @@ class Stream:
             if photos:  # a new picture: nothing of the previous one is another view of it
                 tracker = Tracker(max_unseen=self.track_max_unseen, alpha=self.smooth)
             if detected:
-                boxes, scores, landmarks = rec.detect(frame.image)
-                ids = tracker.update(boxes)
+                found, scores, found_landmarks = rec.detect(frame.image)
+                ids = tracker.update(found, frame.index - last)
+                boxes, landmarks, last = found, found_landmarks, frame.index
+            elif len(ids):  # between detections each face moves on at its track's last velocity
+                boxes = tracker.predict(ids, frame.index - last, frame.image.shape[:2])
+                if found_landmarks is not None:
+                    landmarks = found_landmarks + (boxes[:, :2] - found[:, :2])[:, None, :]
             t1 = time.perf_counter()
             faces = rec.faces(frame.image, boxes, scores, landmarks)
             if faces:

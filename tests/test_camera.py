@@ -126,6 +126,17 @@ def test_tracker_ids_expiry_and_smoothing():
     np.testing.assert_allclose(iou(a[None], np.array([[50, 0, 100, 100.]])), [[50 * 100 / (2 * 10000 - 5000)]])
 
 
+def test_tracker_moves_boxes_on_between_detections():
+    tracker = Tracker(iou_threshold=0.3)
+    a = np.array([100, 100, 80, 80.])
+    assert tracker.update(a[None]) == [1]
+    np.testing.assert_allclose(tracker.predict([1], 2), [a])  # a new track stays where it was found
+    assert tracker.update((a + [6, -3, 3, 3])[None], frames=3) == [1]  # moved 2, -1, 1, 1 per frame
+    np.testing.assert_allclose(tracker.predict([1], 2), [a + [10, -5, 5, 5]])
+    # a box that would leave the frame by more than half stays where it was last found
+    np.testing.assert_allclose(tracker.predict([1], 60, size=(200, 200)), [a + [6, -3, 3, 3]])
+
+
 def test_alignment_levels_a_tilted_eye_line():
     from feredge.vision.detector import eye_angles
     from feredge.vision.preprocess import preprocess_frame_cv2
