@@ -71,6 +71,17 @@ def test_detect_every_third_frame_tracks_between(video, tmp_path):
     assert all(f["probabilities"] == f["smoothed_probabilities"] for line in lines for f in line["faces"])  # --smooth 1
 
 
+def test_a_video_is_detected_every_default_nth_frame(video, tmp_path):
+    from feredge.config import DETECT_EVERY
+
+    out = tmp_path / "f.jsonl"
+    result = _run(["--source", str(video), "--jsonl", str(out), "--max-frames", "7"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["detected"] for line in lines] == [k % DETECT_EVERY == 0 for k in range(7)]
+    assert all(len(line["faces"]) >= 3 for line in lines)
+
+
 def test_image_folder(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
