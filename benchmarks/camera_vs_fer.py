@@ -46,7 +46,7 @@ from feredge import config  # noqa: E402
 from feredge.artifact import atomic_write_text  # noqa: E402
 from feredge.commands.bench.environment import cpu_model  # noqa: E402
 
-#: The issue's targets for run-camera on the 720p clip with 3 faces, two cores, whole command.
+#: The targets for run-camera on the 720p clip with 3 faces, two cores, whole command.
 TARGET_FPS, TARGET_RATIO = 60.0, 4.0
 
 
