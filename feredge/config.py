@@ -55,7 +55,13 @@ DETECT_MAX_SIDE = 640
 #: The smallest detector input that can find anything: on a close-up that a face fills, YuNet finds the
 #: face with the longer side scaled to 40 px and loses it at 32 px.
 DETECT_MIN_SIDE = 48
-DETECT_EVERY = 1
+#: A video or camera runs the detector on every Nth frame; in between each face's box moves on at its track's
+#: last velocity (a folder of photos is detected photo by photo). Measured on 2 cores (benchmarks/detector_cost.py,
+#: benchmarks/results/detector_cost-amd-epyc-vnni.json): a 720p panning clip with 3 faces runs at 59 / 128 / 139
+#: steady FPS at N = 1 / 2 / 3 with every true face found; a clip of the real photos' tune half scores top-1 70.3 /
+#: 70.7 / 71.5 %. The input size stays 640: a smaller one loses small faces (40 px in 720p: 34 % found at 640, 25 %
+#: at 480). The cost: a new face or a cut is seen up to N − 1 frames late (docs/guides/camera.md).
+DETECT_EVERY = 3
 #: Context added around the detector's box, as a fraction of its side (runtime, training's detector crops,
 #: explain). Chosen by benchmarks/in_the_wild.py on 1,500 faces of training's validation carve pasted into
 #: frames at 80–220 px, ±20°, found by YuNet: accuracy on found faces with margin 0 / 0.05 / 0.1 — feredge-s

@@ -41,7 +41,8 @@ class StreamFrame:
 class Stream:
     """Iterate `StreamFrame`s; ``stats`` says what the source dropped, could not decode or reconnected.
 
-    ``detect_every`` N runs the detector on every Nth frame and classifies the tracked boxes in between;
+    ``detect_every`` N runs the detector on every Nth frame and in between classifies each tracked box moved
+    on at its track's last velocity (None: `feredge.config.DETECT_EVERY`; photos are each detected);
     ``smooth`` is the weight of the newest frame in each track's probabilities (1 = none); a track unseen
     for ``track_max_unseen`` detections ends. ``max_frames`` 0 reads until the source ends.
 
@@ -51,13 +52,14 @@ class Stream:
     picture again starts it again from its first frame; a live source goes on from where it is."""
 
     def __init__(self, source: str | int | Path, recognizer: Recognizer | None = None, *,
-                 detect_every: int = DETECT_EVERY, smooth: float = SMOOTH, track_max_unseen: int = TRACK_MAX_UNSEEN,
+                 detect_every: int | None = None, smooth: float = SMOOTH, track_max_unseen: int = TRACK_MAX_UNSEEN,
                  max_frames: int = MAX_FRAMES, sequence: bool = False, **recognizer_options):
         from feredge.vision.source import FrameSource
 
-        check_ranges(detect_every=detect_every, smooth=smooth, track_max_unseen=track_max_unseen,
-                     max_frames=max_frames)
-        self.detect_every, self.max_frames, self.smooth = detect_every, max_frames, smooth
+        check_ranges(smooth=smooth, track_max_unseen=track_max_unseen, max_frames=max_frames,
+                     **({} if detect_every is None else {"detect_every": detect_every}))
+        self.detect_every = DETECT_EVERY if detect_every is None else detect_every
+        self.max_frames, self.smooth = max_frames, smooth
         self.track_max_unseen, self.sequence, self.spec = track_max_unseen, sequence, str(source)
         check_options(recognizer_options)
         if recognizer is not None and recognizer_options:
@@ -65,7 +67,7 @@ class Stream:
                                "not both")
         # Checked before the model loads: a typo is said at once, not after seconds of loading.
         self._sources: list[FrameSource] = [FrameSource(self.spec, sequence=sequence)]
-        if detect_every > 1 and self._sources[0].kind == "folder" and not sequence:
+        if (detect_every or 1) > 1 and self._sources[0].photos and self._sources[0].kind == "folder":
             self._sources[0].close()
             raise FeredgeError(f"detect_every {detect_every} reuses one frame's boxes on the next; {source} is "
                                "a folder of separate photos, each detected on its own: pass sequence=True "
@@ -135,17 +137,25 @@ class Stream:
         rec, source, photos = self.recognizer, self.source, self.source.photos
         tracker = Tracker(max_unseen=self.track_max_unseen, alpha=self.smooth)
         boxes, scores, landmarks = np.zeros((0, 4), np.float32), None, None
+        found, found_landmarks = boxes, None  # the last detection's boxes and landmarks
         ids: list[int] = []
-        reported, count = 0, 0
+        reported, count, last, shape = 0, 0, 0, None
         t_wait = time.perf_counter()
         for frame in source:
             t0 = time.perf_counter()
-            detected = photos or count % self.detect_every == 0
+            # a frame of another size (a sequence folder's next picture) is detected: old boxes may lie outside it
+            detected = photos or count % self.detect_every == 0 or frame.image.shape != shape
+            shape = frame.image.shape
             if photos:  # a new picture: nothing of the previous one is another view of it
                 tracker = Tracker(max_unseen=self.track_max_unseen, alpha=self.smooth)
             if detected:
-                boxes, scores, landmarks = rec.detect(frame.image)
-                ids = tracker.update(boxes)
+                found, scores, found_landmarks = rec.detect(frame.image)
+                ids = tracker.update(found, frame.index - last)
+                boxes, landmarks, last = found, found_landmarks, frame.index
+            elif len(ids):  # between detections each face moves on at its track's last velocity
+                boxes = tracker.predict(ids, frame.index - last, frame.image.shape[:2])
+                if found_landmarks is not None:
+                    landmarks = found_landmarks + (boxes[:, :2] - found[:, :2])[:, None, :]
             t1 = time.perf_counter()
             faces = rec.faces(frame.image, boxes, scores, landmarks)
             if faces:

@@ -71,6 +71,17 @@ def test_detect_every_third_frame_tracks_between(video, tmp_path):
     assert all(f["probabilities"] == f["smoothed_probabilities"] for line in lines for f in line["faces"])  # --smooth 1
 
 
+def test_a_video_is_detected_every_default_nth_frame(video, tmp_path):
+    from feredge.config import DETECT_EVERY
+
+    out = tmp_path / "f.jsonl"
+    result = _run(["--source", str(video), "--jsonl", str(out), "--max-frames", "7"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["detected"] for line in lines] == [k % DETECT_EVERY == 0 for k in range(7)]
+    assert all(len(line["faces"]) >= 3 for line in lines)
+
+
 def test_image_folder(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -124,6 +135,17 @@ def test_tracker_ids_expiry_and_smoothing():
     tracker.smooth([3], p1)
     np.testing.assert_allclose(tracker.smooth([3], p2), [[0.5, 0.5]])
     np.testing.assert_allclose(iou(a[None], np.array([[50, 0, 100, 100.]])), [[50 * 100 / (2 * 10000 - 5000)]])
+
+
+def test_tracker_moves_boxes_on_between_detections():
+    tracker = Tracker(iou_threshold=0.3)
+    a = np.array([100, 100, 80, 80.])
+    assert tracker.update(a[None]) == [1]
+    np.testing.assert_allclose(tracker.predict([1], 2), [a])  # a new track stays where it was found
+    assert tracker.update((a + [6, -3, 3, 3])[None], frames=3) == [1]  # moved 2, -1, 1, 1 per frame
+    np.testing.assert_allclose(tracker.predict([1], 2), [a + [10, -5, 5, 5]])
+    # a box that would leave the frame by more than half stays where it was last found
+    np.testing.assert_allclose(tracker.predict([1], 60, size=(200, 200)), [a + [6, -3, 3, 3]])
 
 
 def test_alignment_levels_a_tilted_eye_line():

@@ -76,8 +76,9 @@ def test_predict_answers_unchanged(tmp_path):
 def test_run_camera_answers_unchanged(tmp_path):
     clip = make_clip(tmp_path / "clip.avi")
     jsonl = tmp_path / "frames.jsonl"
+    # the record was made detecting every frame at 640 px: pinned, whatever the defaults become
     result = CliRunner().invoke(cli, ["run-camera", "--model", "feredge-s", "--source", str(clip),
-                                      "--jsonl", str(jsonl)])
+                                      "--detect-every", "1", "--detect-max-side", "640", "--jsonl", str(jsonl)])
     assert result.exit_code == 0, result.output
     got = [json.loads(line)["faces"] for line in jsonl.read_text().splitlines()]
     want = json.loads((RECORDS / "run-camera.json").read_text())

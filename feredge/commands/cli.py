@@ -188,7 +188,8 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 @click.option("--detector", type=click.Choice(config.DETECTORS), default=CameraOptions.detector,
               help="face detector (haar: OpenCV 4.x only)")
 @click.option("--detect-every", type=int, default=CameraOptions.detect_every,
-              help="run the detector every Nth frame, track between")
+              help=f"run the detector every Nth frame, track between (default: {config.DETECT_EVERY}; a folder of "
+              "photos: each photo)")
 @click.option("--detect-max-side", type=int, default=CameraOptions.detect_max_side,
               help=f"detector input: longer side in pixels (at least {config.DETECT_MIN_SIDE})")
 @click.option("--display/--no-display", default=CameraOptions.display, help="show the annotated frames in a window")

@@ -24,12 +24,21 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
 
 
+def _inside(box: np.ndarray, size: tuple[int, int]) -> float:
+    """The share of an (x, y, w, h) box inside a (height, width) frame."""
+    h, w = size
+    iw = min(box[0] + box[2], w) - max(box[0], 0)
+    ih = min(box[1] + box[3], h) - max(box[1], 0)
+    return max(iw, 0) * max(ih, 0) / (box[2] * box[3])
+
+
 @dataclass
 class Track:
     id: int
     box: np.ndarray
     smoothed: np.ndarray | None = None
     unseen: int = 0
+    velocity: np.ndarray | None = None  # box change per frame between its last two detections
 
 
 class Tracker:
@@ -46,7 +55,9 @@ class Tracker:
         self.tracks: dict[int, Track] = {}
         self._next = 1
 
-    def update(self, boxes: np.ndarray) -> list[int]:
+    def update(self, boxes: np.ndarray, frames: int = 1) -> list[int]:
+        """Match a detection's boxes to the tracks; ``frames`` since the previous detection give each matched
+        track its velocity (what `predict` moves it by between detections)."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         ids = list(self.tracks)
         overlap = iou(boxes, np.array([self.tracks[i].box for i in ids]).reshape(-1, 4))
@@ -66,6 +77,7 @@ class Tracker:
                 self._next += 1
                 self.tracks[track_id] = Track(track_id, boxes[b])
             track = self.tracks[track_id]
+            track.velocity = None if found is None or track.unseen else (boxes[b] - track.box) / max(frames, 1)
             track.box, track.unseen = boxes[b], 0
             ids_out.append(int(track_id))
         seen = set(ids_out)
@@ -75,6 +87,19 @@ class Tracker:
                 if self.tracks[track_id].unseen > self.max_unseen:
                     del self.tracks[track_id]
         return ids_out
+
+    def predict(self, ids: list[int], frames: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The tracks' boxes ``frames`` after their last detection, moved at their last velocity: what a stream
+        classifies between detections. A new track stays where it was found, and so does a box that would
+        shrink below half its size or leave the (height, width) ``size`` by more than half."""
+        out = np.zeros((len(ids), 4), np.float32)
+        for k, track_id in enumerate(ids):
+            track = self.tracks[track_id]
+            box = track.box if track.velocity is None else track.box + frames * track.velocity
+            if (box[2:] < track.box[2:] / 2).any() or size is not None and _inside(box, size) < 0.5:
+                box = track.box
+            out[k] = box
+        return out
 
     def smooth(self, ids: list[int], probs: np.ndarray) -> np.ndarray:
         out = np.empty_like(probs)

@@ -36,7 +36,7 @@ class CameraOptions:
     backend: str | None = None
     device: str | None = None  # None: auto (cuda when the backend can use one)
     detector: str = config.DETECTOR
-    detect_every: int = config.DETECT_EVERY
+    detect_every: int | None = None  # None: config.DETECT_EVERY on a video or camera; photos are each detected
     detect_max_side: int = config.DETECT_MAX_SIDE
     display: bool = False
     json_path: Path | None = None
@@ -57,16 +57,16 @@ class CameraOptions:
 def check_options(opts: CameraOptions) -> None:
     """The options a library call would only reject after the model is loaded, named as the CLI writes them."""
     config.check_choice("--detector", opts.detector, config.DETECTORS)
-    config.check_ranges(cli=True, detect_every=opts.detect_every, detect_max_side=opts.detect_max_side,
-                        max_faces=opts.max_faces, smooth=opts.smooth, max_frames=opts.max_frames,
-                        threads=opts.threads)
+    config.check_ranges(cli=True, detect_max_side=opts.detect_max_side, max_faces=opts.max_faces, smooth=opts.smooth,
+                        max_frames=opts.max_frames, threads=opts.threads,
+                        **({} if opts.detect_every is None else {"detect_every": opts.detect_every}))
     from feredge.vision.source import describe
 
     kind = describe(str(opts.source))
     if opts.sequence and kind != "folder":
         raise FeredgeError(f"--sequence: {opts.source} is a {kind}; --sequence says an image folder is one scene's "
                            "frames (a video already is)")
-    if opts.detect_every > 1 and kind == "folder" and not opts.sequence:
+    if opts.detect_every is not None and opts.detect_every > 1 and kind == "folder" and not opts.sequence:
         raise FeredgeError(f"--detect-every {opts.detect_every} reuses one frame's boxes on the next; {opts.source} is "
                            "a folder of separate photos, each detected on its own: add --sequence if its pictures are "
                            "the frames of one scene")
