@@ -56,8 +56,9 @@ class Stream:
                  max_frames: int = MAX_FRAMES, sequence: bool = False, **recognizer_options):
         from feredge.vision.source import FrameSource
 
-        check_ranges(smooth=smooth, track_max_unseen=track_max_unseen, max_frames=max_frames,
-                     **({} if detect_every is None else {"detect_every": detect_every}))
+        check_ranges(smooth=smooth, track_max_unseen=track_max_unseen, max_frames=max_frames)
+        if detect_every is not None:
+            check_ranges(detect_every=detect_every)
         self.detect_every = DETECT_EVERY if detect_every is None else detect_every
         self.max_frames, self.smooth = max_frames, smooth
         self.track_max_unseen, self.sequence, self.spec = track_max_unseen, sequence, str(source)

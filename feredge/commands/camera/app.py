@@ -58,8 +58,9 @@ def check_options(opts: CameraOptions) -> None:
     """The options a library call would only reject after the model is loaded, named as the CLI writes them."""
     config.check_choice("--detector", opts.detector, config.DETECTORS)
     config.check_ranges(cli=True, detect_max_side=opts.detect_max_side, max_faces=opts.max_faces, smooth=opts.smooth,
-                        max_frames=opts.max_frames, threads=opts.threads,
-                        **({} if opts.detect_every is None else {"detect_every": opts.detect_every}))
+                        max_frames=opts.max_frames, threads=opts.threads)
+    if opts.detect_every is not None:
+        config.check_ranges(cli=True, detect_every=opts.detect_every)
     from feredge.vision.source import describe
 
     kind = describe(str(opts.source))
