@@ -78,7 +78,7 @@ def _one(found, precision: str, onnx_path: Path, out: Path, x: np.ndarray, gpu: 
     from feredge.engine.plan import BatchProfile, build_plan, engine_artifact, rtx_engine_key
     from feredge.engine.tensorrt import RTX, rtx_targets
     from feredge.errors import FeredgeError
-    from feredge.export.onnx import ort_logits
+    from feredge.runtime.ort import OrtRunner
     from feredge.runtime.trt import TrtRunner
 
     info = artifact.read(onnx_path)
@@ -112,7 +112,8 @@ def _one(found, precision: str, onnx_path: Path, out: Path, x: np.ndarray, gpu: 
         t0 = time.perf_counter()
         runner.infer_all(x, chunk=profile.max)
         result["second_run_s"] = time.perf_counter() - t0
-    ref = ort_logits(onnx_path, x, exact_qdq=True)
+    with OrtRunner(onnx_path, exact_qdq=True) as reference:  # Q/DQ as written: what TensorRT computes
+        ref = reference.infer_all(x)
     agreement = float((got.argmax(1) == ref.argmax(1)).mean())
     result.update(runs=True, max_abs_diff=float(np.abs(got - ref).max()), top1_agreement=agreement,
                   agrees=agreement >= TOP1_AGREEMENT[precision],

@@ -9,9 +9,6 @@ from feredge.errors import FeredgeError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 _SUFFIX = {"onnx": ".onnx", "checkpoint": ".safetensors"}
-#: What `resolve` takes for ``precision``: one of a shipped model's files, or auto (the runtime's
-#: `feredge.runtime.loader.pick_precision` decides it for the device).
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 #: A shipped model's ONNX file per precision, named as `feredge export` names them (FORMATS in
 #: feredge/commands/export.py); int8 is the CPU flavour: the TensorRT Q/DQ file is built per GPU, not shipped.
 ONNX_SUFFIX = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8-cpu.onnx"}
