@@ -33,7 +33,8 @@ BEST_IS_LAST="best-is-last"  # a carried run whose best epoch is its last: best.
 # about a thirteenth of fp32's speed (a 2-core EPYC: 10 against 134 images a second), so there every stage,
 # new or resumed, steps in fp32 (how a step is computed, not what is trained: --resume allows the change, and
 # weights, optimiser state and checkpoints are fp32 either way).
-STEP=()
+# A run resumed on a bf16 machine after steps on an fp32 one steps in bf16 again: its saved setting is not kept.
+STEP=(--set cpu_bf16=true)
 grep -qwE 'amx_tile|avx512_bf16' /proc/cpuinfo 2> /dev/null || STEP=(--set cpu_bf16=false)
 
 # Earlier shipped versions, recovered from git as teachers: name | commit | model. Each keeps its own
