@@ -67,6 +67,9 @@ DETECT_EVERY = 3
 #: frames at 80–220 px, ±20°, found by YuNet: accuracy on found faces with margin 0 / 0.05 / 0.1 — feredge-s
 #: 66.5 / 65.7 / 65.3 %, feredge-n 66.4 / 66.1 / 63.5 % (benchmarks/results/in_the_wild-holdout.json).
 FACE_MARGIN = 0.0
+#: Rotate each face so the eyes are level before it is classified (off: the models were trained on unrotated
+#: crops, and the GPU pipeline crops unrotated).
+ALIGN = False
 #: Largest faces kept per frame; 0 keeps every face (a crowd is treated alike by predict, run-camera, the API).
 MAX_FACES = 0
 #: Tracks in a stream: the weight of the newest frame in the smoothed probabilities (1 = no smoothing), how

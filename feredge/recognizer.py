@@ -14,6 +14,7 @@ import numpy as np
 
 from feredge.artifact import Artifact
 from feredge.config import (
+    ALIGN,
     COLOR,
     COLORS,
     DETECT_MAX_SIDE,
@@ -124,7 +125,7 @@ class Recognizer:
 
     def __init__(self, model: str | Path | None = None, *, backend: str | None = None, device: str | None = None,
                  precision: str = PRECISION, detector: str = DETECTOR, tta: str = TTA, margin: float = FACE_MARGIN,
-                 detect_max_side: int = DETECT_MAX_SIDE, max_faces: int = MAX_FACES, align: bool = False,
+                 detect_max_side: int = DETECT_MAX_SIDE, max_faces: int = MAX_FACES, align: bool = ALIGN,
                  threads: int = THREADS, server: str | None = None):
         check_choice("detector", detector, DETECTORS)
         check_choice("tta", tta, TTA_MODES[:2])  # ten-crop needs equal-sized images: a dataset, not a frame

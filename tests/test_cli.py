@@ -118,3 +118,27 @@ def test_missing_optional_packages_are_one_line_for_every_command(tmp_path):
                             text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert "needs the optional package 'torch'" in result.stderr and "feredge[train]" in result.stderr
+
+
+def test_face_finding_options_are_one_set_on_predict_and_run_camera(tmp_path):
+    """predict finds faces with the options run-camera has, spelt, explained and checked alike."""
+    import re
+
+    def options(command: str) -> dict[str, str]:
+        text = CliRunner().invoke(cli, [command, "--help"], terminal_width=200).output
+        return {m[0]: " ".join(m[1].split()) for m in re.findall(r"(--detector|--detect-max-side|--max-faces|"
+                                                                    r"--align)\b[^\n]*?\s{2,}(\S[^\n]*)", text)}
+
+    assert options("predict") == options("run-camera") and len(options("predict")) == 4
+    group = Path(__file__).resolve().parents[1] / "feredge" / "media" / "group.jpg"
+    every = CliRunner().invoke(cli, ["predict", str(group), "--out", str(tmp_path / "all"), "--json"])
+    largest = CliRunner().invoke(cli, ["predict", str(group), "--out", str(tmp_path / "one"), "--json",
+                                       "--max-faces", "1"])
+    assert every.exit_code == 0 and largest.exit_code == 0, every.output + largest.output
+    faces = json.loads(every.output)["results"][0]["faces"]
+    kept = json.loads(largest.output)["results"][0]["faces"]
+    area = lambda f: f["box"][2] * f["box"][3]  # noqa: E731
+    assert len(faces) > 1 and len(kept) == 1 and area(kept[0]) == max(map(area, faces))
+    small = CliRunner().invoke(cli, ["predict", str(group), "--out", str(tmp_path / "x"), "--detect-max-side", "10"])
+    assert small.exit_code != 0 and "--detect-max-side 10: expected" in small.output
+    assert not (tmp_path / "x").exists()

@@ -113,17 +113,21 @@ def export_cmd(model, batch, dynamic, repo_format, precisions, fp16, int8, **opt
 @opt.tta()
 @opt.device()
 @opt.precision()
+@opt.faces
+@opt.threads()
 @opt.as_json
-def predict_cmd(images, model, backend, out, overwrite, tta, device, precision, as_json) -> None:
+def predict_cmd(images, model, backend, out, overwrite, tta, device, precision, as_json, **finding) -> None:
     """Classify the faces' expressions in images. Faces are detected in IMAGES, files or folders of photos
     (default: the bundled group photo); annotated copies and results.json (absolute paths) go to --out."""
     from feredge.commands.predict import expand_folders, output_folder, predict_images
 
+    config.check_ranges(cli=True, detect_max_side=finding["detect_max_side"], max_faces=finding["max_faces"],
+                        threads=finding["threads"])
     say = lambda m: click.echo(m, err=True)  # noqa: E731
     bundled = Path(__file__).resolve().parents[1] / "media" / "group.jpg"
     images, from_folders = expand_folders(list(images) or [bundled], log=say)
     folder = output_folder(out, overwrite)
-    document = predict_images(images, model, backend, folder, tta, device, precision, from_folders, say)
+    document = predict_images(images, model, backend, folder, tta, device, precision, from_folders, say, **finding)
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -185,22 +189,16 @@ def bench_cmd(models, compare_files, warmup_ms, duration_s, **options) -> None:
 @opt.precision()
 @opt.tta()
 @opt.threads()
-@click.option("--detector", type=click.Choice(config.DETECTORS), default=CameraOptions.detector,
-              help="face detector (haar: OpenCV 4.x only)")
+@opt.faces
 @click.option("--detect-every", type=int, default=CameraOptions.detect_every,
               help=f"run the detector every Nth frame, track between (default: {config.DETECT_EVERY}; a folder of "
               "photos: each photo)")
-@click.option("--detect-max-side", type=int, default=CameraOptions.detect_max_side,
-              help=f"detector input: longer side in pixels (at least {config.DETECT_MIN_SIDE})")
 @click.option("--display/--no-display", default=CameraOptions.display, help="show the annotated frames in a window")
 @click.option("--jsonl", "json_path", type=PATH, help="write one JSON line per frame to this file")
 @click.option("--record", type=PATH, help="write the annotated video (.mp4 or .avi)")
 @click.option("--overwrite", is_flag=True, help="replace existing --jsonl / --record files")
-@click.option("--max-faces", type=int, default=CameraOptions.max_faces,
-              help="largest faces kept per frame (0: every face)")
 @click.option("--smooth", type=float, default=CameraOptions.smooth,
               help="weight of the newest frame in each track's probabilities (1 = no smoothing)")
-@click.option("--align/--no-align", default=CameraOptions.align, help="rotate each face so the eyes are level")
 @click.option("--max-frames", type=int, default=CameraOptions.max_frames,
               help="stop after N frames (0: when the source ends)")
 @click.option("--sequence", is_flag=True,

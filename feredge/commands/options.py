@@ -9,7 +9,22 @@ from pathlib import Path
 import click
 
 from feredge._optional import missing_extra
-from feredge.config import DEFAULT_MODEL, DEVICE, DEVICES, PRECISION, PRECISIONS, THREADS, TTA, TTA_MODES
+from feredge.config import (
+    ALIGN,
+    DEFAULT_MODEL,
+    DETECT_MAX_SIDE,
+    DETECT_MIN_SIDE,
+    DETECTOR,
+    DETECTORS,
+    DEVICE,
+    DEVICES,
+    MAX_FACES,
+    PRECISION,
+    PRECISIONS,
+    THREADS,
+    TTA,
+    TTA_MODES,
+)
 from feredge.errors import FeredgeError
 
 PATH = click.Path(path_type=Path)
@@ -117,6 +132,22 @@ def precision():
     return click.option("--precision", type=click.Choice(("auto", *PRECISIONS)), default=PRECISION,
                         help="which of a shipped model's files runs (auto: the fastest whose accuracy gate passed "
                         "for the device)")
+
+
+def faces(command):
+    """--detector, --detect-max-side, --max-faces, --align: how faces are found, spelt and defaulted alike on
+    every command that finds them (predict, run-camera)."""
+    for option in reversed((
+        click.option("--detector", type=click.Choice(DETECTORS), default=DETECTOR,
+                     help="face detector (haar: OpenCV 4.x only)"),
+        click.option("--detect-max-side", type=int, default=DETECT_MAX_SIDE,
+                     help=f"detector input: longer side in pixels (at least {DETECT_MIN_SIDE})"),
+        click.option("--max-faces", type=int, default=MAX_FACES,
+                     help="largest faces kept per picture or frame (0: every face)"),
+        click.option("--align/--no-align", default=ALIGN, help="rotate each face so the eyes are level"),
+    )):
+        command = option(command)
+    return command
 
 
 def threads():

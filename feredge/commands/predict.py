@@ -88,10 +88,12 @@ def output_names(images: list[Path]) -> list[str]:
 def predict_images(images: list[Path], model: Path | str | None = None, backend: str | None = None,
                    out: Path = DEFAULT_OUT, tta: str = TTA, device: str | None = None,
                    precision: str = PRECISION, from_folders: set[Path] | frozenset[Path] = frozenset(),
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, **finding) -> dict:
     """Detect faces in each image, classify their expression, write annotated copies and results.json;
     returns that document (model, backend and one result per image), which `predict --json` prints. Its
-    paths (model, image, annotated) are all absolute, so the file means the same read from anywhere."""
+    paths (model, image, annotated) are all absolute, so the file means the same read from anywhere.
+    ``finding`` holds the Recognizer's face-finding keywords (detector, detect_max_side, max_faces, align,
+    threads), as the CLI passes them."""
     cv2 = require("cv2")
     from feredge.vision.overlay import draw
 
@@ -100,7 +102,7 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
     out = Path(out)
     earlier = _earlier_outputs(out)
     results = []
-    with Recognizer(model, backend=backend, device=device, precision=precision, tta=tta) as rec:
+    with Recognizer(model, backend=backend, device=device, precision=precision, tta=tta, **finding) as rec:
         for path, image, name in zip(images, checked, output_names(images)):
             frame = image.read()
             t0 = time.perf_counter()

@@ -45,7 +45,7 @@ class CameraOptions:
     max_faces: int = config.MAX_FACES
     smooth: float = config.SMOOTH
     track_max_unseen: int = config.TRACK_MAX_UNSEEN
-    align: bool = False
+    align: bool = config.ALIGN
     max_frames: int = config.MAX_FRAMES
     tta: str = config.TTA
     precision: str = config.PRECISION
