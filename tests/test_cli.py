@@ -142,3 +142,16 @@ def test_face_finding_options_are_one_set_on_predict_and_run_camera(tmp_path):
     small = CliRunner().invoke(cli, ["predict", str(group), "--out", str(tmp_path / "x"), "--detect-max-side", "10"])
     assert small.exit_code != 0 and "--detect-max-side 10: expected" in small.output
     assert not (tmp_path / "x").exists()
+
+
+def test_models_counts_on_the_meta_device_match_a_real_model():
+    """`feredge models` counts architectures built without weights; a built model gives the same counts."""
+    from feredge.models import create_model, model_info
+    from feredge.models.nano import fuse_for_deploy
+    from feredge.models.profile import count_macs, count_params, registry_rows
+
+    rows = {r["name"]: r for r in registry_rows()}
+    for name in ("feredge-n", "feredge-s", "vgg-a"):
+        model, s = fuse_for_deploy(create_model(name)), model_info(name).input_spec
+        assert rows[name]["params"] == count_params(model) > 0
+        assert rows[name]["gflops"] == count_macs(model, (s.channels, s.size, s.size)) / 1e9 > 0

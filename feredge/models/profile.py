@@ -35,7 +35,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
     finally:
         for h in handles:
             h.remove()
@@ -44,14 +44,17 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def registry_rows(shipped: frozenset[str] | set[str] = frozenset()) -> list[dict]:
-    """`feredge models` rows of every registered architecture, measured as exported (RepVGG branches folded)."""
+    """`feredge models` rows of every registered architecture, measured as exported (RepVGG branches folded).
+    Built on the meta device: counts need shapes only, and skipping weight initialisation makes the listing
+    about ten times faster (the same counts; tests/test_cli.py compares them with a real model)."""
     from feredge.models import create_model, list_models, model_info
     from feredge.models.nano import fuse_for_deploy
 
     rows = []
     for name in list_models():
         info = model_info(name)
-        model = fuse_for_deploy(create_model(name))
+        with torch.device("meta"):
+            model = fuse_for_deploy(create_model(name))
         s = info.input_spec
         rows.append({"name": name, "input": f"{s.channels}x{s.size}x{s.size}", "params": count_params(model),
                      "gflops": count_macs(model, (s.channels, s.size, s.size)) / 1e9, "heads": info.heads,
