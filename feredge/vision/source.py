@@ -45,7 +45,7 @@ class Frame:
 
 @dataclass
 class SourceStats:
-    read: int = 0
+    read: int = 0  # frames decoded: the reader runs up to a queue ahead, so a stream stopped early counts a few more
     dropped: list[int] = field(default_factory=list)  # indices of frames dropped because the consumer was behind
     corrupt: int = 0  # frames the decoder could not read (skipped)
     unreadable: list[str] = field(default_factory=list)  # a folder's pictures that could not be read, and why
