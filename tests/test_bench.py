@@ -99,6 +99,18 @@ def test_checkpoint_is_exported_once_then_reused(small_onnx, tmp_path):
     assert (tmp_path / "exports" / "best.onnx").stat().st_mtime_ns == stamp
 
 
+def test_a_shipped_model_is_benched_as_predict_runs_it(tmp_path):
+    """--precision auto (the default) benches the file predict and the API pick here; a list adds others."""
+    from feredge.runtime.loader import model_path
+
+    report = _bench(["--model", "feredge-n", "--batch", "1", "--faces", "1", "--device", "cpu"], tmp_path / "a")
+    runs = Path(model_path("feredge-n", precision="auto", device="cpu")).resolve()
+    assert {Path(r["artifact"]).resolve() for r in report["rows"]} == {runs}
+    both = _bench(["--model", "feredge-n", "--precision", "auto", "fp32", "--batch", "1", "--faces", "1", "--device",
+                   "cpu"], tmp_path / "b")
+    assert {Path(r["artifact"]).name for r in both["rows"]} == {runs.name, "feredge-n.onnx"}
+
+
 def test_compare_pairs_fp16_with_int8_rows():
     def rep(precisions, gpu):
         return {"environment": {"cpu": "x", "gpu": gpu}, "rows": [

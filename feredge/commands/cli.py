@@ -148,7 +148,8 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, precision, 
            default="every shipped model")
 @click.option("--backend", type=click.Choice(BACKENDS), help="default: from each file's type")
 @opt.values("--precision", "precisions", BenchOptions.precisions,
-            "for a checkpoint: the precisions to export and bench")
+            "for a shipped model or a checkpoint: the precisions to bench (auto: the file predict runs here; a "
+            "checkpoint is exported to each first)")
 @opt.values("--batch", "batches", BenchOptions.batches, "model-alone batch sizes", int)
 @opt.values("--faces", "faces", BenchOptions.faces, "faces per frame for the end-to-end runs", int)
 @opt.device(BENCH_DEVICES)

@@ -17,7 +17,7 @@ import numpy as np
 from feredge import artifact
 from feredge.commands.bench import measure
 from feredge.commands.bench.environment import environment, is_jetson
-from feredge.config import DEVICE, PRECISIONS, SPLIT, THREADS
+from feredge.config import DEVICE, PRECISION, PRECISIONS, SPLIT, THREADS
 from feredge.config import DEVICES as COMMON_DEVICES
 from feredge.errors import FeredgeError, absent
 
@@ -29,7 +29,7 @@ DEFAULT_OUT = Path("runs/bench")
 class BenchOptions:
     artifacts: list[str] = field(default_factory=list)  # files or shipped names; a checkpoint is exported
     backend: str | None = None
-    precisions: tuple[str, ...] = ("fp32",)
+    precisions: tuple[str, ...] = (PRECISION,)  # auto: what predict and the API run here
     batches: tuple[int, ...] = (1, 8, 32)
     faces: tuple[int, ...] = (1, 4, 16)
     device: str = DEVICE
@@ -51,9 +51,9 @@ def check_options(opts: BenchOptions) -> None:
         raise FeredgeError(f"--device {opts.device}: expected one of {', '.join(DEVICES)} or cuda:N")
     if opts.window.duration_s <= 0 or opts.window.warmup_ms < 0:
         raise FeredgeError("--duration-s must be > 0 and --warmup-ms ≥ 0")
-    unknown = [p for p in opts.precisions if p not in PRECISIONS]
+    unknown = [p for p in opts.precisions if p not in (PRECISION, *PRECISIONS)]
     if unknown:
-        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(PRECISIONS)}")
+        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join((PRECISION, *PRECISIONS))}")
     if "int8" in opts.precisions and opts.data is None and any(a.endswith(".safetensors") for a in opts.artifacts):
         raise FeredgeError("--precision int8 exports a checkpoint with calibration: pass --data DIR")
 
@@ -87,6 +87,7 @@ def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
     while they still come from the same checkpoint."""
     from feredge.commands.export import FORMATS, ExportOptions, export
 
+    precisions = tuple(dict.fromkeys("fp32" if p == PRECISION else p for p in precisions))  # a checkpoint's auto
     out = Path(opts.out) / "exports"
     stem = checkpoint.stem
     wanted = {p: out / f"{stem}{FORMATS[p][0]}" for p in precisions}
@@ -103,13 +104,17 @@ def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
 def _shipped_precisions(name: str, precisions: tuple[str, ...], opts: BenchOptions,
                         log: Callable[[str], None]) -> list[Path]:
     """A shipped model's file per precision: the ones it ships (fp32, its CPU INT8 file), fp16 converted from
-    its shipped ONNX where it ships none (no torch needed)."""
+    its shipped ONNX where it ships none (no torch needed); auto is the file predict and the API pick for
+    where the bench runs."""
     from feredge.commands.export import FORMATS
     from feredge.export.precisions import to_fp16
+    from feredge.runtime.loader import pick_precision
     from feredge.weights import ONNX_SUFFIX, WEIGHTS_DIR, shipped
 
+    gpu = opts.device.startswith("cuda") or (opts.device in (DEVICE, "jetson") and cuda_usable())
     paths = []
-    for precision in precisions:
+    for precision in dict.fromkeys(pick_precision(name, "cuda" if gpu else "cpu") if p == PRECISION else p
+                                   for p in precisions):
         path = WEIGHTS_DIR / f"{name}{ONNX_SUFFIX[precision]}"
         if path.is_file():
             paths.append(path)
@@ -134,7 +139,7 @@ def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Pa
 
     names = opts.artifacts or shipped_names()
     named = [not Path(item).exists() and not Path(item).suffix for item in names]  # shipped names
-    if set(opts.precisions) != {"fp32"} and not any(n or item.endswith(".safetensors")
+    if not set(opts.precisions) <= {PRECISION, "fp32"} and not any(n or item.endswith(".safetensors")
                                                     for item, n in zip(names, named)):
         raise FeredgeError(f"precision {' '.join(opts.precisions)}: applies to checkpoints and shipped models' "
                            "names, which are exported to each precision first; these files keep their own (give a "
