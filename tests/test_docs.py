@@ -61,3 +61,25 @@ def test_built_site_has_every_option_when_built():
     missing = [f"{' '.join(path)} {opt}" for path, command in commands(cli) for param in command.params
                if isinstance(param, click.Option) for opt in param.opts + param.secondary_opts if opt not in text]
     assert missing == []
+
+
+def test_the_annotated_photo_shows_what_predict_answers_today(tmp_path):
+    """docs/images/group.annotated.jpg comes from `benchmarks/docs_images.py`; its record must still match what
+    the default `feredge predict` answers (the INT8 file where it is the default moves confidences by ≤ 0.05)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from feredge.config import DEFAULT_MODEL
+
+    shown = json.loads((ROOT / "docs" / "images" / "group.annotated.json").read_text())
+    result = CliRunner().invoke(cli, ["predict", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    now = json.loads(result.output)
+    faces = now["results"][0]["faces"]
+    stale = "docs/images is stale: run python benchmarks/docs_images.py"
+    assert shown["model"].split(".")[0] == Path(now["model"]).name.split(".")[0] == DEFAULT_MODEL, stale
+    assert [f["label"] for f in shown["faces"]] == [f["label"] for f in faces], stale
+    for then, today in zip(shown["faces"], faces):
+        assert abs(then["confidence"] - today["confidence"]) <= 0.06, stale
+        assert max(abs(a - b) for a, b in zip(then["box"], today["box"])) <= 2, stale
