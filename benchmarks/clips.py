@@ -92,3 +92,16 @@ def in_tile(box, rects: list[tuple[np.ndarray, str]]) -> int | None:
         if x <= cx < x + w and y <= cy < y + h:
             return k
     return None
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2 or Path(sys.argv[1]).suffix.lower() != ".avi":
+        raise SystemExit("usage: python benchmarks/clips.py OUT.avi  (a 10 s 720p MJPG clip panned across the "
+                         "bundled group photo)")
+    if Path(sys.argv[1]).exists():
+        raise SystemExit(f"{sys.argv[1]}: already exists; choose another name or remove it")
+    sys.path.insert(0, str(ROOT))
+    group_clip(Path(sys.argv[1]))
+    print(f"wrote {sys.argv[1]}: 300 frames, 1280x720, three faces")

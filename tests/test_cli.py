@@ -102,7 +102,7 @@ def test_predict_overwrite_leaves_no_stale_pictures(tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "second.jpg"), "--out", str(out), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "second.annotated.jpg"]
-    assert f"results: {out / 'results.json'}" in result.output
+    assert f"results: {(out / 'results.json').absolute()}" in result.output
 
 
 def test_missing_optional_packages_are_one_line_for_every_command(tmp_path):

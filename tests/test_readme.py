@@ -28,7 +28,7 @@ def test_readme_python_api_examples_run(tmp_path):
     assert len(examples) == 3
     shutil.copy(GROUP, tmp_path / "photo.jpg")
     frame = cv2.resize(cv2.imread(str(GROUP)), (640, 426))
-    writer = cv2.VideoWriter(str(tmp_path / "video.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 426))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 426))
     for _ in range(4):
         writer.write(frame)
     writer.release()

@@ -140,7 +140,7 @@ def predict_cmd(images, model, backend, out, overwrite, tta, device, precision, 
                       [[i, ", ".join(f"{v:.0f}" for v in f["box"]), f["label"], f"{f['confidence']:.2f}"]
                        for i, f in enumerate(r["faces"])])
         click.echo(f"annotated: {r['annotated']}")
-    click.echo(f"results: {folder / 'results.json'}")
+    click.echo(f"results: {(folder / 'results.json').absolute()}")
 
 
 @cli.command("bench")

@@ -170,7 +170,8 @@ def out(default: Path, what: str = "earlier results"):
     return apply
 
 
-as_json = click.option("--json", "as_json", is_flag=True, help="print JSON to stdout instead of a table")
+as_json = click.option("--json", "as_json", is_flag=True,
+                       help="print JSON to stdout instead of a table (files the command writes are still written)")
 
 
 def table(title: str, columns: list[str], rows: list[list]) -> None:

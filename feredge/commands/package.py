@@ -263,7 +263,7 @@ def _markdown(card: dict, confusion_png: str) -> str:
          f"**{card['publictest_single_pass_accuracy']:.4f}** "
          f"(mean-class {card['publictest_mean_class_accuracy']:.4f})"),
         *_ferplus_row(card),
-        ("what the runtime uses", card["runtime"]), ("training-data licence", card["training_data_licence"]),
+        ("what the figures ran on", card["runtime"]), ("training-data licence", card["training_data_licence"]),
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     checkpoint = card["stages"][-1].get("checkpoint", "best")
