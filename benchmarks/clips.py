@@ -18,6 +18,17 @@ GROUP = ROOT / "feredge" / "media" / "group.jpg"
 WIDTH, HEIGHT = 1280, 720
 
 
+def open_writer(path: Path, fps: float):
+    """An MJPG writer, or an error: OpenCV's writer fails silently (no folder, no permission, no encoder)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        raise SystemExit(f"{path}: OpenCV cannot write an MJPG video there (does the folder exist and is it "
+                         "writable?)")
+    return writer
+
+
 def group_clip(path: Path, frames: int = 300, fps: float = 30.0) -> list[np.ndarray]:
     """Write the clip; return each frame's true boxes (3, 4) as x, y, w, h in clip pixels. The view narrows
     from the whole photo's width to 1520 px and back while it pans (up to ~5 px a frame at 720p)."""
@@ -30,7 +41,7 @@ def group_clip(path: Path, frames: int = 300, fps: float = 30.0) -> list[np.ndar
     faces = YuNetDetector(max_side=max(ih, iw)).detect(image)[0].astype(np.float64)
     left, right = faces[:, 0].min(), (faces[:, 0] + faces[:, 2]).max()
     top, bottom = faces[:, 1].min(), (faces[:, 1] + faces[:, 3]).max()
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
+    writer = open_writer(path, fps)
     truth = []
     for f in range(frames):
         t = f / max(frames - 1, 1)
@@ -54,7 +65,7 @@ def photo_clip(path: Path, photos: list[tuple[Path, str]], frames_per_shot: int 
     import cv2
 
     side, gap = 400, (WIDTH - 3 * 400) // 4
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
+    writer = open_writer(path, fps)
     truth = []
     for shot in range(len(photos) // 3):
         tiles = [cv2.resize(cv2.imread(str(p)), (side, side), interpolation=cv2.INTER_CUBIC)

@@ -22,11 +22,12 @@ IMAGES = ROOT / "docs" / "images"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from clips import group_clip  # noqa: E402
 
-#: The recorded frame shown: two thirds into the pan, where the view is narrowest and the labels largest.
+#: The recorded frame shown: two thirds into the pan, the three faces whole, tracked and large.
 FRAME, FRAMES = 60, 90
 
 
 def feredge(*args: str) -> str:
+    """Run a feredge command as a user would (a fresh process, today's defaults); its stdout."""
     return subprocess.run([sys.executable, "-m", "feredge.commands.cli", *args], check=True, capture_output=True,
                           text=True).stdout
 
@@ -38,6 +39,7 @@ def faces_record(document: dict) -> dict:
 
 
 def main() -> None:
+    """Write the pictures atomically, so that a failed run leaves the committed ones as they were."""
     import cv2
 
     from feredge.artifact import atomic_write_bytes, atomic_write_text

@@ -33,9 +33,9 @@ BEST_IS_LAST="best-is-last"  # a carried run whose best epoch is its last: best.
 # about a thirteenth of fp32's speed (a 2-core EPYC: 10 against 134 images a second), so there every stage,
 # new or resumed, steps in fp32 (how a step is computed, not what is trained: --resume allows the change, and
 # weights, optimiser state and checkpoints are fp32 either way).
-# A run resumed on a bf16 machine after steps on an fp32 one steps in bf16 again: its saved setting is not kept.
-STEP=(--set cpu_bf16=true)
-grep -qwE 'amx_tile|avx512_bf16' /proc/cpuinfo 2> /dev/null || STEP=(--set cpu_bf16=false)
+STEP=()
+BF16_CPU=true
+grep -qwE 'amx_tile|avx512_bf16' /proc/cpuinfo 2> /dev/null || { BF16_CPU=false; STEP=(--set cpu_bf16=false); }
 
 # Earlier shipped versions, recovered from git as teachers: name | commit | model. Each keeps its own
 # sidecar and card; versions that predate them get today's sidecar of the same model (architecture, classes
@@ -282,7 +282,12 @@ run_queue() {
             sleep 60
         done
         if [ -f "$out/last_state.pt" ]; then
-            args=(train --out "$out" --resume "${STEP[@]}")
+            resume_step=("${STEP[@]}")
+            if [ "$BF16_CPU" = true ] && [[ "$settings" == *"cpu_bf16=true"* ]]; then
+                # a bf16 stage resumed here after steps on an fp32-only machine (which saved cpu_bf16=false)
+                resume_step=(--set cpu_bf16=true)
+            fi
+            args=(train --out "$out" --resume "${resume_step[@]}")
         else
             # Teacher logits are cached per run folder, keyed by the teacher's and the images' sha256:
             # an earlier stage's cache serves a later stage with the same teacher.

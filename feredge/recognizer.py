@@ -130,6 +130,9 @@ class Recognizer:
         check_choice("detector", detector, DETECTORS)
         check_choice("tta", tta, TTA_MODES[:2])  # ten-crop needs equal-sized images: a dataset, not a frame
         check_ranges(detect_max_side=detect_max_side, max_faces=max_faces, margin=margin)
+        if align and detector == "haar":
+            raise FeredgeError("align (--align) levels the eyes by the detector's landmarks, and the haar detector "
+                               "gives none: use detector yunet, or no alignment")
         self.classifier = Classifier(model, backend=backend, device=device, precision=precision, tta=tta,
                                      threads=threads, server=server)
         self.tta, self.margin, self.align, self.max_faces = tta, margin, align, max_faces

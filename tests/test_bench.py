@@ -111,6 +111,20 @@ def test_a_shipped_model_is_benched_as_predict_runs_it(tmp_path):
     assert {Path(r["artifact"]).name for r in both["rows"]} == {runs.name, "feredge-n.onnx"}
 
 
+def test_auto_precision_follows_the_device_the_bench_runs_on(tmp_path):
+    """auto is the file predict picks for the device the bench runs on: never the CPU INT8 file on a GPU."""
+    from feredge import artifact
+    from feredge.commands.bench.run import BenchOptions, resolve_artifacts
+    from feredge.runtime.loader import model_path
+
+    opts = BenchOptions(artifacts=["feredge-n"], out=tmp_path)
+    for device in ("cuda", "cpu"):
+        [path] = resolve_artifacts(opts, print, device)
+        assert path.resolve() == Path(model_path("feredge-n", precision="auto", device=device)).resolve()
+    [gpu] = resolve_artifacts(opts, print, "cuda")
+    assert artifact.read(gpu).precision in ("fp16", "fp32")
+
+
 def test_compare_pairs_fp16_with_int8_rows():
     def rep(precisions, gpu):
         return {"environment": {"cpu": "x", "gpu": gpu}, "rows": [

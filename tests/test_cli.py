@@ -120,8 +120,9 @@ def test_missing_optional_packages_are_one_line_for_every_command(tmp_path):
     assert "needs the optional package 'torch'" in result.stderr and "feredge[train]" in result.stderr
 
 
-def test_face_finding_options_are_one_set_on_predict_and_run_camera(tmp_path):
-    """predict finds faces with the options run-camera has, spelt, explained and checked alike."""
+def test_face_finding_options_are_one_set_on_predict_and_run_camera(tmp_path, monkeypatch):
+    """predict finds faces with the options run-camera has, spelt, explained and checked alike; each reaches
+    the Recognizer and is recorded in results.json."""
     import re
 
     def options(command: str) -> dict[str, str]:
@@ -139,9 +140,18 @@ def test_face_finding_options_are_one_set_on_predict_and_run_camera(tmp_path):
     kept = json.loads(largest.output)["results"][0]["faces"]
     area = lambda f: f["box"][2] * f["box"][3]  # noqa: E731
     assert len(faces) > 1 and len(kept) == 1 and area(kept[0]) == max(map(area, faces))
+    assert json.loads(largest.output)["settings"]["max_faces"] == 1
     small = CliRunner().invoke(cli, ["predict", str(group), "--out", str(tmp_path / "x"), "--detect-max-side", "10"])
     assert small.exit_code != 0 and "--detect-max-side 10: expected" in small.output
     assert not (tmp_path / "x").exists()
+    monkeypatch.chdir(tmp_path)  # a relative --out is reported as the absolute path it became
+    aligned = CliRunner().invoke(cli, ["predict", str(group), "--out", "aligned", "--align"])
+    assert aligned.exit_code == 0 and f"results: {tmp_path / 'aligned' / 'results.json'}" in aligned.output
+    turned = json.loads((tmp_path / "aligned" / "results.json").read_text())
+    assert turned["settings"]["align"] is True
+    assert [f["probabilities"] for f in turned["results"][0]["faces"]] != [f["probabilities"] for f in faces]
+    haar = CliRunner().invoke(cli, ["predict", str(group), "--out", "haar", "--detector", "haar", "--align"])
+    assert haar.exit_code != 0 and "the haar detector gives none" in haar.output
 
 
 def test_models_counts_on_the_meta_device_match_a_real_model():

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from feredge._optional import require
 from feredge.artifact import atomic_write_bytes, atomic_write_text
@@ -88,9 +89,10 @@ def output_names(images: list[Path]) -> list[str]:
 def predict_images(images: list[Path], model: Path | str | None = None, backend: str | None = None,
                    out: Path = DEFAULT_OUT, tta: str = TTA, device: str | None = None,
                    precision: str = PRECISION, from_folders: set[Path] | frozenset[Path] = frozenset(),
-                   log: Callable[[str], None] = print, **finding) -> dict:
+                   log: Callable[[str], None] = print, **finding: Any) -> dict:
     """Detect faces in each image, classify their expression, write annotated copies and results.json;
-    returns that document (model, backend and one result per image), which `predict --json` prints. Its
+    returns that document (model, backend, the settings faces were found and read with, and one result per
+    image), which `predict --json` prints. Its
     paths (model, image, annotated) are all absolute, so the file means the same read from anywhere.
     ``finding`` holds the Recognizer's face-finding keywords (detector, detect_max_side, max_faces, align,
     threads), as the CLI passes them."""
@@ -116,7 +118,11 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
             results.append({"image": str(Path(path).absolute()), "annotated": str(target.absolute()),
                             "faces": [f.to_dict() for f in faces],
                             "ms": {"detect": round(1e3 * (t1 - t0), 3), "classify": round(1e3 * (t2 - t1), 3)}})
-        document = {"model": str(Path(rec.path).absolute()), "backend": rec.backend, "results": results}
+        settings = {"precision": rec.info.precision, "tta": rec.tta, "detector": rec.detector_name,
+                    "detect_max_side": rec.detect_max_side, "max_faces": rec.max_faces, "align": rec.align,
+                    "margin": rec.margin}
+        document = {"model": str(Path(rec.path).absolute()), "backend": rec.backend, "settings": settings,
+                    "results": results}
         atomic_write_text(out / RESULTS, json.dumps(document, indent=2))
     for stale in earlier - {Path(r["annotated"]).resolve() for r in results}:
         stale.unlink(missing_ok=True)  # replaced runs leave no picture that results.json no longer lists

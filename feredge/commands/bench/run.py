@@ -101,20 +101,18 @@ def _exported(checkpoint: Path, precisions: tuple[str, ...], opts: BenchOptions,
     return list(wanted.values())
 
 
-def _shipped_precisions(name: str, precisions: tuple[str, ...], opts: BenchOptions,
-                        log: Callable[[str], None]) -> list[Path]:
+def _shipped_precisions(name: str, precisions: tuple[str, ...], opts: BenchOptions, log: Callable[[str], None],
+                        device: str) -> list[Path]:
     """A shipped model's file per precision: the ones it ships (fp32, its CPU INT8 file), fp16 converted from
     its shipped ONNX where it ships none (no torch needed); auto is the file predict and the API pick for
-    where the bench runs."""
+    ``device``, where the bench runs it."""
     from feredge.commands.export import FORMATS
     from feredge.export.precisions import to_fp16
     from feredge.runtime.loader import pick_precision
     from feredge.weights import ONNX_SUFFIX, WEIGHTS_DIR, shipped
 
-    gpu = opts.device.startswith("cuda") or (opts.device in (DEVICE, "jetson") and cuda_usable())
     paths = []
-    for precision in dict.fromkeys(pick_precision(name, "cuda" if gpu else "cpu") if p == PRECISION else p
-                                   for p in precisions):
+    for precision in dict.fromkeys(pick_precision(name, device) if p == PRECISION else p for p in precisions):
         path = WEIGHTS_DIR / f"{name}{ONNX_SUFFIX[precision]}"
         if path.is_file():
             paths.append(path)
@@ -132,9 +130,9 @@ def _shipped_precisions(name: str, precisions: tuple[str, ...], opts: BenchOptio
     return paths
 
 
-def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Path]:
-    """The files to bench: a checkpoint is exported to each precision first; a shipped model's name is its
-    file of each precision (fp16 converted from its ONNX where none ships)."""
+def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None], device: str = "cpu") -> list[Path]:
+    """The files to bench on ``device``: a checkpoint is exported to each precision first; a shipped model's
+    name is its file of each precision (fp16 converted from its ONNX where none ships)."""
     from feredge.weights import resolve, shipped_names
 
     names = opts.artifacts or shipped_names()
@@ -147,7 +145,7 @@ def resolve_artifacts(opts: BenchOptions, log: Callable[[str], None]) -> list[Pa
     paths = []
     for item, name in zip(names, named):
         if name:
-            paths.extend(_shipped_precisions(item, opts.precisions, opts, log))
+            paths.extend(_shipped_precisions(item, opts.precisions, opts, log, device))
             continue
         path = resolve(item)
         if not path.is_file():
@@ -220,7 +218,7 @@ def bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict:
     if device == "jetson" and env.get("jetson", {}).get("clocks_pinned") is False:
         log("warning: Jetson clocks are not pinned; run `sudo nvpmodel -m 0 && sudo jetson_clocks` for stable numbers")
     rows = []
-    for path in resolve_artifacts(opts, log):
+    for path in resolve_artifacts(opts, log, runtime_device):
         rss0 = _rss_mb()
         with Recognizer(path, backend=opts.backend, device=runtime_device, threads=opts.threads) as rec:
             runner, info = rec.classifier.runner, rec.info
