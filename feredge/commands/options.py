@@ -175,13 +175,15 @@ as_json = click.option("--json", "as_json", is_flag=True,
 
 
 def table(title: str, columns: list[str], rows: list[list]) -> None:
-    """A table under its title; the title is a line of its own, never wrapped inside a path or word."""
+    """A table under its title; the title is a line of its own, never wrapped inside a path or word. Columns of
+    figures are right-aligned, so that their digits line up; columns of words read from the left."""
     from rich.console import Console
     from rich.table import Table
 
     grid = Table()
-    for c in columns:
-        grid.add_column(c, justify="left" if c == columns[0] else "right")
+    for i, c in enumerate(columns):
+        figures = i > 0 and all(re.match(r"[-+−—]?\d|—$|$", str(r[i])) for r in rows)
+        grid.add_column(c, justify="right" if figures else "left")
     for r in rows:
         grid.add_row(*[str(v) for v in r])
     console = Console()
