@@ -7,7 +7,7 @@ Labels are noisy and classes very imbalanced, so mean-class accuracy is the head
 is found counts as wrong (the detector is part of the path).
 
     python benchmarks/real_photos.py --photos ~/feredge-runs/real-photos --model feredge-s feredge-n \
-        [--half tune|check|all] [--margin 0 0.1] [--align] [--tta] [--out results.json]
+        [--half tune|check|all] [--margin 0 0.1] [--align] [--tta none|hflip] [--out results.json]
 
 Each model after the first is also compared with the first on the same photos: the difference in top-1,
 mean-class and steady mean-class, with a 90 % interval from resampling identities (how much of a gap the
@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from feredge import Recognizer  # noqa: E402
 from feredge.artifact import atomic_write_text  # noqa: E402
-from feredge.config import FACE_MARGIN  # noqa: E402
+from feredge.config import FACE_MARGIN, TTA, TTA_MODES  # noqa: E402
 from feredge.vision.images import read_image  # noqa: E402
 
 #: Classes with fewer photos than this in a half (fear has 13 in all) swing mean-class accuracy by several
@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--half", choices=["tune", "check", "all"], default="tune")
     ap.add_argument("--margin", type=float, nargs="+", default=[FACE_MARGIN])
     ap.add_argument("--align", action="store_true")
-    ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--tta", choices=TTA_MODES[:2], default=TTA, help="as Recognizer(tta=)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N photos of the half (quick looks)")
     ap.add_argument("--out", type=Path, help="append the results to this JSON file")
     args = ap.parse_args()
@@ -150,7 +150,7 @@ def main() -> None:
                 r["against_first"] = {"model": first[0], "margin": first[1],
                                       "difference": paired_difference(truth, first[2], pred, identities)}
             results.append(r)
-            print(f"{model:<10} margin {margin:<5} align {args.align!s:<5} tta {args.tta!s:<5} {args.half}: "
+            print(f"{model:<10} margin {margin:<5} align {args.align!s:<5} tta {args.tta:<5} {args.half}: "
                   f"n {r['n']}, face found {r['face_found']:.1%}, top-1 {r['accuracy']:.2%}, "
                   f"mean-class {r['mean_class_accuracy']:.2%} (classes with ≥ {STEADY} photos: "
                   f"{r[f'mean_class_accuracy_{STEADY}plus']:.2%})  "
