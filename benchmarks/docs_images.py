@@ -46,9 +46,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        document = json.loads(feredge("predict", "--out", str(work / "predict"), "--json"))
+        shown = faces_record(json.loads(feredge("predict", "--out", str(work / "predict"), "--json")))
         atomic_write_bytes(IMAGES / "group.annotated.jpg", (work / "predict" / "group.annotated.jpg").read_bytes())
-        atomic_write_text(IMAGES / "group.annotated.json", json.dumps(faces_record(document), indent=2) + "\n")
+        atomic_write_text(IMAGES / "group.annotated.json", json.dumps(shown, indent=2) + "\n")
         group_clip(work / "clip.avi", frames=FRAMES)
         feredge("run-camera", "--source", str(work / "clip.avi"), "--record", str(work / "camera.avi"))
         video = cv2.VideoCapture(str(work / "camera.avi"))
@@ -60,7 +60,7 @@ def main() -> None:
         ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
         atomic_write_bytes(IMAGES / "run-camera.jpg", jpeg.tobytes())
     print(f"wrote {IMAGES / 'group.annotated.jpg'}, group.annotated.json and run-camera.jpg "
-          f"(model {faces_record(document)['model']})")
+          f"(model {shown['model']})")
 
 
 if __name__ == "__main__":

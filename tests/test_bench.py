@@ -118,11 +118,10 @@ def test_auto_precision_follows_the_device_the_bench_runs_on(tmp_path):
     from feredge.runtime.loader import model_path
 
     opts = BenchOptions(artifacts=["feredge-n"], out=tmp_path)
-    for device in ("cuda", "cpu"):
-        [path] = resolve_artifacts(opts, print, device)
+    picked = {device: resolve_artifacts(opts, print, device) for device in ("cuda", "cpu")}
+    for device, [path] in picked.items():
         assert path.resolve() == Path(model_path("feredge-n", precision="auto", device=device)).resolve()
-    [gpu] = resolve_artifacts(opts, print, "cuda")
-    assert artifact.read(gpu).precision in ("fp16", "fp32")
+    assert artifact.read(picked["cuda"][0]).precision in ("fp16", "fp32")
 
 
 def test_compare_pairs_fp16_with_int8_rows():

@@ -92,10 +92,9 @@ def predict_images(images: list[Path], model: Path | str | None = None, backend:
                    log: Callable[[str], None] = print, **finding: Any) -> dict:
     """Detect faces in each image, classify their expression, write annotated copies and results.json;
     returns that document (model, backend, the settings faces were found and read with, and one result per
-    image), which `predict --json` prints. Its
-    paths (model, image, annotated) are all absolute, so the file means the same read from anywhere.
-    ``finding`` holds the Recognizer's face-finding keywords (detector, detect_max_side, max_faces, align,
-    threads), as the CLI passes them."""
+    image), which `predict --json` prints. Its paths (model, image, annotated) are all absolute, so the file
+    means the same read from anywhere. ``finding`` holds the Recognizer's face-finding keywords (detector,
+    detect_max_side, max_faces, align, threads), as the CLI passes them."""
     cv2 = require("cv2")
     from feredge.vision.overlay import draw
 

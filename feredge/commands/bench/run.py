@@ -51,9 +51,10 @@ def check_options(opts: BenchOptions) -> None:
         raise FeredgeError(f"--device {opts.device}: expected one of {', '.join(DEVICES)} or cuda:N")
     if opts.window.duration_s <= 0 or opts.window.warmup_ms < 0:
         raise FeredgeError("--duration-s must be > 0 and --warmup-ms ≥ 0")
-    unknown = [p for p in opts.precisions if p not in (PRECISION, *PRECISIONS)]
+    allowed = (PRECISION, *PRECISIONS)
+    unknown = [p for p in opts.precisions if p not in allowed]
     if unknown:
-        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join((PRECISION, *PRECISIONS))}")
+        raise FeredgeError(f"--precision {unknown[0]}: expected some of {', '.join(allowed)}")
     if "int8" in opts.precisions and opts.data is None and any(a.endswith(".safetensors") for a in opts.artifacts):
         raise FeredgeError("--precision int8 exports a checkpoint with calibration: pass --data DIR")
 
